@@ -1,0 +1,3 @@
+from llama_index.embeddings.ragtune.base import RagtuneEmbedding
+
+__all__ = ["RagtuneEmbedding"]

@@ -1,0 +1,141 @@
+"""Qdrant wiring for LlamaIndex: build/open a ``VectorStoreIndex`` and a long-chunk retriever.
+
+``build_index`` writes chunks through ragtune's index (plain + window vectors,
+stable ids) and returns a ``VectorStoreIndex`` on LlamaIndex's own
+``QdrantVectorStore`` over the same collection, so every LlamaIndex feature
+(query engines, filters, chat engines) works on it. ``RagtuneQdrantRetriever``
+searches by best window (``mode="windows"``), so text past the model's first
+256 tokens of a chunk is found.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+from llama_index.embeddings.ragtune import RagtuneEmbedding
+
+
+def _client(location: str | Path | None, url: str | None, api_key: str | None, client: Any) -> Any:
+    from ragtune.index import connect
+
+    if client is not None:
+        return client
+    return connect(url or location or ":memory:", api_key=api_key)
+
+
+def build_index(
+    documents_or_path: Any,
+    embed_model: RagtuneEmbedding,
+    collection: str = "ragtune",
+    location: str | Path | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
+    client: Any = None,
+    chunk_size: int = 1024,
+) -> Any:
+    """Chunk and index a corpus (a path, or LlamaIndex ``Document``s); return a ``VectorStoreIndex``.
+
+    ``location`` is an embedded on-disk Qdrant folder (``url`` a server); the
+    same corpus indexed twice keeps the same point count (ids are stable).
+    """
+    from ragtune.corpus import Chunk, ChunkConfig, load_corpus
+    from ragtune.index import ChunkIndex, model_fingerprint
+    from ragtune.models import Encoder
+
+    cfg = ChunkConfig(chunk_size=chunk_size, chunk_overlap=min(200, chunk_size // 5))
+    if isinstance(documents_or_path, (str, Path)):
+        chunks = load_corpus(documents_or_path, cfg).chunks
+    else:
+        chunks = _chunks_from_documents(documents_or_path, cfg, Chunk)
+    qc = _client(location, url, api_key, client)
+    st = embed_model.sentence_transformer
+    index = ChunkIndex(qc, collection)
+    index.ensure(embed_model.model_path, model_fingerprint(st), int(st.get_sentence_embedding_dimension()))
+    index.upsert(chunks, Encoder(st))
+    return open_index(embed_model, collection, client=qc)
+
+
+def open_index(
+    embed_model: RagtuneEmbedding,
+    collection: str = "ragtune",
+    location: str | Path | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
+    client: Any = None,
+) -> Any:
+    """A ``VectorStoreIndex`` over an existing ragtune collection (checks the model matches)."""
+    from llama_index.core import VectorStoreIndex
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+
+    from ragtune.index import PLAIN, ChunkIndex, model_fingerprint
+
+    qc = _client(location, url, api_key, client)
+    st = embed_model.sentence_transformer
+    ChunkIndex(qc, collection).ensure(embed_model.model_path, model_fingerprint(st), int(st.get_sentence_embedding_dimension()))
+    store = QdrantVectorStore(collection_name=collection, client=qc, dense_vector_name=PLAIN)
+    return VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
+
+
+class RagtuneQdrantRetriever(BaseRetriever):
+    """Retrieve chunks from a ragtune collection by best window (or plain vector)."""
+
+    def __init__(
+        self,
+        embed_model: RagtuneEmbedding,
+        collection: str = "ragtune",
+        location: str | Path | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        client: Any = None,
+        similarity_top_k: int = 5,
+        mode: str = "windows",
+        **kwargs: Any,
+    ) -> None:
+        from ragtune.index import ChunkIndex, model_fingerprint
+
+        self._embed = embed_model
+        self._client = _client(location, url, api_key, client)
+        self._index = ChunkIndex(self._client, collection)
+        st = embed_model.sentence_transformer
+        self._index.ensure(embed_model.model_path, model_fingerprint(st), int(st.get_sentence_embedding_dimension()))
+        self._top_k = similarity_top_k
+        self._mode = mode
+        super().__init__(**kwargs)
+
+    def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
+        import numpy as np
+
+        vec = np.asarray(self._embed.get_query_embedding(query_bundle.query_str), dtype=np.float32)
+        hits = self._index.search(vec, top_k=self._top_k, mode=self._mode)
+        return [
+            NodeWithScore(node=TextNode(id_=h.id, text=h.text, metadata=_public_meta(h.metadata)), score=h.score)
+            for h in hits
+        ]
+
+
+def _public_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    drop = {"windows", "document_id", "ref_doc_id"}
+    return {k: v for k, v in meta.items() if k not in drop}
+
+
+def _chunks_from_documents(documents: Sequence[Any], cfg: Any, chunk_cls: Any) -> list[Any]:
+    import uuid
+
+    from llama_index.core.node_parser import SentenceSplitter
+
+    from ragtune._io import sha256_text
+    from ragtune.corpus import CHUNK_NAMESPACE
+
+    splitter = SentenceSplitter(chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap)
+    chunks = []
+    for d_i, doc in enumerate(documents):
+        key = doc.metadata.get("file_name") or doc.doc_id or f"doc{d_i}"
+        for ordinal, node in enumerate(splitter.get_nodes_from_documents([doc])):
+            text = node.get_content()
+            cid = str(uuid.uuid5(CHUNK_NAMESPACE, f"{key}:{ordinal}:{sha256_text(text)}"))
+            chunks.append(chunk_cls(id=cid, text=text, doc_id=str(key), source=str(key), metadata=dict(doc.metadata)))
+    return chunks

@@ -1,0 +1,315 @@
+"""The ``ragtune`` command line: only wiring of the stages, progress bars and errors.
+
+Every input problem ends in a one-line ``error: ...`` naming the path or
+option, and exit code 1; one unreadable file in a corpus is a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import typer
+
+from ragtune import __version__
+from ragtune.errors import RagtuneError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Fine-tune the retriever of a RAG pipeline on your corpus, index it in Qdrant, and report before/after.",
+)
+
+_QUIET = False
+
+
+def _progress(items: Iterable[Any], description: str) -> Iterable[Any]:
+    if _QUIET:
+        return items
+    from rich.progress import track
+
+    return track(list(items), description=description, transient=False)
+
+
+def _echo(msg: str) -> None:
+    typer.echo(msg)
+
+
+def _setup(quiet: bool) -> None:
+    global _QUIET
+    _QUIET = quiet
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
+    for noisy in ("httpx", "sentence_transformers", "transformers", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ragtune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    _setup(quiet)
+
+
+@app.command()
+def run(
+    corpus: Path = typer.Argument(..., help="A document or a folder of documents (PDF, Markdown, text, HTML, JSONL)."),
+    workdir: Path = typer.Option(..., "--workdir", "-w", help="Run directory for every artifact."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base model: folder or hub id (default: bundled all-MiniLM-L6-v2)."),
+    epochs: float = typer.Option(1.0, "--epochs", help="Training epochs."),
+    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Cap on generated pairs (spread over chunks)."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval", help="Labelled set: LlamaIndex dataset JSON or BEIR folder."),
+    collection: str = typer.Option("ragtune", "--collection", help="Qdrant collection name."),
+    qdrant: Optional[str] = typer.Option(None, "--qdrant", help="Qdrant folder or URL (default: WORKDIR/qdrant)."),
+    loss: str = typer.Option("mnrl", "--loss", help="mnrl | mnrl-symmetric | cached-mnrl | triplet | cosine | contrastive"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    chunk_size: int = typer.Option(1024, "--chunk-size", help="Chunk size in tokens (LlamaIndex default 1024)."),
+    long_chunks: bool = typer.Option(True, "--long/--no-long", help="Also evaluate best-window (long-chunk) search."),
+) -> None:
+    """The main job: chunks → pairs → tuned model → Qdrant index → before/after report."""
+    from ragtune.corpus import ChunkConfig
+    from ragtune.pairs import GenerationConfig
+    from ragtune.pipeline import RunConfig, run_pipeline
+    from ragtune.train import TrainConfig
+
+    cfg = RunConfig(
+        corpus=str(corpus),
+        chunk=ChunkConfig(chunk_size=chunk_size, chunk_overlap=min(200, chunk_size // 5)),
+        generation=GenerationConfig(max_pairs=max_pairs),
+        train=TrainConfig(base=base, epochs=epochs, loss=loss, batch_size=batch_size),
+        eval_data=str(eval_data) if eval_data else None,
+        collection=collection,
+        qdrant=qdrant,
+        long_chunks=long_chunks,
+    )
+    report = run_pipeline(cfg, workdir, progress=_progress)
+    _print_summary(report, workdir)
+
+
+@app.command()
+def generate(
+    corpus: Path = typer.Argument(..., help="A document or a folder of documents."),
+    out: Path = typer.Option(..., "--out", "-o", help="pairs.jsonl to write (chunks go beside it as OUT.chunks.jsonl)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Model whose tokenizer sets the windows."),
+    max_pairs: Optional[int] = typer.Option(None, "--max-pairs"),
+    chunk_size: int = typer.Option(1024, "--chunk-size"),
+    val_fraction: float = typer.Option(0.15, "--val-fraction", help="Share of documents held out for validation."),
+) -> None:
+    """Generate synthetic query → passage pairs from a corpus, offline."""
+    import time
+
+    from ragtune.corpus import ChunkConfig, load_corpus, save_chunks
+    from ragtune.models import Encoder
+    from ragtune.pairs import GenerationConfig, generate_pairs, save_pairs
+
+    t0 = time.perf_counter()
+    res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size, chunk_overlap=min(200, chunk_size // 5)), _progress)
+    encoder = Encoder(base)
+    gen = generate_pairs(
+        res.chunks,
+        encoder.tokenizer,
+        encoder.window_spec(),
+        GenerationConfig(max_pairs=max_pairs, val_fraction=val_fraction),
+        progress=_progress,
+    )
+    save_pairs(out, gen.pairs)
+    chunks_out = out.with_name(out.stem + ".chunks.jsonl")
+    save_chunks(chunks_out, res.chunks)
+    secs = time.perf_counter() - t0
+    drops = ", ".join(f"{k} {v}" for k, v in gen.dropped.items()) or "none"
+    _echo(
+        f"{len(res.chunks)} chunks from {len(res.files)} files ({len(res.skipped)} skipped), "
+        f"{gen.windows} windows → {gen.generated} generated, {len(gen.pairs)} pairs kept "
+        f"(dropped: {drops}); {sum(p.split == 'val' for p in gen.pairs)} held out for validation; {secs:.1f} s"
+    )
+    _echo(f"wrote {out} and {chunks_out}")
+
+
+@app.command("train")
+def train_cmd(
+    pairs: Path = typer.Argument(..., help="pairs.jsonl or a LlamaIndex EmbeddingQAFinetuneDataset JSON."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
+    base: Optional[str] = typer.Option(None, "--base"),
+    epochs: float = typer.Option(1.0, "--epochs"),
+    loss: str = typer.Option("mnrl", "--loss"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    learning_rate: float = typer.Option(3e-5, "--lr"),
+    max_steps: int = typer.Option(-1, "--max-steps", help="Stop after this many steps (overrides epochs)."),
+    max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length"),
+    dims: Optional[str] = typer.Option(None, "--dims", help="Matryoshka dims, comma-separated (default: full, 1/2, 1/4, 1/6)."),
+    no_matryoshka: bool = typer.Option(False, "--no-matryoshka"),
+    lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="Train a LoRA adapter of this rank instead of all weights."),
+) -> None:
+    """Fine-tune an encoder on pairs; writes a sentence-transformers folder."""
+    from ragtune.pairs import load_pairs
+    from ragtune.train import LoraSettings, TrainConfig, train
+
+    cfg = TrainConfig(
+        base=base,
+        epochs=epochs,
+        loss=loss,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        max_steps=max_steps,
+        max_seq_length=max_seq_length,
+        matryoshka=not no_matryoshka,
+        matryoshka_dims=_parse_dims(dims),
+        lora=LoraSettings(rank=lora_rank) if lora_rank else None,
+    )
+    data = load_pairs(pairs)
+    result = train(data, out, cfg)
+    _echo(
+        f"trained {result.steps} steps on {result.train_pairs} pairs in {result.seconds:.1f} s "
+        f"({result.precision}, seq {result.max_seq_length}, dims {result.dims}) → {out}"
+    )
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Option(..., "--model", "-m", help="Model folder (or hub id) to evaluate."),
+    data: Path = typer.Option(..., "--data", "-d", help="LlamaIndex dataset JSON, BEIR folder, or pairs.jsonl."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder to write."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Model to compare with (default: the model's base; 'none' to skip)."),
+    dims: Optional[str] = typer.Option(None, "--dims", help="Dimensions to evaluate, comma-separated (default: the trained Matryoshka dims)."),
+    long_chunks: bool = typer.Option(True, "--long/--no-long", help="Also evaluate best-window search."),
+) -> None:
+    """Evaluate a model (and a baseline) on a labelled set; writes report.json/.md/.html."""
+    from ragtune.evaluation import RetrievalEvaluator, load_eval_dataset
+    from ragtune.models import Encoder, model_label
+    from ragtune.report import build_report, write_report
+
+    dataset = load_eval_dataset(data)
+    card = _model_card(model)
+    base = baseline if baseline is not None else card.get("base_model", "default")
+    dim_list = _parse_dims(dims) or (card.get("result", {}).get("dims") or None)
+    labels: list[tuple[str, str]] = [("tuned", model)]
+    if base and base.lower() != "none":
+        labels.insert(0, ("base", base))
+    results = {}
+    for label, m in labels:
+        enc = Encoder(m)
+        results[label] = RetrievalEvaluator(dataset, dims=dim_list)(enc, label)
+        if long_chunks:
+            results[f"{label}+long"] = RetrievalEvaluator(dataset, dims=dim_list, long_chunks=True)(enc, f"{label}+long")
+    models = {label: (model_label(m) if label == "base" else m) for label, m in labels}
+    report = build_report(dataset, results, models)
+    write_report(report, out)
+    _print_summary(report, None)
+    _echo(f"wrote {out}/report.json, report.md, report.html")
+
+
+@app.command()
+def index(
+    corpus: Path = typer.Argument(..., help="A document or a folder of documents."),
+    model: str = typer.Option(..., "--model", "-m"),
+    qdrant: str = typer.Option(..., "--qdrant", help="Qdrant folder (embedded), ':memory:' or http(s) URL."),
+    collection: str = typer.Option(..., "--collection", "-c"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY"),
+    chunk_size: int = typer.Option(1024, "--chunk-size"),
+) -> None:
+    """Chunk a corpus and upsert it into a Qdrant collection (stable ids: re-runs update)."""
+    from ragtune.corpus import ChunkConfig, load_corpus
+    from ragtune.index import ChunkIndex, connect, model_fingerprint
+    from ragtune.models import Encoder, load_model
+
+    res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size, chunk_overlap=min(200, chunk_size // 5)), _progress)
+    st = load_model(model)
+    enc = Encoder(st)
+    client = connect(qdrant, api_key)
+    try:
+        idx = ChunkIndex(client, collection)
+        idx.ensure(model, model_fingerprint(st), enc.dimension)
+        n = idx.upsert(res.chunks, enc, progress=_progress)
+        _echo(f"upserted {n} chunks into {collection!r} at {qdrant}; the collection holds {idx.count()} points")
+    finally:
+        client.close()
+
+
+@app.command()
+def query(
+    text: str = typer.Argument(..., help="The question or search text."),
+    model: str = typer.Option(..., "--model", "-m"),
+    qdrant: str = typer.Option(..., "--qdrant"),
+    collection: str = typer.Option(..., "--collection", "-c"),
+    top_k: int = typer.Option(5, "--top-k", "-k"),
+    mode: str = typer.Option("windows", "--mode", help="windows (best window of each chunk) | plain"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY"),
+    as_json: bool = typer.Option(False, "--json", help="Print hits as JSON lines."),
+) -> None:
+    """Search a ragtune Qdrant collection with a model."""
+    from ragtune.index import ChunkIndex, connect, model_fingerprint
+    from ragtune.models import Encoder, load_model
+
+    st = load_model(model)
+    enc = Encoder(st)
+    client = connect(qdrant, api_key)
+    try:
+        idx = ChunkIndex(client, collection)
+        if not idx.exists():
+            raise RagtuneError(f"collection {collection!r} does not exist at {qdrant} (run ragtune index first)")
+        idx.ensure(model, model_fingerprint(st), enc.dimension)
+        hits = idx.search(enc.encode_queries([text])[0], top_k=top_k, mode=mode)
+    finally:
+        client.close()
+    for rank, h in enumerate(hits, 1):
+        if as_json:
+            _echo(json.dumps({"rank": rank, "id": h.id, "score": h.score, "source": h.metadata.get("source"), "text": h.text}))
+        else:
+            snippet = " ".join(h.text.split())[:300]
+            _echo(f"{rank}. [{h.score:.3f}] {h.metadata.get('source', '')}\n   {snippet}")
+
+
+def _parse_dims(dims: str | None) -> tuple[int, ...] | None:
+    if not dims:
+        return None
+    try:
+        return tuple(int(d) for d in dims.split(","))
+    except ValueError:
+        raise RagtuneError(f"--dims {dims!r}: give comma-separated integers, e.g. 384,128,64") from None
+
+
+def _model_card(model: str) -> dict[str, Any]:
+    card = Path(model) / "ragtune.json"
+    try:
+        return json.loads(card.read_text()) if card.exists() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _print_summary(report: dict[str, Any], workdir: Path | None) -> None:
+    from ragtune.report.markdown import metrics_rows, verdict
+
+    _echo("")
+    _echo(verdict(report))
+    for label, dim, vals in metrics_rows(report):
+        _echo(f"  {label:<11} dim {dim:>4}  hit@5 {vals[1]:.3f}  mrr@10 {vals[3]:.3f}  ndcg@10 {vals[4]:.3f}")
+    if workdir is not None:
+        _echo(f"report: {Path(workdir) / 'report' / 'report.html'}")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 1."""
+    try:
+        app()
+    except RagtuneError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: re-run the same command to resume", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Stage 1 — corpus files to chunks, through LlamaIndex readers and node parsers.
+
+A corpus is a file or a folder. Each file is read on its own so that one
+unreadable or corrupt file is skipped with a warning instead of ending the run.
+Chunks follow LlamaIndex's defaults (``SentenceSplitter``, 1024 tokens, 200
+overlap) so they match what users already index; a chunk may be far longer than
+the encoder reads, which :mod:`ragtune.windows` handles downstream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ragtune._io import Progress, read_jsonl, sha256_file, sha256_text, write_jsonl
+from ragtune.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+#: Namespace for chunk ids: uuid5(namespace, source + ordinal + text hash) is
+#: stable across runs, so re-indexing the same corpus updates points in place.
+CHUNK_NAMESPACE = uuid.UUID("5b0d6c0e-7a51-4c43-9d1e-2f7f2b6a9c10")
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
+HTML_SUFFIXES = {".html", ".htm"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".jsonl", ".docx", ".pptx", ".epub", ".csv"}
+
+
+@dataclass
+class Chunk:
+    """One retrievable unit of text. ``id`` is a UUID string, stable for the same input."""
+
+    id: str
+    text: str
+    doc_id: str
+    source: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Chunk":
+        return cls(
+            id=str(d["id"]),
+            text=d["text"],
+            doc_id=str(d.get("doc_id", d["id"])),
+            source=str(d.get("source", "")),
+            metadata=dict(d.get("metadata") or {}),
+        )
+
+
+@dataclass
+class ChunkConfig:
+    """How documents become chunks. Defaults are LlamaIndex's ``SentenceSplitter`` defaults."""
+
+    chunk_size: int = 1024
+    chunk_overlap: int = 200
+    recursive: bool = True
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 16:
+            raise ConfigError(f"chunk_size={self.chunk_size}: must be at least 16 tokens")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ConfigError(
+                f"chunk_overlap={self.chunk_overlap}: must be >= 0 and below chunk_size={self.chunk_size}"
+            )
+
+
+@dataclass
+class CorpusResult:
+    """What ingestion produced and what it had to skip (and why)."""
+
+    chunks: list[Chunk]
+    files: dict[str, str]  # relative path -> sha256
+    skipped: dict[str, str]  # relative path -> reason
+    documents: int
+
+
+def list_files(path: str | Path, recursive: bool = True) -> tuple[Path, list[Path]]:
+    """Resolve a corpus path to (root, files). Raises :class:`InputError` on a bad path."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"{p}: no such file or directory (give a document or a folder of documents)")
+    if p.is_file():
+        return p.parent, [p]
+    pattern = "**/*" if recursive else "*"
+    files = sorted(
+        f
+        for f in p.glob(pattern)
+        if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+    )
+    if not files:
+        raise InputError(f"{p}: the folder is empty (expected documents: {_suffix_list()})")
+    supported = [f for f in files if f.suffix.lower() in SUPPORTED_SUFFIXES]
+    if not supported:
+        raise InputError(f"{p}: no supported documents among {len(files)} files (supported: {_suffix_list()})")
+    for f in files:
+        if f.suffix.lower() not in SUPPORTED_SUFFIXES:
+            log.warning("%s: skipped, unsupported file type %r", f, f.suffix)
+    return p, supported
+
+
+def load_corpus(
+    path: str | Path,
+    config: ChunkConfig | None = None,
+    progress: Progress | None = None,
+) -> CorpusResult:
+    """Read every supported file under ``path`` and split it into chunks.
+
+    One file that cannot be read is logged and skipped; if no file yields text
+    the corpus is unusable and :class:`InputError` names the path.
+    """
+    from llama_index.core import Document
+    from llama_index.core.node_parser import SentenceSplitter
+
+    config = config or ChunkConfig()
+    root, files = list_files(path, config.recursive)
+    splitter = SentenceSplitter(chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
+    chunks: list[Chunk] = []
+    hashes: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    n_docs = 0
+    iterator = progress(files, "Reading documents") if progress else files
+    for f in iterator:
+        rel = f.name if f.parent == root and root == Path(path).expanduser().parent else str(f.relative_to(root))
+        try:
+            docs = read_file(f)
+        except Exception as exc:  # noqa: BLE001 - a reader may raise anything on a corrupt file
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            log.warning("%s: skipped, could not be read (%s)", f, reason)
+            skipped[rel] = reason
+            continue
+        docs = [d for d in docs if d.text and d.text.strip()]
+        if not docs:
+            log.warning("%s: skipped, no text could be extracted", f)
+            skipped[rel] = "no text extracted"
+            continue
+        hashes[rel] = sha256_file(f)
+        for d_i, doc in enumerate(docs):
+            n_docs += 1
+            meta = {k: v for k, v in (doc.metadata or {}).items() if _jsonable(v)}
+            meta.setdefault("file_name", f.name)
+            doc_key = f"{rel}#{d_i}"
+            ldoc = Document(text=doc.text, metadata=meta)
+            for ordinal, node in enumerate(splitter.get_nodes_from_documents([ldoc])):
+                text = node.get_content()
+                if not text.strip():
+                    continue
+                cid = str(uuid.uuid5(CHUNK_NAMESPACE, f"{doc_key}:{ordinal}:{sha256_text(text)}"))
+                chunks.append(Chunk(id=cid, text=text, doc_id=doc_key, source=rel, metadata=dict(meta)))
+    if not chunks:
+        detail = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
+        raise InputError(f"{path}: no text could be read from any file ({detail})")
+    return CorpusResult(chunks=chunks, files=hashes, skipped=skipped, documents=n_docs)
+
+
+def read_file(path: Path) -> list[Any]:
+    """Read one file into LlamaIndex ``Document`` objects with the reader for its type."""
+    from llama_index.core import Document
+
+    suffix = path.suffix.lower()
+    if suffix in TEXT_SUFFIXES:
+        text = path.read_text(encoding="utf-8")
+        return [Document(text=text, metadata={"file_name": path.name, "file_path": str(path)})]
+    if suffix in HTML_SUFFIXES:
+        return [Document(text=html_to_text(path.read_text(encoding="utf-8")), metadata={"file_name": path.name})]
+    if suffix == ".jsonl":
+        return _read_jsonl_docs(path)
+    if suffix == ".pdf":
+        from llama_index.readers.file import PDFReader
+
+        # one Document per page (LlamaIndex's default), so page labels survive
+        return PDFReader(return_full_document=False).load_data(path)
+    from llama_index.core import SimpleDirectoryReader
+
+    return SimpleDirectoryReader(input_files=[str(path)], raise_on_error=True).load_data()
+
+
+def html_to_text(html: str) -> str:
+    """HTML to plain text that keeps headings as Markdown ``#`` lines and list items.
+
+    Headings matter downstream: the offline pair generator turns them into queries.
+    """
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "noscript", "nav", "footer"]):
+        tag.decompose()
+    for level in range(1, 7):
+        for h in soup.find_all(f"h{level}"):
+            h.replace_with(f"\n\n{'#' * level} {h.get_text(' ', strip=True)}\n\n")
+    for li in soup.find_all("li"):
+        li.insert_before("\n- ")
+    for tr in soup.find_all("tr"):
+        cells = [c.get_text(" ", strip=True) for c in tr.find_all(["td", "th"])]
+        tr.replace_with("\n| " + " | ".join(cells) + " |")
+    for block in soup.find_all(["p", "div", "br", "table", "ul", "ol", "section", "article"]):
+        block.insert_after("\n\n")
+    text = soup.get_text()
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    out, blank = [], False
+    for line in lines:
+        if not line:
+            if not blank and out:
+                out.append("")
+            blank = True
+            continue
+        out.append(line)
+        blank = False
+    return "\n".join(out).strip()
+
+
+def _read_jsonl_docs(path: Path) -> list[Any]:
+    from llama_index.core import Document
+
+    docs = []
+    for i, row in enumerate(read_jsonl(path)):
+        if not isinstance(row, dict):
+            raise ValueError(f"line {i + 1} is not a JSON object")
+        text = next((row[k] for k in ("text", "content", "body") if isinstance(row.get(k), str)), None)
+        if text is None:
+            raise ValueError(f"line {i + 1} has no 'text' field (also accepted: 'content', 'body')")
+        title = row.get("title")
+        full = f"# {title}\n\n{text}" if isinstance(title, str) and title.strip() else text
+        meta = {k: v for k, v in row.items() if k not in ("text", "content", "body") and _jsonable(v)}
+        meta["file_name"] = path.name
+        meta["line"] = i + 1
+        docs.append(Document(text=full, metadata=meta))
+    return docs
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _suffix_list() -> str:
+    return ", ".join(sorted(SUPPORTED_SUFFIXES))
+
+
+def save_chunks(path: str | Path, chunks: Iterable[Chunk]) -> int:
+    """Write ``chunks.jsonl`` atomically."""
+    return write_jsonl(path, (c.to_dict() for c in chunks))
+
+
+def load_chunks(path: str | Path) -> list[Chunk]:
+    """Read ``chunks.jsonl``; a row without ``id``/``text`` raises :class:`InputError`."""
+    try:
+        rows = read_jsonl(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read chunks ({exc})") from exc
+    out = []
+    for i, r in enumerate(rows, 1):
+        if "id" not in r or "text" not in r:
+            raise InputError(f"{path}:{i}: a chunk needs 'id' and 'text' fields")
+        out.append(Chunk.from_dict(r))
+    return out

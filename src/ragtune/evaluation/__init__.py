@@ -1,0 +1,25 @@
+"""Stage 5 — evaluation: datasets, exact search, IR metrics, base-vs-tuned comparison."""
+
+from ragtune.evaluation.datasets import (
+    RetrievalDataset,
+    from_pairs,
+    load_beir,
+    load_eval_dataset,
+    load_llamaindex,
+)
+from ragtune.evaluation.evaluator import EvalResult, RetrievalEvaluator, compare
+from ragtune.evaluation.metrics import METRICS, compute_metrics, paired_bootstrap
+
+__all__ = [
+    "EvalResult",
+    "METRICS",
+    "RetrievalDataset",
+    "RetrievalEvaluator",
+    "compare",
+    "compute_metrics",
+    "from_pairs",
+    "load_beir",
+    "load_eval_dataset",
+    "load_llamaindex",
+    "paired_bootstrap",
+]

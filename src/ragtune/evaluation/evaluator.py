@@ -1,0 +1,104 @@
+"""The retrieval evaluator: a callable that scores one model on one dataset.
+
+``RetrievalEvaluator(dataset, dims=[384, 64])(model, label="tuned")`` encodes
+the corpus once at full width, derives every Matryoshka dimension from those
+vectors, searches exactly, and returns means, per-query values and rankings
+(for the report's gained/lost queries).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ragtune.evaluation.datasets import RetrievalDataset
+from ragtune.evaluation.metrics import METRICS, compute_metrics, paired_bootstrap
+from ragtune.evaluation.search import encode_corpus, exact_search
+from ragtune.models import Encoder
+
+
+@dataclass
+class EvalResult:
+    label: str
+    metrics: dict[str, dict[str, float]]  # dim (str) -> metric -> mean
+    per_query: dict[str, dict[str, np.ndarray]] = field(repr=False)
+    rankings: dict[str, dict[str, list[tuple[str, float]]]] = field(repr=False)  # dim -> qid -> top-k
+    qids: list[str] = field(repr=False)
+    seconds: dict[str, float] = field(default_factory=dict)
+    long_chunks: bool = False
+
+
+class RetrievalEvaluator:
+    """Score a model on a :class:`RetrievalDataset` with exact search."""
+
+    def __init__(
+        self,
+        dataset: RetrievalDataset,
+        dims: Sequence[int] | None = None,
+        long_chunks: bool = False,
+        top_k: int = 100,
+        batch_size: int = 64,
+        metrics: Sequence[str] = tuple(METRICS),
+        show_progress: bool = False,
+    ) -> None:
+        self.dataset = dataset
+        self.dims = list(dims) if dims else None
+        self.long_chunks = long_chunks
+        self.top_k = top_k
+        self.batch_size = batch_size
+        self.metrics = list(metrics)
+        self.show_progress = show_progress
+
+    def __call__(self, model: Any, label: str = "model") -> EvalResult:
+        encoder = model if isinstance(model, Encoder) else Encoder(model, self.batch_size, self.show_progress)
+        ds = self.dataset
+        doc_ids = list(ds.corpus)
+        qids = sorted(ds.queries)
+        t0 = time.perf_counter()
+        corpus = encode_corpus(encoder, doc_ids, [ds.corpus[d] for d in doc_ids], self.long_chunks)
+        t1 = time.perf_counter()
+        qvecs = encoder.encode_queries([ds.queries[q] for q in qids])
+        t2 = time.perf_counter()
+        dims = self.dims or [encoder.dimension]
+        metrics, per_query, rankings = {}, {}, {}
+        for dim in dims:
+            hits = exact_search(qvecs, corpus, dim=dim, top_k=self.top_k)
+            ranking = dict(zip(qids, hits))
+            means, per = compute_metrics(ds.relevant, ranking, self.metrics)
+            metrics[str(dim)] = means
+            per_query[str(dim)] = per
+            rankings[str(dim)] = {q: r[:10] for q, r in ranking.items()}
+        t3 = time.perf_counter()
+        return EvalResult(
+            label=label,
+            metrics=metrics,
+            per_query=per_query,
+            rankings=rankings,
+            qids=qids,
+            seconds={
+                "encode_corpus_s": round(t1 - t0, 3),
+                "encode_queries_s": round(t2 - t1, 3),
+                "search_s": round(t3 - t2, 3),
+                "corpus_units": int(len(corpus.vectors)),
+            },
+            long_chunks=self.long_chunks,
+        )
+
+
+def compare(
+    tuned: EvalResult, base: EvalResult, metrics: Sequence[str] = ("ndcg@10", "hit@5", "mrr@10")
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Paired bootstrap CI and randomisation p-value of ``tuned - base`` per dim and metric."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for dim in tuned.per_query:
+        if dim not in base.per_query:
+            continue
+        out[dim] = {
+            m: paired_bootstrap(tuned.per_query[dim][m], base.per_query[dim][m])
+            for m in metrics
+            if m in tuned.per_query[dim]
+        }
+    return out

@@ -1,0 +1,199 @@
+"""Stage 4 — chunks into a Qdrant collection, and search over it.
+
+One facade over qdrant-client for the embedded on-disk mode (the default: a
+folder, no server), ``:memory:``, and a Qdrant server by URL — the same code
+path for all three. Each point is one chunk with two named vectors:
+
+- ``text-dense`` — the plain vector (the first ``max_seq_length`` tokens), the
+  name LlamaIndex's ``QdrantVectorStore`` uses, so a LlamaIndex index opens it;
+- ``windows`` — a multivector of the chunk's token windows compared with
+  MAX_SIM, so text past the first 256 tokens is searchable.
+
+Point ids are the chunks' stable UUIDs: re-indexing the same corpus updates
+points instead of adding duplicates. The collection's metadata records the
+model and dimension; opening it with another model fails loudly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from ragtune._io import Progress
+from ragtune.corpus import Chunk
+from ragtune.errors import IndexMismatchError, InputError
+from ragtune.models import Encoder
+
+log = logging.getLogger(__name__)
+
+PLAIN = "text-dense"
+WINDOWS = "windows"
+META_KEY = "ragtune"
+
+
+def connect(location: str | Path, api_key: str | None = None, timeout: int = 60) -> Any:
+    """A ``QdrantClient`` for a folder (embedded, on disk), ``:memory:``, or a server URL."""
+    from qdrant_client import QdrantClient
+
+    loc = str(location)
+    if loc.startswith(("http://", "https://")):
+        return QdrantClient(url=loc, api_key=api_key, timeout=timeout)
+    if loc == ":memory:":
+        return QdrantClient(":memory:")
+    path = Path(loc).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: a Qdrant location must be a folder, ':memory:' or an http(s) URL")
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return QdrantClient(path=str(path))
+    except RuntimeError as exc:  # the embedded store is locked by another process
+        raise InputError(f"{path}: cannot open the embedded Qdrant store ({exc})") from exc
+
+
+def model_fingerprint(model: Any) -> str:
+    """A short hash of a model's weights, so a collection knows which model filled it."""
+    h = hashlib.sha256()
+    state = model.state_dict() if hasattr(model, "state_dict") else {}
+    for name in sorted(state)[:8] + sorted(state)[-8:]:
+        t = state[name]
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().numpy().tobytes()[:4096])
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class ChunkIndex:
+    """A Qdrant collection of chunks, with plain and per-window vectors."""
+
+    def __init__(self, client: Any, collection: str) -> None:
+        if not collection or not collection.replace("-", "").replace("_", "").isalnum():
+            raise InputError(f"collection={collection!r}: use letters, digits, '-' and '_'")
+        self.client = client
+        self.collection = collection
+
+    # lifecycle ------------------------------------------------------------
+    def exists(self) -> bool:
+        return bool(self.client.collection_exists(self.collection))
+
+    def metadata(self) -> dict[str, Any]:
+        info = self.client.get_collection(self.collection)
+        return dict((info.config.metadata or {}).get(META_KEY) or {})
+
+    def ensure(self, model_name: str, fingerprint: str, dim: int) -> None:
+        """Create the collection, or check that an existing one was built by this model."""
+        from qdrant_client import models
+
+        meta = {"model": model_name, "fingerprint": fingerprint, "dim": dim}
+        if self.exists():
+            have = self.metadata()
+            if not have:
+                raise IndexMismatchError(
+                    f"collection {self.collection!r} exists but was not built by ragtune; "
+                    "choose another --collection name"
+                )
+            if have.get("dim") != dim or have.get("fingerprint") != fingerprint:
+                raise IndexMismatchError(
+                    f"collection {self.collection!r} holds vectors of model {have.get('model')!r} "
+                    f"(dim {have.get('dim')}, weights {have.get('fingerprint')}), but the model given is "
+                    f"{model_name!r} (dim {dim}, weights {fingerprint}); nothing was changed — "
+                    "use another --collection, or the model that built it"
+                )
+            return
+        self.client.create_collection(
+            self.collection,
+            vectors_config={
+                PLAIN: models.VectorParams(size=dim, distance=models.Distance.COSINE),
+                WINDOWS: models.VectorParams(
+                    size=dim,
+                    distance=models.Distance.COSINE,
+                    multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+                ),
+            },
+            metadata={META_KEY: meta},
+        )
+
+    def count(self) -> int:
+        return int(self.client.count(self.collection, exact=True).count)
+
+    # writing --------------------------------------------------------------
+    def upsert(
+        self,
+        chunks: Sequence[Chunk],
+        encoder: Encoder,
+        batch_size: int = 64,
+        progress: Progress | None = None,
+    ) -> int:
+        """Embed chunks (plain + windows) and upsert them; returns the number written."""
+        from qdrant_client import models
+
+        batches = [chunks[i : i + batch_size] for i in range(0, len(chunks), batch_size)]
+        written = 0
+        for batch in progress(batches, "Indexing chunks") if progress else batches:
+            texts = [c.text for c in batch]
+            wv = encoder.encode_windows(texts)
+            plain = wv.vectors[np.r_[0, np.flatnonzero(np.diff(wv.owner)) + 1]]
+            per_chunk = wv.per_chunk()
+            points = [
+                models.PointStruct(
+                    id=c.id,
+                    vector={PLAIN: plain[i].tolist(), WINDOWS: per_chunk[i].tolist()},
+                    payload=chunk_payload(c, wv.spans[i]),
+                )
+                for i, c in enumerate(batch)
+            ]
+            self.client.upsert(self.collection, points=points, wait=True)
+            written += len(points)
+        return written
+
+    # reading --------------------------------------------------------------
+    def search(
+        self, query_vector: np.ndarray, top_k: int = 5, mode: str = "windows", query_filter: Any = None
+    ) -> list[Hit]:
+        """Top chunks for one normalised query vector (``mode``: ``windows`` or ``plain``)."""
+        using = {"windows": WINDOWS, "plain": PLAIN}.get(mode)
+        if using is None:
+            raise InputError(f"mode={mode!r}: choose 'windows' or 'plain'")
+        q = np.asarray(query_vector, dtype=np.float32)
+        query = [q.tolist()] if using == WINDOWS else q.tolist()
+        res = self.client.query_points(
+            self.collection, query=query, using=using, limit=top_k, with_payload=True, query_filter=query_filter
+        )
+        return [_hit(p) for p in res.points]
+
+
+def chunk_payload(chunk: Chunk, spans: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """Payload in LlamaIndex's node format (so ``QdrantVectorStore`` reads it) plus ragtune fields."""
+    from llama_index.core.schema import TextNode
+    from llama_index.core.vector_stores.utils import node_to_metadata_dict
+
+    node = TextNode(id_=chunk.id, text=chunk.text, metadata=dict(chunk.metadata, source=chunk.source))
+    payload = node_to_metadata_dict(node, remove_text=False, flat_metadata=False)
+    payload.update(
+        text=chunk.text,
+        chunk_id=chunk.id,
+        doc_id=chunk.doc_id,
+        document_id=chunk.doc_id,
+        ref_doc_id=chunk.doc_id,
+        source=chunk.source,
+        windows=[list(s) for s in spans],
+    )
+    return payload
+
+
+def _hit(point: Any) -> Hit:
+    payload = dict(point.payload or {})
+    text = payload.pop("text", "")
+    meta = {k: v for k, v in payload.items() if not k.startswith("_")}
+    return Hit(id=str(point.id), score=float(point.score), text=text, metadata=meta)

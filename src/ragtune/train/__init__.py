@@ -1,0 +1,6 @@
+"""Stage 3 — fine-tune the encoder (sentence-transformers), full or LoRA."""
+
+from ragtune.train.config import LOSSES, LoraSettings, TrainConfig
+from ragtune.train.trainer import TrainResult, train
+
+__all__ = ["LOSSES", "LoraSettings", "TrainConfig", "TrainResult", "train"]

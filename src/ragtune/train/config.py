@@ -1,0 +1,82 @@
+"""One dataclass configures training; every default says where it comes from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ragtune.errors import ConfigError
+
+LOSSES = ("mnrl", "mnrl-symmetric", "cached-mnrl", "triplet", "cosine", "contrastive")
+
+
+@dataclass
+class LoraSettings:
+    """LoRA through peft: only the adapter is trained and saved."""
+
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] | None = None  # None: peft's default for the architecture
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise ConfigError(f"lora rank={self.rank}: must be >= 1")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"lora dropout={self.dropout}: must be in [0, 1)")
+
+
+@dataclass
+class TrainConfig:
+    """How the encoder is fine-tuned.
+
+    ``matryoshka_dims=None`` means the model's width and 1/2, 1/4, 1/6 of it
+    (384, 192, 96, 64 for all-MiniLM-L6-v2), so vectors stay useful truncated.
+    ``max_seq_length=None`` picks the 98th percentile of the training texts'
+    token lengths (rounded up to 32, capped by the model): CPU time grows with
+    sequence length, and windows already fit the model.
+    """
+
+    base: str | None = None
+    loss: str = "mnrl"
+    matryoshka: bool = True
+    matryoshka_dims: tuple[int, ...] | None = None
+    epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 3e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_seq_length: int | None = None
+    seed: int = 13
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    save_steps: int = 50
+    max_steps: int = -1
+    mini_batch_size: int = 16  # for cached-mnrl
+    lora: LoraSettings | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss={self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ConfigError(f"epochs={self.epochs}: must be > 0")
+        if self.batch_size < 2:
+            raise ConfigError(f"batch_size={self.batch_size}: in-batch negatives need at least 2")
+        if not 0 < self.learning_rate < 1:
+            raise ConfigError(f"learning_rate={self.learning_rate}: must be in (0, 1)")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision={self.precision!r}: choose auto, fp32, bf16 or fp16")
+        if self.matryoshka_dims is not None and any(d < 1 for d in self.matryoshka_dims):
+            raise ConfigError(f"matryoshka_dims={self.matryoshka_dims}: dimensions must be positive")
+
+    def dims_for(self, width: int) -> list[int]:
+        """Matryoshka dimensions for a model of ``width``, largest first."""
+        if self.matryoshka_dims:
+            bad = [d for d in self.matryoshka_dims if d > width]
+            if bad:
+                raise ConfigError(f"matryoshka_dims={list(self.matryoshka_dims)}: {bad} exceed the model width {width}")
+            return sorted(set(self.matryoshka_dims), reverse=True)
+        return sorted({width, width // 2, width // 4, width // 6} - {0}, reverse=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,261 @@
+"""Stage 3 — pairs to a fine-tuned sentence-transformers model folder.
+
+Thin over ``SentenceTransformerTrainer``: the dataset columns each loss needs,
+batches without duplicate texts (a duplicate would be a false in-batch
+negative), warmup, a seed, bf16 where the hardware has it, checkpoints that a
+re-run resumes from, and a final save that is atomic (the model folder appears
+complete or not at all).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ragtune._io import atomic_path, write_json
+from ragtune.errors import ConfigError
+from ragtune.models import load_model, model_label
+from ragtune.pairs.schema import Pair
+from ragtune.rundir import fingerprint
+from ragtune.train.config import TrainConfig
+from ragtune.train.losses import LABELLED, NEEDS_NEGATIVES, build_loss
+
+log = logging.getLogger(__name__)
+
+CARD_FILE = "ragtune.json"
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    seconds: float
+    steps: int
+    train_pairs: int
+    dims: list[int]
+    max_seq_length: int
+    precision: str
+    trainable_params: int
+    total_params: int
+    resumed_from: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.__dict__.copy()
+        d["model_dir"] = str(self.model_dir)
+        return d
+
+
+def cpu_has_bf16() -> bool:
+    """True when this CPU runs bf16 matrix work natively (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` → bf16 on a GPU or CPU that supports it, else fp32."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def pick_max_seq_length(model: Any, texts: Sequence[str], quantile: float = 0.98) -> int:
+    """Shortest length (multiple of 32) that holds ``quantile`` of the texts, capped by the model."""
+    cap = int(model.max_seq_length)
+    if not texts:
+        return cap
+    sample = list(texts)[:4000]
+    lengths = [len(ids) for ids in model.tokenizer(sample, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
+    q = float(np.quantile(lengths, quantile))
+    return int(min(cap, max(32, math.ceil(q / 32) * 32)))
+
+
+def build_dataset(pairs: Sequence[Pair], loss: str) -> Any:
+    """The ``datasets.Dataset`` with the columns ``loss`` expects."""
+    from datasets import Dataset
+
+    if loss in LABELLED:
+        rows: dict[str, list[Any]] = {"sentence1": [], "sentence2": [], "label": []}
+        for p in pairs:
+            rows["sentence1"].append(p.query)
+            rows["sentence2"].append(p.positive)
+            rows["label"].append(1.0)
+            for n in p.negatives:
+                rows["sentence1"].append(p.query)
+                rows["sentence2"].append(n["text"])
+                rows["label"].append(0.0)
+        if not any(lbl == 0.0 for lbl in rows["label"]):
+            raise ConfigError(
+                f"loss={loss}: needs negatives in the pairs (generate with hard negatives), "
+                "or use loss=mnrl, which takes in-batch negatives"
+            )
+        return Dataset.from_dict(rows)
+    with_neg = [p for p in pairs if p.negatives]
+    if loss in NEEDS_NEGATIVES:
+        if not with_neg:
+            raise ConfigError(
+                f"loss={loss}: no pair has negatives; generate pairs with hard negatives, or use loss=mnrl"
+            )
+        return Dataset.from_dict(
+            {
+                "anchor": [p.query for p in with_neg],
+                "positive": [p.positive for p in with_neg],
+                "negative": [p.negatives[0]["text"] for p in with_neg],
+            }
+        )
+    cols: dict[str, list[str]] = {"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]}
+    if with_neg and len(with_neg) == len(pairs):
+        cols["negative"] = [p.negatives[0]["text"] for p in pairs]
+    return Dataset.from_dict(cols)
+
+
+def train(
+    pairs: Sequence[Pair],
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> TrainResult:
+    """Fine-tune ``config.base`` on ``pairs`` and save the model folder to ``out_dir``.
+
+    Only pairs whose ``split`` is not ``val`` are trained on. A re-run with the
+    same data and config resumes from the newest checkpoint in ``checkpoint_dir``.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.training_args import BatchSamplers
+    from transformers.trainer_utils import get_last_checkpoint
+
+    config = config or TrainConfig()
+    out_dir = Path(out_dir)
+    train_pairs = [p for p in pairs if p.split != "val"]
+    if len(train_pairs) < 2:
+        raise ConfigError(f"training needs at least 2 pairs, got {len(train_pairs)}")
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else out_dir.with_name(out_dir.name + ".checkpoints")
+
+    torch.manual_seed(config.seed)
+    model = load_model(config.base)
+    width = int(model.get_sentence_embedding_dimension())
+    dims = config.dims_for(width) if config.matryoshka else [width]
+    texts = [p.positive for p in train_pairs] + [p.query for p in train_pairs]
+    model.max_seq_length = config.max_seq_length or pick_max_seq_length(model, texts)
+    precision = resolve_precision(config.precision)
+
+    if config.lora is not None:
+        from peft import LoraConfig, TaskType
+
+        lora = config.lora
+        model.add_adapter(
+            LoraConfig(
+                task_type=TaskType.FEATURE_EXTRACTION,
+                r=lora.rank,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=list(lora.target_modules) if lora.target_modules else None,
+            )
+        )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+
+    dataset = build_dataset(train_pairs, config.loss)
+    loss = build_loss(config.loss, model, dims if len(dims) > 1 else None, config.mini_batch_size)
+    batch_size = min(config.batch_size, len(dataset))
+
+    fp = fingerprint(config.to_dict(), [(p.query, p.positive_id) for p in train_pairs])
+    resume = _prepare_checkpoints(ckpt_dir, fp, get_last_checkpoint)
+
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=config.learning_rate,
+        warmup_ratio=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type="linear",
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        logging_steps=max(1, config.save_steps // 5),
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        dataloader_drop_last=len(dataset) >= 2 * batch_size,
+        disable_tqdm=False,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+    t0 = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - t0
+
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(str(tmp)) if hasattr(model, "save_pretrained") else model.save(str(tmp))
+        result = TrainResult(
+            model_dir=out_dir,
+            seconds=round(seconds, 2),
+            steps=int(out.global_step),
+            train_pairs=len(train_pairs),
+            dims=dims,
+            max_seq_length=int(model.max_seq_length),
+            precision=precision,
+            trainable_params=int(trainable),
+            total_params=int(total),
+            resumed_from=resume,
+        )
+        write_json(
+            tmp / CARD_FILE,
+            {
+                "base_model": model_label(config.base),
+                "train": config.to_dict(),
+                "result": result.to_dict(),
+                "data": _data_summary(train_pairs),
+            },
+        )
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return result
+
+
+def _prepare_checkpoints(ckpt_dir: Path, fp: str, get_last_checkpoint: Any) -> str | None:
+    """Return the checkpoint to resume from, clearing checkpoints of other data/config."""
+    marker = ckpt_dir / "ragtune_fingerprint.json"
+    if ckpt_dir.exists():
+        try:
+            same = json.loads(marker.read_text())["fingerprint"] == fp
+        except (OSError, ValueError, KeyError):
+            same = False
+        if not same:
+            shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    write_json(marker, {"fingerprint": fp})
+    last = get_last_checkpoint(str(ckpt_dir))
+    if last:
+        log.info("resuming training from %s", last)
+    return last
+
+
+def _data_summary(pairs: Sequence[Pair]) -> dict[str, Any]:
+    kinds: dict[str, int] = {}
+    for p in pairs:
+        kinds[p.source] = kinds.get(p.source, 0) + 1
+    return {
+        "pairs": len(pairs),
+        "chunks": len({p.positive_id for p in pairs}),
+        "with_negatives": sum(1 for p in pairs if p.negatives),
+        "sources": kinds,
+    }
