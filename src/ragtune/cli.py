@@ -77,6 +77,8 @@ def run(
     batch_size: int = typer.Option(32, "--batch-size"),
     chunk_size: int = typer.Option(1024, "--chunk-size", help="Chunk size in tokens (LlamaIndex default 1024)."),
     long_chunks: bool = typer.Option(True, "--long/--no-long", help="Also evaluate best-window (long-chunk) search."),
+    max_steps: int = typer.Option(-1, "--max-steps", help="Stop training after this many steps (a quick smoke run)."),
+    max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="Training sequence length (default: from the data)."),
 ) -> None:
     """The main job: chunks → pairs → tuned model → Qdrant index → before/after report."""
     from ragtune.corpus import ChunkConfig
@@ -88,7 +90,9 @@ def run(
         corpus=str(corpus),
         chunk=ChunkConfig(chunk_size=chunk_size, chunk_overlap=min(200, chunk_size // 5)),
         generation=GenerationConfig(max_pairs=max_pairs),
-        train=TrainConfig(base=base, epochs=epochs, loss=loss, batch_size=batch_size),
+        train=TrainConfig(
+            base=base, epochs=epochs, loss=loss, batch_size=batch_size, max_steps=max_steps, max_seq_length=max_seq_length
+        ),
         eval_data=str(eval_data) if eval_data else None,
         collection=collection,
         qdrant=qdrant,
@@ -221,7 +225,7 @@ def index(
 ) -> None:
     """Chunk a corpus and upsert it into a Qdrant collection (stable ids: re-runs update)."""
     from ragtune.corpus import ChunkConfig, load_corpus
-    from ragtune.index import ChunkIndex, connect, model_fingerprint
+    from ragtune.index import connect, open_for_model
     from ragtune.models import Encoder, load_model
 
     res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size, chunk_overlap=min(200, chunk_size // 5)), _progress)
@@ -229,8 +233,7 @@ def index(
     enc = Encoder(st)
     client = connect(qdrant, api_key)
     try:
-        idx = ChunkIndex(client, collection)
-        idx.ensure(model, model_fingerprint(st), enc.dimension)
+        idx = open_for_model(client, collection, st, model)
         n = idx.upsert(res.chunks, enc, progress=_progress)
         _echo(f"upserted {n} chunks into {collection!r} at {qdrant}; the collection holds {idx.count()} points")
     finally:
@@ -249,17 +252,16 @@ def query(
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON lines."),
 ) -> None:
     """Search a ragtune Qdrant collection with a model."""
-    from ragtune.index import ChunkIndex, connect, model_fingerprint
+    from ragtune.index import ChunkIndex, connect, open_for_model
     from ragtune.models import Encoder, load_model
 
     st = load_model(model)
     enc = Encoder(st)
     client = connect(qdrant, api_key)
     try:
-        idx = ChunkIndex(client, collection)
-        if not idx.exists():
+        if not ChunkIndex(client, collection).exists():
             raise RagtuneError(f"collection {collection!r} does not exist at {qdrant} (run ragtune index first)")
-        idx.ensure(model, model_fingerprint(st), enc.dimension)
+        idx = open_for_model(client, collection, st, model)
         hits = idx.search(enc.encode_queries([text])[0], top_k=top_k, mode=mode)
     finally:
         client.close()

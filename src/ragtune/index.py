@@ -27,7 +27,7 @@ import numpy as np
 from ragtune._io import Progress
 from ragtune.corpus import Chunk
 from ragtune.errors import IndexMismatchError, InputError
-from ragtune.models import Encoder
+from ragtune.models import Encoder, embedding_width
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,13 @@ class ChunkIndex:
             self.collection, query=query, using=using, limit=top_k, with_payload=True, query_filter=query_filter
         )
         return [_hit(p) for p in res.points]
+
+
+def open_for_model(client: Any, collection: str, model: Any, model_name: str) -> ChunkIndex:
+    """A :class:`ChunkIndex` that exists and was built by ``model`` (created if missing)."""
+    index = ChunkIndex(client, collection)
+    index.ensure(model_name, model_fingerprint(model), embedding_width(model))
+    return index
 
 
 def chunk_payload(chunk: Chunk, spans: Sequence[tuple[int, int]]) -> dict[str, Any]:

@@ -90,6 +90,12 @@ def load_model(name: str | os.PathLike[str] | None = None, device: str | None = 
     return model
 
 
+def embedding_width(model: Any) -> int:
+    """Output width of a ``SentenceTransformer`` (any version's method name)."""
+    get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(get())
+
+
 def model_label(name: str | os.PathLike[str] | None) -> str:
     """A short human name for reports and collection metadata."""
     if name is None or str(name) in _DEFAULT_ALIASES:
@@ -137,8 +143,7 @@ class Encoder:
 
     @property
     def dimension(self) -> int:
-        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        return int(get())
+        return embedding_width(self.model)
 
     @property
     def max_seq_length(self) -> int:

@@ -100,7 +100,7 @@ def stage_index(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Chunks + model → a Qdrant collection (``RUN/qdrant`` by default)."""
-    from ragtune.index import ChunkIndex, connect, model_fingerprint
+    from ragtune.index import connect, model_fingerprint, open_for_model
 
     loc = location or str(rd.qdrant)
     model = load_model(model_dir)
@@ -112,8 +112,7 @@ def stage_index(
         encoder = Encoder(model)
         client = connect(loc)
         try:
-            index = ChunkIndex(client, collection)
-            index.ensure(str(model_dir), mfp, encoder.dimension)
+            index = open_for_model(client, collection, model, str(model_dir))
             index.upsert(list(chunks), encoder, progress=progress)
             info.update(location=loc, collection=collection, points=index.count(), dim=encoder.dimension)
         finally:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ragtune._io import atomic_path, write_json
 from ragtune.errors import ConfigError
-from ragtune.models import load_model, model_label
+from ragtune.models import embedding_width, load_model, model_label
 from ragtune.pairs.schema import Pair
 from ragtune.rundir import fingerprint
 from ragtune.train.config import TrainConfig
@@ -127,11 +127,13 @@ def train(
     out_dir: str | Path,
     config: TrainConfig | None = None,
     checkpoint_dir: str | Path | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Fine-tune ``config.base`` on ``pairs`` and save the model folder to ``out_dir``.
 
     Only pairs whose ``split`` is not ``val`` are trained on. A re-run with the
     same data and config resumes from the newest checkpoint in ``checkpoint_dir``.
+    ``callbacks`` are ``transformers.TrainerCallback`` objects (progress, early stop).
     """
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -147,7 +149,7 @@ def train(
 
     torch.manual_seed(config.seed)
     model = load_model(config.base)
-    width = int(model.get_sentence_embedding_dimension())
+    width = embedding_width(model)
     dims = config.dims_for(width) if config.matryoshka else [width]
     texts = [p.positive for p in train_pairs] + [p.query for p in train_pairs]
     model.max_seq_length = config.max_seq_length or pick_max_seq_length(model, texts)
@@ -199,7 +201,9 @@ def train(
         dataloader_drop_last=len(dataset) >= 2 * batch_size,
         disable_tqdm=False,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=dataset, loss=loss, callbacks=list(callbacks) or None
+    )
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - t0

@@ -31,12 +31,12 @@ class RagtuneEmbedding(BaseEmbedding):
     _model: Any = PrivateAttr()
 
     def __init__(self, model_path: str = "default", embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE, **kwargs: Any) -> None:
-        from ragtune.models import load_model, model_label
+        from ragtune.models import embedding_width, load_model, model_label
 
         kwargs.setdefault("model_name", model_label(model_path))
         super().__init__(model_path=str(model_path), embed_batch_size=embed_batch_size, **kwargs)
         self._model = load_model(self.model_path, device=self.device)
-        width = int(self._model.get_sentence_embedding_dimension())
+        width = embedding_width(self._model)
         if self.dimensions is not None and self.dimensions > width:
             raise ValueError(f"dimensions={self.dimensions}: the model {self.model_path!r} is only {width} wide")
 

@@ -43,7 +43,7 @@ def build_index(
     same corpus indexed twice keeps the same point count (ids are stable).
     """
     from ragtune.corpus import Chunk, ChunkConfig, load_corpus
-    from ragtune.index import ChunkIndex, model_fingerprint
+    from ragtune.index import open_for_model
     from ragtune.models import Encoder
 
     cfg = ChunkConfig(chunk_size=chunk_size, chunk_overlap=min(200, chunk_size // 5))
@@ -53,9 +53,7 @@ def build_index(
         chunks = _chunks_from_documents(documents_or_path, cfg, Chunk)
     qc = _client(location, url, api_key, client)
     st = embed_model.sentence_transformer
-    index = ChunkIndex(qc, collection)
-    index.ensure(embed_model.model_path, model_fingerprint(st), int(st.get_sentence_embedding_dimension()))
-    index.upsert(chunks, Encoder(st))
+    open_for_model(qc, collection, st, embed_model.model_path).upsert(chunks, Encoder(st))
     return open_index(embed_model, collection, client=qc)
 
 
@@ -71,11 +69,10 @@ def open_index(
     from llama_index.core import VectorStoreIndex
     from llama_index.vector_stores.qdrant import QdrantVectorStore
 
-    from ragtune.index import PLAIN, ChunkIndex, model_fingerprint
+    from ragtune.index import PLAIN, open_for_model
 
     qc = _client(location, url, api_key, client)
-    st = embed_model.sentence_transformer
-    ChunkIndex(qc, collection).ensure(embed_model.model_path, model_fingerprint(st), int(st.get_sentence_embedding_dimension()))
+    open_for_model(qc, collection, embed_model.sentence_transformer, embed_model.model_path)
     store = QdrantVectorStore(collection_name=collection, client=qc, dense_vector_name=PLAIN)
     return VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
 
@@ -95,13 +92,11 @@ class RagtuneQdrantRetriever(BaseRetriever):
         mode: str = "windows",
         **kwargs: Any,
     ) -> None:
-        from ragtune.index import ChunkIndex, model_fingerprint
+        from ragtune.index import open_for_model
 
         self._embed = embed_model
         self._client = _client(location, url, api_key, client)
-        self._index = ChunkIndex(self._client, collection)
-        st = embed_model.sentence_transformer
-        self._index.ensure(embed_model.model_path, model_fingerprint(st), int(st.get_sentence_embedding_dimension()))
+        self._index = open_for_model(self._client, collection, embed_model.sentence_transformer, embed_model.model_path)
         self._top_k = similarity_top_k
         self._mode = mode
         super().__init__(**kwargs)

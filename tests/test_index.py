@@ -1,0 +1,67 @@
+"""The Qdrant facade: stable upserts, best-window search, model mismatch, on-disk persistence."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragtune.corpus import Chunk
+from ragtune.errors import IndexMismatchError
+from ragtune.index import ChunkIndex, connect, model_fingerprint, open_for_model
+from ragtune.models import Encoder
+
+
+def test_reindexing_keeps_the_point_count(qdrant_memory, tiny_chunks, st_model):
+    idx = open_for_model(qdrant_memory, "c", st_model, "base")
+    enc = Encoder(st_model)
+    idx.upsert(tiny_chunks, enc)
+    n = idx.count()
+    idx.upsert(tiny_chunks, enc)
+    assert n == len(tiny_chunks) == idx.count()
+
+
+def test_search_finds_the_answer(qdrant_memory, tiny_chunks, st_model):
+    idx = open_for_model(qdrant_memory, "c", st_model, "base")
+    enc = Encoder(st_model)
+    idx.upsert(tiny_chunks, enc)
+    hits = idx.search(enc.encode_queries(["Which depot maintains the trams?"])[0], top_k=3)
+    assert "Eastfield depot" in hits[0].text
+    assert hits[0].metadata["source"] == "depot.html"
+
+
+def test_windows_find_text_past_the_first_window(qdrant_memory, st_model):
+    """A fact at the end of a long chunk is missed by the plain vector, found by its window."""
+    filler = " ".join(
+        f"Paragraph {i} describes the general history of municipal tram networks in broad terms." for i in range(40)
+    )
+    long_chunk = Chunk("0d2cbd87-9ac4-5ec0-9f4a-4a8c8a5e0e01", filler + " The secret depot password is pelican-42.", "d1", "long.txt")
+    others = [
+        Chunk(f"0d2cbd87-9ac4-5ec0-9f4a-4a8c8a5e0e{i:02d}", f"Short note {i} about tram timetables and ticket prices.", f"d{i}", f"n{i}.txt")
+        for i in range(2, 8)
+    ]
+    idx = open_for_model(qdrant_memory, "w", st_model, "base")
+    enc = Encoder(st_model)
+    idx.upsert([long_chunk, *others], enc)
+    q = enc.encode_queries(["What is the secret depot password?"])[0]
+    assert idx.search(q, top_k=1, mode="windows")[0].id == long_chunk.id
+    plain_ids = [h.id for h in idx.search(q, top_k=1, mode="plain")]
+    assert long_chunk.id not in plain_ids
+
+
+def test_other_model_is_refused(qdrant_memory, tiny_chunks, st_model, tmp_path):
+    idx = open_for_model(qdrant_memory, "c", st_model, "base-model")
+    idx.upsert(tiny_chunks[:2], Encoder(st_model))
+    with pytest.raises(IndexMismatchError, match="base-model.*other-model|other-model"):
+        ChunkIndex(qdrant_memory, "c").ensure("other-model", "0" * 16, 384)
+    with pytest.raises(IndexMismatchError, match="dim 384.*dim 128"):
+        ChunkIndex(qdrant_memory, "c").ensure("base-model", model_fingerprint(st_model), 128)
+    assert idx.count() == 2  # nothing overwritten
+
+
+def test_embedded_on_disk_persists(tmp_path, tiny_chunks, st_model):
+    loc = tmp_path / "qdrant"
+    client = connect(loc)
+    open_for_model(client, "c", st_model, "base").upsert(tiny_chunks, Encoder(st_model))
+    client.close()
+    client = connect(loc)
+    assert ChunkIndex(client, "c").count() == len(tiny_chunks)
+    client.close()

@@ -1,0 +1,94 @@
+"""Training for a handful of steps on a real model: the folder loads, LoRA saves, resume works."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ragtune.errors import ConfigError
+from ragtune.pairs import Pair
+from ragtune.train import LoraSettings, TrainConfig, train
+
+FAST = dict(batch_size=8, max_seq_length=64, save_steps=2, precision="fp32", learning_rate=5e-5)
+
+
+@pytest.fixture(scope="module")
+def pairs(tiny_chunks):
+    out = []
+    for i, c in enumerate(tiny_chunks):
+        words = c.text.split()
+        out.append(Pair(query=" ".join(words[2:9]), positive=c.text, positive_id=c.id, doc_id=c.doc_id))
+        out.append(Pair(query=" ".join(words[-8:]), positive=c.text, positive_id=c.id, doc_id=c.doc_id))
+    return out
+
+
+def test_full_finetune_writes_a_loadable_model(tmp_path, pairs, st_model):
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "model"
+    res = train(pairs, out, TrainConfig(max_steps=3, **FAST))
+    assert res.steps == 3 and res.dims == [384, 192, 96, 64]
+    tuned = SentenceTransformer(str(out))
+    a = tuned.encode(["night tram interval"], normalize_embeddings=True)
+    b = st_model.encode(["night tram interval"], normalize_embeddings=True)
+    assert a.shape == (1, 384)
+    assert not np.allclose(a, b, atol=1e-4)  # the weights moved
+    card = json.loads((out / "ragtune.json").read_text())
+    assert card["result"]["steps"] == 3 and card["data"]["pairs"] == len(pairs)
+    assert not (tmp_path / "model.checkpoints").exists()  # cleaned after success
+
+
+def test_lora_adapter_round_trip(tmp_path, pairs):
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "lora"
+    res = train(pairs, out, TrainConfig(max_steps=2, lora=LoraSettings(rank=4, alpha=8), **FAST))
+    assert res.trainable_params < res.total_params / 20
+    assert (out / "adapter_config.json").exists()
+    model = SentenceTransformer(str(out))
+    assert model.encode(["depot"]).shape == (1, 384)
+
+
+def test_interrupted_training_resumes_from_checkpoint(tmp_path, pairs):
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 3:
+                raise KeyboardInterrupt("simulated interruption")
+
+    out, ckpt = tmp_path / "model", tmp_path / "ckpt"
+    cfg = TrainConfig(max_steps=4, **FAST)
+    with pytest.raises(KeyboardInterrupt):
+        train(pairs, out, cfg, checkpoint_dir=ckpt, callbacks=[StopAt()])
+    assert (ckpt / "checkpoint-2").exists() and not out.exists()
+    res = train(pairs, out, cfg, checkpoint_dir=ckpt)
+    assert res.resumed_from and res.resumed_from.endswith("checkpoint-2")
+    assert res.steps == 4 and out.exists()
+
+
+def test_changed_config_does_not_resume_a_stale_checkpoint(tmp_path, pairs):
+    ckpt = tmp_path / "ckpt"
+    (ckpt / "checkpoint-2").mkdir(parents=True)
+    (ckpt / "ragtune_fingerprint.json").write_text('{"fingerprint": "other"}')
+    res = train(pairs, tmp_path / "m", TrainConfig(max_steps=1, **FAST), checkpoint_dir=ckpt)
+    assert res.resumed_from is None
+
+
+def test_validation_pairs_are_not_trained_on(tmp_path, pairs):
+    from dataclasses import replace
+
+    marked = [replace(p, split="val" if i % 2 else "train") for i, p in enumerate(pairs)]
+    res = train(marked, tmp_path / "m", TrainConfig(max_steps=1, **FAST))
+    assert res.train_pairs == len(pairs) // 2 + len(pairs) % 2
+
+
+def test_config_errors(pairs, tmp_path):
+    with pytest.raises(ConfigError, match="loss"):
+        TrainConfig(loss="nope")
+    with pytest.raises(ConfigError, match="exceed"):
+        TrainConfig(matryoshka_dims=(512,)).dims_for(384)
+    with pytest.raises(ConfigError, match="negatives"):
+        train(pairs, tmp_path / "m", TrainConfig(loss="triplet", max_steps=1, **FAST))

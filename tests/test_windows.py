@@ -1,0 +1,41 @@
+"""Token windows of long chunks: spans cover the text, the tail is never dropped."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragtune.errors import ConfigError
+from ragtune.windows import WindowSpec, batch_window_spans, window_spans
+
+
+def test_short_text_is_one_window(st_model):
+    assert window_spans("a short text", st_model.tokenizer, WindowSpec(32, 24)) == [(0, 12)]
+
+
+def test_windows_cover_long_text_and_end_at_its_end(st_model):
+    text = " ".join(f"word{i}" for i in range(300))
+    spec = WindowSpec(size=50, stride=40)
+    spans = window_spans(text, st_model.tokenizer, spec)
+    assert len(spans) > 5
+    assert spans[0][0] == 0
+    assert spans[-1][1] == len(text)
+    for (a0, a1), (b0, _) in zip(spans, spans[1:]):
+        assert b0 < a1  # consecutive windows overlap
+    n_tokens = [len(st_model.tokenizer(text[a:b], add_special_tokens=False)["input_ids"]) for a, b in spans]
+    assert max(n_tokens) <= spec.size + 2
+
+
+def test_batch_matches_single(st_model):
+    texts = ["short", " ".join(["longer text"] * 100)]
+    spec = WindowSpec(40, 30)
+    assert batch_window_spans(texts, st_model.tokenizer, spec) == [window_spans(t, st_model.tokenizer, spec) for t in texts]
+
+
+def test_spec_for_model_fits_the_model():
+    spec = WindowSpec.for_model(256)
+    assert spec.size == 250 and spec.stride < spec.size
+
+
+def test_bad_spec():
+    with pytest.raises(ConfigError):
+        WindowSpec(size=50, stride=60)
