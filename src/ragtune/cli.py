@@ -273,6 +273,27 @@ def query(
             _echo(f"{rank}. [{h.score:.3f}] {h.metadata.get('source', '')}\n   {snippet}")
 
 
+@app.command()
+def serve(
+    model: str = typer.Option(..., "--model", "-m", help="Model folder (or hub id) to serve."),
+    qdrant: Optional[str] = typer.Option(None, "--qdrant", help="Qdrant folder or URL for /v1/search (optional)."),
+    collection: str = typer.Option("ragtune", "--collection", "-c"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback unless told otherwise)."),
+    port: int = typer.Option(8000, "--port"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="RAGTUNE_API_KEY", help="Require 'Authorization: Bearer KEY'."),
+    qdrant_api_key: Optional[str] = typer.Option(None, "--qdrant-api-key", envvar="QDRANT_API_KEY"),
+) -> None:
+    """Serve an OpenAI-compatible /v1/embeddings and a /v1/search API (needs ragtune[server])."""
+    try:
+        from ragtune_server import serve as run_server
+    except ImportError as exc:
+        raise RagtuneError(f"ragtune serve needs the server extra: pip install \"ragtune[server]\" ({exc})") from exc
+    run_server(
+        model=model, qdrant=qdrant, collection=collection, host=host, port=port,
+        api_key=api_key, qdrant_api_key=qdrant_api_key,
+    )
+
+
 def _parse_dims(dims: str | None) -> tuple[int, ...] | None:
     if not dims:
         return None

@@ -32,6 +32,7 @@ def build_report(
             "source": dataset.source,
             "queries": len(dataset.queries),
             "corpus": len(dataset.corpus),
+            **({"info": dict(dataset.info)} if dataset.info else {}),
         },
         "models": dict(models),
         "metrics": {label: r.metrics for label, r in results.items()},
@@ -45,6 +46,7 @@ def build_report(
             report["comparison"][f"{tuned}-{base}"] = compare(results[tuned], results[base])
     if "tuned" in results and "base" in results:
         report["examples"] = gained_and_lost(dataset, results["tuned"], results["base"], n_examples)
+    report["per_query"] = per_query_values(results)
     if extra:
         report.update(extra)
     return report
@@ -76,6 +78,27 @@ def gained_and_lost(
     gained = [item(i) for i in order[::-1][:n] if diff[i] > 0]
     lost = [item(i) for i in order[:n] if diff[i] < 0]
     return {"metric": metric, "dim": dim, "gained": gained, "lost": lost}
+
+
+def per_query_values(results: Mapping[str, EvalResult], metric: str = "ndcg@10") -> dict[str, Any]:
+    """Each label's per-query ``metric`` at its full dimension, so the report can show how
+    changes are distributed over queries (a mean hides whether a few queries moved a lot
+    or many moved a little). Labels scored on other queries than the first are left out.
+    """
+    out: dict[str, Any] = {"metric": metric, "qids": [], "labels": {}}
+    for label, r in results.items():
+        if not r.per_query:
+            continue
+        dim = max(r.per_query, key=int)
+        if metric not in r.per_query[dim]:
+            continue
+        if not out["qids"]:
+            out["qids"] = list(r.qids)
+        elif list(r.qids) != out["qids"]:
+            continue
+        values = [round(float(v), 4) for v in r.per_query[dim][metric]]
+        out["labels"][label] = {"dim": dim, "values": values}
+    return out
 
 
 def _rank(ranking: list[tuple[str, float]], relevant: Mapping[str, int]) -> int | None:

@@ -1,82 +1,133 @@
-"""``report.md``: the numbers a person reads first, as Markdown tables."""
+"""``report.md``: the numbers a person reads first, as Markdown tables (no plots)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
-HEADLINE = ("hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10", "recall@10")
+from ragtune.report.facts import (
+    HEADLINE,
+    dataset_facts,
+    fmt_seconds,
+    metrics_rows,
+    stage_rows,
+    summary_rows,
+    verdict,
+    verdicts,
+)
 
-
-def verdict(report: dict[str, Any]) -> str:
-    """One sentence: did tuning help, by how much, and is it more than noise."""
-    for key in ("tuned-base", "tuned+long-base+long"):
-        comp = report.get("comparison", {}).get(key)
-        if not comp:
-            continue
-        dim = max(comp, key=int)
-        c = comp[dim].get("ndcg@10")
-        if not c:
-            continue
-        sign = "improved" if c["mean_diff"] > 0 else "lowered"
-        sure = (
-            "the 95% interval excludes zero"
-            if c["ci_low"] > 0 or c["ci_high"] < 0
-            else "the 95% interval includes zero: not distinguishable from noise"
-        )
-        return (
-            f"Tuning {sign} nDCG@10 by {c['mean_diff']:+.3f} at {dim} dims "
-            f"(95% CI {c['ci_low']:+.3f} to {c['ci_high']:+.3f}, p={c['p_value']:.3f}, "
-            f"{c['n_queries']} queries); {sure}."
-        )
-    return "No base/tuned pair was evaluated."
+__all__ = ["HEADLINE", "metrics_rows", "render_markdown", "verdict", "verdicts"]
 
 
-def metrics_rows(report: dict[str, Any]) -> list[tuple[str, str, list[float]]]:
-    rows = []
-    for label, by_dim in report.get("metrics", {}).items():
-        for dim in sorted(by_dim, key=int, reverse=True):
-            rows.append((label, dim, [by_dim[dim].get(m, float("nan")) for m in HEADLINE]))
-    return rows
+def _cell(text: Any) -> str:
+    """Table-safe text: pipes and newlines would break a Markdown row."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    ds = report.get("dataset", {})
+def _num(v: float) -> str:
+    return "—" if v != v else f"{v:.3f}"  # NaN → dash
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The whole Markdown report: verdict, summary, per-dimension tables, examples, stages, dataset."""
+    ds = report.get("dataset") or {}
     lines = [
         "# ragtune retrieval report",
         "",
         f"Dataset: **{ds.get('name')}** ({ds.get('kind')}) — {ds.get('queries')} queries over "
         f"{ds.get('corpus')} documents.  ",
-        "Models: " + ", ".join(f"`{k}` = {v}" for k, v in report.get("models", {}).items()),
+        "Models: " + ", ".join(f"`{k}` = {v}" for k, v in (report.get("models") or {}).items()),
         "",
-        f"**{verdict(report)}**",
-        "",
-        "## Metrics (exact search)",
-        "",
-        "| model | dim | " + " | ".join(HEADLINE) + " |",
-        "|---|---:|" + "---:|" * len(HEADLINE),
     ]
-    for label, dim, vals in metrics_rows(report):
-        lines.append(f"| {label} | {dim} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
-    for key, comp in report.get("comparison", {}).items():
-        lines += ["", f"## Difference {key} (paired bootstrap, 95% CI)", "", "| dim | metric | diff | CI | p |", "|---:|---|---:|---|---:|"]
+    lines += [f"**{v}**  " for v in verdicts(report)]
+    lines += _summary(report) + _all_dims(report) + _comparisons(report)
+    lines += _ragas(report) + _examples(report) + _stages(report) + _dataset(report)
+    lines += ["", f"_ragtune {report.get('ragtune_version', '?')}, created {report.get('created', '?')}._"]
+    return "\n".join(lines) + "\n"
+
+
+def _summary(report: Mapping[str, Any]) -> list[str]:
+    labels, rows = summary_rows(report)
+    if not labels:
+        return []
+    diff_keys = [d.key for d in rows[0].diffs] if rows else []
+    head = ["metric", *labels, *(f"{k} (95% CI)" for k in diff_keys)]
+    out = ["", "## Summary (full dimension, exact search)", "", "| " + " | ".join(head) + " |",
+           "|---|" + "---:|" * (len(head) - 1)]
+    for r in rows:
+        cells = [r.metric, *(_num(r.values[lbl]) for lbl in labels)]
+        by_key = {d.key: d for d in r.diffs}
+        for k in diff_keys:
+            d = by_key.get(k)
+            cells.append(f"{d.mean_diff:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]" if d else "")
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def _all_dims(report: Mapping[str, Any]) -> list[str]:
+    rows = metrics_rows(report)
+    if not rows:
+        return []
+    out = ["", "## Metrics per dimension (exact search)", "", "| model | dim | " + " | ".join(HEADLINE) + " |",
+           "|---|---:|" + "---:|" * len(HEADLINE)]
+    for label, dim, vals in rows:
+        out.append(f"| {label} | {dim} | " + " | ".join(_num(v) for v in vals) + " |")
+    return out
+
+
+def _comparisons(report: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    for key, comp in (report.get("comparison") or {}).items():
+        out += ["", f"## Difference {key} (paired bootstrap, 95% CI)", "", "| dim | metric | diff | CI | p |",
+                "|---:|---|---:|---|---:|"]
         for dim in sorted(comp, key=int, reverse=True):
             for m, c in comp[dim].items():
-                lines.append(
+                out.append(
                     f"| {dim} | {m} | {c['mean_diff']:+.4f} | [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | {c['p_value']:.3f} |"
                 )
+    return out
+
+
+def _ragas(report: Mapping[str, Any]) -> list[str]:
+    scores = report.get("ragas") or {}
+    if not scores:
+        return []
+    names = list(dict.fromkeys(m for by_metric in scores.values() for m in by_metric))
+    out = ["", "## RAG quality (ragas)", "", "| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for label, by_metric in scores.items():
+        out.append(f"| {label} | " + " | ".join(_num(float(by_metric.get(m, float("nan")))) for m in names) + " |")
+    return out
+
+
+def _examples(report: Mapping[str, Any]) -> list[str]:
     ex = report.get("examples") or {}
+    out: list[str] = []
     for title, key in (("Queries that gained most", "gained"), ("Queries that lost most", "lost")):
         items = ex.get(key) or []
         if not items:
             continue
-        lines += ["", f"## {title} ({ex.get('metric')} at {ex.get('dim')} dims)", ""]
+        out += ["", f"## {title} ({ex.get('metric')} at {ex.get('dim')} dims)", ""]
         for it in items:
-            lines.append(
-                f"- **{it['query']}** — Δ {it['delta']:+.3f}; rank of the answer: base {it['base_rank'] or '>10'}, "
-                f"tuned {it['tuned_rank'] or '>10'}  \n  tuned top hit: _{it['tuned_top']}_"
+            out.append(
+                f"- **{_cell(it['query'])}** — Δ {it['delta']:+.3f}; rank of the answer: base {it['base_rank'] or '>10'}, "
+                f"tuned {it['tuned_rank'] or '>10'}  \n  tuned top hit: _{_cell(it['tuned_top'])}_  \n"
+                f"  base top hit: _{_cell(it['base_top'])}_"
             )
-    timings = report.get("timings") or {}
-    if timings:
-        lines += ["", "## Time per stage", "", "| stage | seconds |", "|---|---:|"]
-        lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
-    return "\n".join(lines) + "\n"
+    return out
+
+
+def _stages(report: Mapping[str, Any]) -> list[str]:
+    rows = stage_rows(report)
+    if not rows:
+        return []
+    out = ["", "## Time and cost per stage", "", "| stage | time | share | what it did |", "|---|---:|---:|---|"]
+    for r in rows:
+        share = f"{r.share:.0%}" if r.share is not None else ""
+        out.append(f"| {r.name} | {fmt_seconds(r.seconds)} | {share} | {_cell('; '.join(r.details))} |")
+    return out
+
+
+def _dataset(report: Mapping[str, Any]) -> list[str]:
+    facts = dataset_facts(report)
+    if not facts:
+        return []
+    return ["", "## Dataset and models", ""] + [f"- {k}: {_cell(v)}" for k, v in facts]

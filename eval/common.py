@@ -1,0 +1,112 @@
+"""Shared plumbing for the benchmarks: data paths, evaluation of labelled models, result files.
+
+Every protocol writes one JSON: ``protocol``, ``metrics`` (label → dim → metric
+→ float; labels ``base``, ``tuned``, ``base+long``, ``tuned+long``, ``anchor``),
+``timings`` (seconds per stage, training as ``train_s``), ``machine``, plus
+the Markdown/HTML report beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("RAGTUNE_DATA", ROOT.parent / "shared" / "data"))
+M_DIMS = [384, 256, 128, 64]
+
+
+def require(*parts: str) -> Path:
+    """A path under the shared data folder; exits cleanly with a message when it is absent."""
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        print(f"SKIPPED: {path} is not available (benchmark data lives in ../shared/data)", file=sys.stderr)
+        sys.exit(0)
+    return path
+
+
+@dataclass
+class Bench:
+    """Collects metrics, evaluation results and timings for one protocol run."""
+
+    protocol: str
+    metrics: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+
+    def timed(self, key: str):
+        bench = self
+
+        class _T:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+                return self
+
+            def __exit__(self, *exc):
+                bench.timings[key] = round(time.perf_counter() - self.t0, 2)
+                return False
+
+        return _T()
+
+    def evaluate(self, dataset: Any, label: str, model: Any, dims: list[int] | None, long_chunks: bool = False) -> Any:
+        from ragtune.evaluation import RetrievalEvaluator
+
+        res = RetrievalEvaluator(dataset, dims=dims, long_chunks=long_chunks)(model, label)
+        self.results[label] = res
+        self.metrics[label] = res.metrics
+        self.timings[f"eval_{label}_s"] = round(sum(v for k, v in res.seconds.items() if k.endswith("_s")), 2)
+        m = res.metrics[max(res.metrics, key=int)]
+        print(f"  {label:<11} hit@5 {m['hit@5']:.3f}  ndcg@10 {m['ndcg@10']:.3f}  mrr@10 {m['mrr@10']:.3f}", flush=True)
+        return res
+
+    def write(self, out: str | Path, dataset: Any) -> dict[str, Any]:
+        from ragtune.report import build_report, write_report
+        from ragtune.rundir import machine_info, package_versions
+
+        out = Path(out)
+        report = build_report(dataset, self.results, self.models, timings=self.timings, extra=self.extra)
+        result = {
+            "protocol": self.protocol,
+            "metrics": self.metrics,
+            "timings": self.timings,
+            "machine": machine_info(),
+            "versions": package_versions(),
+            **self.extra,
+            "comparison": report.get("comparison", {}),
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2, default=_default) + "\n")
+        tmp.replace(out)
+        write_report(report, out.with_name(out.stem + "_report"))
+        return result
+
+
+def _default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs (values parsed as JSON where possible) for TrainConfig fields."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, raw = item.partition("=")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out

@@ -1,0 +1,209 @@
+"""Benchmarks of ../shared/BENCHMARK.md: ``python eval/run.py PROTOCOL --out FILE.json``.
+
+PROTOCOL is one of
+  T1      train on the given Lyft pairs, evaluate on the 881 Uber questions
+          (ragtune's default trainer; the anchor too when it is installed);
+  T2      pairs generated offline from the Lyft PDF, evaluated on Uber;
+  A       pairs generated offline from the Uber PDF itself, evaluated on Uber;
+  G       the T1 (or --model) model on dbpedia-5k: does tuning hurt general retrieval?
+  M       the T1 (or --model) model at 384/256/128/64 dims on Uber;
+  anchor  LlamaIndex's deprecated SentenceTransformersFinetuneEngine on T1's data.
+
+Scoring is exact search: ``base``/``tuned`` read each chunk's first 256 tokens
+(plain); ``base+long``/``tuned+long`` score each chunk by its best window.
+Trained models are kept under ``--workdir`` (default ``eval/work``) so that G
+and M reuse the T1 model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import M_DIMS, Bench, parse_overrides, require  # noqa: E402
+
+PROTOCOLS = ("T1", "T2", "A", "G", "M", "anchor")
+
+
+def _train(pairs, out_dir: Path, overrides: dict, bench: Bench, base: str | None):
+    from ragtune.train import TrainConfig, train
+
+    cfg = TrainConfig(base=base, **overrides)
+    with bench.timed("train_s"):
+        result = train(pairs, out_dir, cfg, checkpoint_dir=out_dir.with_name(out_dir.name + ".ckpt"))
+    bench.extra["training"] = result.to_dict() | {"config": cfg.to_dict()}
+    bench.models["tuned"] = str(out_dir)
+    print(f"  trained {result.steps} steps on {result.train_pairs} pairs in {bench.timings['train_s']:.1f} s", flush=True)
+    return out_dir
+
+
+def _eval_uber(bench: Bench, tuned: Path | None, dims, long_chunks: bool, base: str | None):
+    from ragtune.evaluation import load_llamaindex
+    from ragtune.models import Encoder, model_label
+
+    ds = load_llamaindex(require("tenk", "uber_val_pairs.json"))
+    bench.models.setdefault("base", model_label(base))
+    encs = {"base": Encoder(base)}
+    if tuned is not None:
+        encs["tuned"] = Encoder(str(tuned))
+    for label, enc in encs.items():
+        bench.evaluate(ds, label, enc, dims)
+    if long_chunks:
+        for label, enc in encs.items():
+            bench.evaluate(ds, f"{label}+long", enc, dims, long_chunks=True)
+    return ds
+
+
+def _prepare_given_pairs(path: Path, base: str | None, repoint: str, bench: Bench):
+    from ragtune.models import Encoder
+    from ragtune.pairs import load_pairs
+    from ragtune.pairs.repoint import repoint_to_windows
+
+    pairs = load_pairs(path)
+    if repoint != "off":
+        with bench.timed("repoint_s"):
+            pairs = repoint_to_windows(pairs, Encoder(base), keep_original=repoint == "both")
+    return pairs
+
+
+def protocol_t1(args, bench: Bench, anchor_too: bool = True):
+    train_json = require("tenk", "lyft_train_pairs.json")
+    pairs = _prepare_given_pairs(train_json, args.base, args.repoint, bench)
+    bench.extra["train_pairs"] = len(pairs)
+    tuned = _train(pairs, args.workdir / "t1_model", parse_overrides(args.train), bench, args.base)
+    ds = _eval_uber(bench, tuned, args.dims or M_DIMS, args.long, args.base)
+    if anchor_too and not args.no_anchor:
+        _anchor(args, bench, ds)
+    return ds
+
+
+def _anchor(args, bench: Bench, ds=None):
+    import anchor
+    from ragtune.evaluation import load_llamaindex
+    from ragtune.models import resolve_model
+
+    if not anchor.available():
+        print("  anchor skipped: pip install -r eval/requirements-anchor.txt", flush=True)
+        return ds
+    out = args.workdir / "anchor_model"
+    secs = anchor.train_anchor(require("tenk", "lyft_train_pairs.json"), out, resolve_model(args.base))
+    bench.timings["anchor_train_s"] = round(secs, 2)
+    bench.models["anchor"] = "llama-index-finetuning SentenceTransformersFinetuneEngine (MNRL, batch 10, 2 epochs)"
+    print(f"  anchor trained in {secs:.1f} s", flush=True)
+    ds = ds or load_llamaindex(require("tenk", "uber_val_pairs.json"))
+    bench.evaluate(ds, "anchor", str(out), args.dims or [384])
+    if "train_s" in bench.timings:
+        bench.extra["time_ratio_vs_anchor"] = round(bench.timings["train_s"] / secs, 3)
+    return ds
+
+
+def protocol_generated(args, bench: Bench, pdf: str):
+    from ragtune.corpus import load_corpus
+    from ragtune.models import Encoder
+    from ragtune.pairs import GenerationConfig, generate_pairs
+
+    path = require("tenk", pdf)
+    with bench.timed("generate_s"):
+        corpus = load_corpus(path)
+        enc = Encoder(args.base)
+        gen = generate_pairs(corpus.chunks, enc.tokenizer, enc.window_spec(), GenerationConfig(val_fraction=0.0, max_pairs=args.max_pairs))
+    bench.extra["pairs"] = {
+        "chunks": len(corpus.chunks),
+        "generated": gen.generated,
+        "kept": len(gen.pairs),
+        "dropped": gen.dropped,
+        "by_kind": gen.by_kind,
+        "pairs_per_s": round(len(gen.pairs) / bench.timings["generate_s"], 1),
+    }
+    print(f"  generated {len(gen.pairs)} pairs from {len(corpus.chunks)} chunks in {bench.timings['generate_s']:.1f} s", flush=True)
+    tuned = _train(gen.pairs, args.workdir / f"{bench.protocol.lower()}_model", parse_overrides(args.train), bench, args.base)
+    return _eval_uber(bench, tuned, args.dims or M_DIMS, args.long, args.base)
+
+
+def _t1_model(args, bench: Bench) -> Path:
+    if args.model:
+        return Path(args.model)
+    model = args.workdir / "t1_model"
+    if not (model / "ragtune.json").exists():
+        print("  no T1 model yet: training it first", flush=True)
+        pairs = _prepare_given_pairs(require("tenk", "lyft_train_pairs.json"), args.base, args.repoint, bench)
+        _train(pairs, model, parse_overrides(args.train), bench, args.base)
+    bench.models["tuned"] = str(model)
+    return model
+
+
+def protocol_g(args, bench: Bench):
+    from ragtune.evaluation import load_beir
+    from ragtune.models import model_label
+
+    ds = load_beir(require("dbpedia-5k"))
+    model = _t1_model(args, bench)
+    bench.models.setdefault("base", model_label(args.base))
+    bench.evaluate(ds, "base", args.base, [384])
+    bench.evaluate(ds, "tuned", str(model), [384])
+    return ds
+
+
+def protocol_m(args, bench: Bench):
+    model = _t1_model(args, bench)
+    ds = _eval_uber(bench, model, M_DIMS, False, args.base)
+    full = bench.metrics["tuned"]["384"]["ndcg@10"]
+    bench.extra["retention"] = {d: round(bench.metrics["tuned"][d]["ndcg@10"] / full, 4) for d in bench.metrics["tuned"]}
+    bench.extra["above_base_384"] = {d: bench.metrics["tuned"][d]["ndcg@10"] > bench.metrics["base"]["384"]["ndcg@10"] for d in bench.metrics["tuned"]}
+    print(f"  nDCG@10 retention vs 384: {bench.extra['retention']}", flush=True)
+    return ds
+
+
+def protocol_anchor(args, bench: Bench):
+    from ragtune.evaluation import load_llamaindex
+    from ragtune.models import model_label
+
+    ds = load_llamaindex(require("tenk", "uber_val_pairs.json"))
+    bench.models["base"] = model_label(args.base)
+    bench.evaluate(ds, "base", args.base, args.dims or [384])
+    return _anchor(args, bench, ds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("protocol", choices=PROTOCOLS)
+    ap.add_argument("--out", type=Path, required=True, help="Result JSON to write (a report folder goes beside it).")
+    ap.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent / "work")
+    ap.add_argument("--base", default=None, help="Base model (default: bundled all-MiniLM-L6-v2).")
+    ap.add_argument("--model", default=None, help="G/M: evaluate this model instead of the T1 model.")
+    ap.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides, e.g. epochs=2 learning_rate=1e-4")
+    ap.add_argument("--repoint", choices=("off", "window", "both"), default="off", help="T1: point given pairs at their best window.")
+    ap.add_argument("--max-pairs", type=int, default=None)
+    ap.add_argument("--dims", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    ap.add_argument("--no-long", dest="long", action="store_false", help="Skip long-chunk (best-window) evaluation.")
+    ap.add_argument("--no-anchor", action="store_true", help="T1: do not run the anchor.")
+    args = ap.parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    bench = Bench(args.protocol)
+    t0 = time.perf_counter()
+    print(f"protocol {args.protocol}", flush=True)
+    if args.protocol == "T1":
+        ds = protocol_t1(args, bench)
+    elif args.protocol == "T2":
+        ds = protocol_generated(args, bench, "lyft_2021.pdf")
+    elif args.protocol == "A":
+        ds = protocol_generated(args, bench, "uber_2021.pdf")
+    elif args.protocol == "G":
+        ds = protocol_g(args, bench)
+    elif args.protocol == "M":
+        ds = protocol_m(args, bench)
+    else:
+        ds = protocol_anchor(args, bench)
+    bench.timings["total_s"] = round(time.perf_counter() - t0, 2)
+    bench.write(args.out, ds)
+    print(f"wrote {args.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
