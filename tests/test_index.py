@@ -65,3 +65,63 @@ def test_embedded_on_disk_persists(tmp_path, tiny_chunks, st_model):
     client = connect(loc)
     assert ChunkIndex(client, "c").count() == len(tiny_chunks)
     client.close()
+
+
+def test_two_stage_matches_full_search(qdrant_memory, tiny_chunks, st_model):
+    idx = open_for_model(qdrant_memory, "t", st_model, "base", small_dim=64)
+    enc = Encoder(st_model)
+    idx.upsert(tiny_chunks, enc)
+    assert idx.small_dim == 64
+    for question in ("Which depot maintains the trams?", "How much is a monthly pass?", "When did the line open?"):
+        q = enc.encode_queries([question])[0]
+        for mode in ("windows", "plain"):
+            full = [h.id for h in idx.search(q, top_k=3, mode=mode)]
+            two = [h.id for h in idx.search(q, top_k=3, mode=mode, two_stage=True, candidates=len(tiny_chunks))]
+            assert two == full  # every chunk is a candidate: the rescoring must reproduce full search
+        cheap = idx.search(q, top_k=1, two_stage=True, candidates=2)
+        assert len(cheap) == 1
+
+
+def test_two_stage_needs_small_vectors(qdrant_memory, tiny_chunks, st_model):
+    from ragtune.errors import InputError
+
+    idx = open_for_model(qdrant_memory, "n", st_model, "base", small_dim=0, quantization="scalar")
+    idx.upsert(tiny_chunks[:3], Encoder(st_model))
+    q = Encoder(st_model).encode_queries(["depot"])[0]
+    assert idx.search(q, top_k=2)  # quantized collection still searches
+    with pytest.raises(InputError, match="two-stage"):
+        idx.search(q, two_stage=True)
+
+
+def test_payload_filter(qdrant_memory, tiny_chunks, st_model):
+    from qdrant_client import models
+
+    idx = open_for_model(qdrant_memory, "f", st_model, "base")
+    enc = Encoder(st_model)
+    idx.upsert(tiny_chunks, enc)
+    flt = models.Filter(must=[models.FieldCondition(key="source", match=models.MatchValue(value="fares.txt"))])
+    hits = idx.search(enc.encode_queries(["Which depot maintains the trams?"])[0], top_k=3, query_filter=flt)
+    assert hits and all(h.metadata["source"] == "fares.txt" for h in hits)
+
+
+def test_server_url_path_when_reachable(tiny_chunks, st_model):
+    """The server path is the same code as the embedded one; runs where a Qdrant server answers."""
+    import os
+    import uuid
+
+    url = os.environ.get("RAGTUNE_QDRANT_URL", "http://127.0.0.1:6333")
+    try:
+        client = connect(url, timeout=2)
+        client.get_collections()
+    except Exception as exc:  # noqa: BLE001 - any failure means no server here
+        pytest.skip(f"no Qdrant server reachable at {url} (set RAGTUNE_QDRANT_URL): {type(exc).__name__}")
+    name = f"ragtune-test-{uuid.uuid4().hex[:8]}"
+    try:
+        idx = open_for_model(client, name, st_model, "base")
+        idx.upsert(tiny_chunks, Encoder(st_model))
+        idx.upsert(tiny_chunks, Encoder(st_model))
+        assert idx.count() == len(tiny_chunks)
+        hit = idx.search(Encoder(st_model).encode_queries(["Which depot maintains the trams?"])[0], top_k=1)[0]
+        assert "Eastfield" in hit.text
+    finally:
+        client.delete_collection(name)

@@ -92,3 +92,26 @@ def test_config_errors(pairs, tmp_path):
         TrainConfig(matryoshka_dims=(512,)).dims_for(384)
     with pytest.raises(ConfigError, match="negatives"):
         train(pairs, tmp_path / "m", TrainConfig(loss="triplet", max_steps=1, **FAST))
+
+
+def test_query_adapter_keeps_documents_and_index_valid(tmp_path, pairs, st_model, qdrant_memory, tiny_chunks):
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from ragtune.index import model_fingerprint, open_for_model
+    from ragtune.models import Encoder
+    from ragtune.train import AdapterSettings
+
+    out = tmp_path / "qa"
+    res = train(pairs, out, TrainConfig(query_adapter=AdapterSettings(epochs=5), **FAST))
+    assert res.trainable_params == 384 * 384 + 384
+    tuned = SentenceTransformer(str(out))  # plain sentence-transformers restores the Router
+    docs = ["The Eastfield depot maintains the fleet."]
+    assert np.allclose(tuned.encode_document(docs), st_model.encode(docs, normalize_embeddings=True), atol=1e-5)
+    assert not np.allclose(tuned.encode_query(docs), st_model.encode(docs, normalize_embeddings=True), atol=1e-4)
+    # an index built with the base model opens with the adapter model: no re-embedding
+    open_for_model(qdrant_memory, "c", st_model, "base").upsert(tiny_chunks, Encoder(st_model))
+    assert model_fingerprint(tuned) == model_fingerprint(st_model)
+    idx = open_for_model(qdrant_memory, "c", tuned, str(out))
+    hit = idx.search(Encoder(tuned).encode_queries(["Which depot maintains the trams?"])[0], top_k=1)[0]
+    assert "Eastfield" in hit.text

@@ -79,6 +79,7 @@ def run(
     long_chunks: bool = typer.Option(True, "--long/--no-long", help="Also evaluate best-window (long-chunk) search."),
     max_steps: int = typer.Option(-1, "--max-steps", help="Stop training after this many steps (a quick smoke run)."),
     max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="Training sequence length (default: from the data)."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="provider:model (e.g. openai:gpt-4o-mini, ollama:llama3.1) to write the questions and judge RAG quality; needs ragtune[llm]."),
 ) -> None:
     """The main job: chunks → pairs → tuned model → Qdrant index → before/after report."""
     from ragtune.corpus import ChunkConfig
@@ -89,7 +90,7 @@ def run(
     cfg = RunConfig(
         corpus=str(corpus),
         chunk=ChunkConfig(chunk_size=chunk_size, chunk_overlap=min(200, chunk_size // 5)),
-        generation=GenerationConfig(max_pairs=max_pairs),
+        generation=GenerationConfig(max_pairs=max_pairs, llm=llm),
         train=TrainConfig(
             base=base, epochs=epochs, loss=loss, batch_size=batch_size, max_steps=max_steps, max_seq_length=max_seq_length
         ),
@@ -110,22 +111,28 @@ def generate(
     max_pairs: Optional[int] = typer.Option(None, "--max-pairs"),
     chunk_size: int = typer.Option(1024, "--chunk-size"),
     val_fraction: float = typer.Option(0.15, "--val-fraction", help="Share of documents held out for validation."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="provider:model to write the questions (default: the offline generator)."),
+    questions_per_chunk: int = typer.Option(2, "--questions-per-chunk", help="LLM generator: questions per window."),
+    llm_cache: Optional[Path] = typer.Option(None, "--llm-cache", help="LLM answers cache (default: OUT.llm-cache/); re-runs never pay twice."),
 ) -> None:
-    """Generate synthetic query → passage pairs from a corpus, offline."""
+    """Generate synthetic query → passage pairs from a corpus (offline by default, or with an LLM)."""
     import time
 
     from ragtune.corpus import ChunkConfig, load_corpus, save_chunks
     from ragtune.models import Encoder
-    from ragtune.pairs import GenerationConfig, generate_pairs, save_pairs
+    from ragtune.pairs import GenerationConfig, generate_pairs, make_generator, save_pairs
 
     t0 = time.perf_counter()
     res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size, chunk_overlap=min(200, chunk_size // 5)), _progress)
     encoder = Encoder(base)
+    cfg = GenerationConfig(max_pairs=max_pairs, val_fraction=val_fraction, llm=llm, questions_per_chunk=questions_per_chunk)
+    cache = llm_cache or out.with_name(out.stem + ".llm-cache")
     gen = generate_pairs(
         res.chunks,
         encoder.tokenizer,
         encoder.window_spec(),
-        GenerationConfig(max_pairs=max_pairs, val_fraction=val_fraction),
+        cfg,
+        generator=make_generator(cfg, cache_dir=cache if llm else None),
         progress=_progress,
     )
     save_pairs(out, gen.pairs)
@@ -155,10 +162,12 @@ def train_cmd(
     dims: Optional[str] = typer.Option(None, "--dims", help="Matryoshka dims, comma-separated (default: full, 1/2, 1/4, 1/6)."),
     no_matryoshka: bool = typer.Option(False, "--no-matryoshka"),
     lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="Train a LoRA adapter of this rank instead of all weights."),
+    query_adapter: bool = typer.Option(False, "--query-adapter", help="Train only a linear map on query vectors: existing document vectors stay valid."),
+    freeze_layers: int = typer.Option(0, "--freeze-layers", help="Freeze embeddings and the lowest N transformer layers."),
 ) -> None:
     """Fine-tune an encoder on pairs; writes a sentence-transformers folder."""
     from ragtune.pairs import load_pairs
-    from ragtune.train import LoraSettings, TrainConfig, train
+    from ragtune.train import AdapterSettings, LoraSettings, TrainConfig, train
 
     cfg = TrainConfig(
         base=base,
@@ -171,6 +180,8 @@ def train_cmd(
         matryoshka=not no_matryoshka,
         matryoshka_dims=_parse_dims(dims),
         lora=LoraSettings(rank=lora_rank) if lora_rank else None,
+        query_adapter=AdapterSettings() if query_adapter else None,
+        freeze_layers=freeze_layers,
     )
     data = load_pairs(pairs)
     result = train(data, out, cfg)
@@ -188,6 +199,7 @@ def evaluate(
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Model to compare with (default: the model's base; 'none' to skip)."),
     dims: Optional[str] = typer.Option(None, "--dims", help="Dimensions to evaluate, comma-separated (default: the trained Matryoshka dims)."),
     long_chunks: bool = typer.Option(True, "--long/--no-long", help="Also evaluate best-window search."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="provider:model to judge RAG quality with ragas (faithfulness, answer relevancy)."),
 ) -> None:
     """Evaluate a model (and a baseline) on a labelled set; writes report.json/.md/.html."""
     from ragtune.evaluation import RetrievalEvaluator, load_eval_dataset
@@ -207,8 +219,11 @@ def evaluate(
         results[label] = RetrievalEvaluator(dataset, dims=dim_list)(enc, label)
         if long_chunks:
             results[f"{label}+long"] = RetrievalEvaluator(dataset, dims=dim_list, long_chunks=True)(enc, f"{label}+long")
+    from ragtune.pipeline import rag_metrics
+
     models = {label: (model_label(m) if label == "base" else m) for label, m in labels}
-    report = build_report(dataset, results, models)
+    rag = rag_metrics(dataset, results, llm)
+    report = build_report(dataset, results, models, extra={"ragas": rag} if rag else None)
     write_report(report, out)
     _print_summary(report, None)
     _echo(f"wrote {out}/report.json, report.md, report.html")
@@ -222,6 +237,8 @@ def index(
     collection: str = typer.Option(..., "--collection", "-c"),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY"),
     chunk_size: int = typer.Option(1024, "--chunk-size"),
+    small_dim: Optional[int] = typer.Option(None, "--small-dim", help="Truncated vectors for two-stage search (default width/6; 0: none)."),
+    quantization: str = typer.Option("none", "--quantization", help="none | scalar | binary (a Qdrant server honours it)."),
 ) -> None:
     """Chunk a corpus and upsert it into a Qdrant collection (stable ids: re-runs update)."""
     from ragtune.corpus import ChunkConfig, load_corpus
@@ -233,7 +250,7 @@ def index(
     enc = Encoder(st)
     client = connect(qdrant, api_key)
     try:
-        idx = open_for_model(client, collection, st, model)
+        idx = open_for_model(client, collection, st, model, small_dim=small_dim, quantization=quantization)
         n = idx.upsert(res.chunks, enc, progress=_progress)
         _echo(f"upserted {n} chunks into {collection!r} at {qdrant}; the collection holds {idx.count()} points")
     finally:
@@ -249,6 +266,7 @@ def query(
     top_k: int = typer.Option(5, "--top-k", "-k"),
     mode: str = typer.Option("windows", "--mode", help="windows (best window of each chunk) | plain"),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY"),
+    two_stage: bool = typer.Option(False, "--two-stage", help="Candidates on small Matryoshka vectors, rescored on full ones."),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON lines."),
 ) -> None:
     """Search a ragtune Qdrant collection with a model."""
@@ -262,7 +280,7 @@ def query(
         if not ChunkIndex(client, collection).exists():
             raise RagtuneError(f"collection {collection!r} does not exist at {qdrant} (run ragtune index first)")
         idx = open_for_model(client, collection, st, model)
-        hits = idx.search(enc.encode_queries([text])[0], top_k=top_k, mode=mode)
+        hits = idx.search(enc.encode_queries([text])[0], top_k=top_k, mode=mode, two_stage=two_stage)
     finally:
         client.close()
     for rank, h in enumerate(hits, 1):

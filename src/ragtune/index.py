@@ -7,7 +7,12 @@ path for all three. Each point is one chunk with two named vectors:
 - ``text-dense`` — the plain vector (the first ``max_seq_length`` tokens), the
   name LlamaIndex's ``QdrantVectorStore`` uses, so a LlamaIndex index opens it;
 - ``windows`` — a multivector of the chunk's token windows compared with
-  MAX_SIM, so text past the first 256 tokens is searchable.
+  MAX_SIM, so text past the first 256 tokens is searchable;
+- ``text-dense-small`` / ``windows-small`` — the same vectors truncated to a
+  small Matryoshka dimension (64 for a 384-wide model), for two-stage search:
+  Qdrant ``prefetch`` finds candidates on the small vectors, the full vectors
+  rescore them. Optional scalar/binary quantization of the full vectors
+  (honoured by a Qdrant server; the embedded mode searches exactly).
 
 Point ids are the chunks' stable UUIDs: re-indexing the same corpus updates
 points instead of adding duplicates. The collection's metadata records the
@@ -27,13 +32,15 @@ import numpy as np
 from ragtune._io import Progress
 from ragtune.corpus import Chunk
 from ragtune.errors import IndexMismatchError, InputError
-from ragtune.models import Encoder, embedding_width
+from ragtune.models import Encoder, embedding_width, truncate
 
 log = logging.getLogger(__name__)
 
 PLAIN = "text-dense"
 WINDOWS = "windows"
+SMALL = "-small"
 META_KEY = "ragtune"
+QUANTIZATIONS = ("none", "scalar", "binary")
 
 
 def connect(location: str | Path, api_key: str | None = None, timeout: int = 60) -> Any:
@@ -56,10 +63,14 @@ def connect(location: str | Path, api_key: str | None = None, timeout: int = 60)
 
 
 def model_fingerprint(model: Any) -> str:
-    """A short hash of a model's weights, so a collection knows which model filled it."""
+    """A short hash of the weights documents pass through, so a collection knows which model filled it."""
+    from ragtune.train.query_adapter import is_query_route
+
     h = hashlib.sha256()
     state = model.state_dict() if hasattr(model, "state_dict") else {}
-    for name in sorted(state)[:8] + sorted(state)[-8:]:
+    # only what documents pass through: a query-only adapter leaves the index valid
+    names = sorted(n for n in state if not is_query_route(n))
+    for name in names[:8] + names[-8:]:
         t = state[name]
         h.update(name.encode())
         h.update(t.detach().float().cpu().numpy().tobytes()[:4096])
@@ -82,20 +93,44 @@ class ChunkIndex:
             raise InputError(f"collection={collection!r}: use letters, digits, '-' and '_'")
         self.client = client
         self.collection = collection
+        self._meta: dict[str, Any] | None = None
 
     # lifecycle ------------------------------------------------------------
     def exists(self) -> bool:
         return bool(self.client.collection_exists(self.collection))
 
     def metadata(self) -> dict[str, Any]:
-        info = self.client.get_collection(self.collection)
-        return dict((info.config.metadata or {}).get(META_KEY) or {})
+        if self._meta is None:
+            info = self.client.get_collection(self.collection)
+            self._meta = dict((info.config.metadata or {}).get(META_KEY) or {})
+        return self._meta
 
-    def ensure(self, model_name: str, fingerprint: str, dim: int) -> None:
-        """Create the collection, or check that an existing one was built by this model."""
+    @property
+    def small_dim(self) -> int | None:
+        return self.metadata().get("small_dim")
+
+    def ensure(
+        self,
+        model_name: str,
+        fingerprint: str,
+        dim: int,
+        small_dim: int | None = None,
+        quantization: str = "none",
+    ) -> None:
+        """Create the collection, or check that an existing one was built by this model.
+
+        ``small_dim`` adds truncated vectors for two-stage search (default: a
+        sixth of ``dim``; 0 turns them off).
+        """
         from qdrant_client import models
 
-        meta = {"model": model_name, "fingerprint": fingerprint, "dim": dim}
+        if quantization not in QUANTIZATIONS:
+            raise InputError(f"quantization={quantization!r}: choose one of {', '.join(QUANTIZATIONS)}")
+        small = dim // 6 if small_dim is None else small_dim
+        if small and not 0 < small < dim:
+            raise InputError(f"small_dim={small}: must be between 1 and the model width {dim}")
+        meta = {"model": model_name, "fingerprint": fingerprint, "dim": dim, "small_dim": small or None,
+                "quantization": quantization}
         if self.exists():
             have = self.metadata()
             if not have:
@@ -113,16 +148,11 @@ class ChunkIndex:
             return
         self.client.create_collection(
             self.collection,
-            vectors_config={
-                PLAIN: models.VectorParams(size=dim, distance=models.Distance.COSINE),
-                WINDOWS: models.VectorParams(
-                    size=dim,
-                    distance=models.Distance.COSINE,
-                    multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
-                ),
-            },
+            vectors_config=_vector_params(dim, small),
+            quantization_config=_quantization(quantization),
             metadata={META_KEY: meta},
         )
+        self._meta = meta
 
     def count(self) -> int:
         return int(self.client.count(self.collection, exact=True).count)
@@ -145,39 +175,110 @@ class ChunkIndex:
             wv = encoder.encode_windows(texts)
             plain = wv.vectors[np.r_[0, np.flatnonzero(np.diff(wv.owner)) + 1]]
             per_chunk = wv.per_chunk()
-            points = [
-                models.PointStruct(
-                    id=c.id,
-                    vector={PLAIN: plain[i].tolist(), WINDOWS: per_chunk[i].tolist()},
-                    payload=chunk_payload(c, wv.spans[i]),
-                )
-                for i, c in enumerate(batch)
-            ]
+            small = self.small_dim
+            points = []
+            for i, c in enumerate(batch):
+                vectors = {PLAIN: plain[i].tolist(), WINDOWS: per_chunk[i].tolist()}
+                if small:
+                    vectors[PLAIN + SMALL] = truncate(plain[i], small).tolist()
+                    vectors[WINDOWS + SMALL] = truncate(per_chunk[i], small).tolist()
+                points.append(models.PointStruct(id=c.id, vector=vectors, payload=chunk_payload(c, wv.spans[i])))
             self.client.upsert(self.collection, points=points, wait=True)
             written += len(points)
         return written
 
     # reading --------------------------------------------------------------
     def search(
-        self, query_vector: np.ndarray, top_k: int = 5, mode: str = "windows", query_filter: Any = None
+        self,
+        query_vector: np.ndarray,
+        top_k: int = 5,
+        mode: str = "windows",
+        query_filter: Any = None,
+        two_stage: bool = False,
+        candidates: int | None = None,
     ) -> list[Hit]:
-        """Top chunks for one normalised query vector (``mode``: ``windows`` or ``plain``)."""
+        """Top chunks for one normalised query vector.
+
+        ``mode``: ``windows`` (best window of each chunk) or ``plain`` (one
+        vector per chunk). ``two_stage``: find ``candidates`` (default
+        ``max(100, 10 * top_k)``) on the small truncated vectors, rescore them
+        on the full ones.
+        """
+        from qdrant_client import models
+
         using = {"windows": WINDOWS, "plain": PLAIN}.get(mode)
         if using is None:
             raise InputError(f"mode={mode!r}: choose 'windows' or 'plain'")
         q = np.asarray(query_vector, dtype=np.float32)
-        query = [q.tolist()] if using == WINDOWS else q.tolist()
+
+        def as_query(v: np.ndarray) -> Any:
+            return [v.tolist()] if using == WINDOWS else v.tolist()
+
+        params = None
+        if self.metadata().get("quantization", "none") != "none":
+            params = models.SearchParams(quantization=models.QuantizationSearchParams(rescore=True, oversampling=2.0))
+        prefetch = None
+        if two_stage:
+            small = self.small_dim
+            if not small:
+                raise InputError(
+                    f"collection {self.collection!r} has no small vectors for two-stage search; "
+                    "re-create it with small_dim > 0"
+                )
+            prefetch = models.Prefetch(
+                query=as_query(truncate(q, small)),
+                using=using + SMALL,
+                limit=candidates or max(100, 10 * top_k),
+                filter=query_filter,
+            )
         res = self.client.query_points(
-            self.collection, query=query, using=using, limit=top_k, with_payload=True, query_filter=query_filter
+            self.collection,
+            query=as_query(q),
+            using=using,
+            prefetch=prefetch,
+            limit=top_k,
+            with_payload=True,
+            query_filter=query_filter,
+            search_params=params,
         )
         return [_hit(p) for p in res.points]
 
 
-def open_for_model(client: Any, collection: str, model: Any, model_name: str) -> ChunkIndex:
-    """A :class:`ChunkIndex` that exists and was built by ``model`` (created if missing)."""
+def open_for_model(client: Any, collection: str, model: Any, model_name: str, **create: Any) -> ChunkIndex:
+    """A :class:`ChunkIndex` that exists and was built by ``model`` (created if missing).
+
+    ``create`` (``small_dim``, ``quantization``) applies only when the collection is new.
+    """
     index = ChunkIndex(client, collection)
-    index.ensure(model_name, model_fingerprint(model), embedding_width(model))
+    index.ensure(model_name, model_fingerprint(model), embedding_width(model), **create)
     return index
+
+
+def _vector_params(dim: int, small: int) -> dict[str, Any]:
+    from qdrant_client import models
+
+    def params(size: int, multi: bool) -> Any:
+        return models.VectorParams(
+            size=size,
+            distance=models.Distance.COSINE,
+            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM) if multi else None,
+        )
+
+    out = {PLAIN: params(dim, False), WINDOWS: params(dim, True)}
+    if small:
+        out[PLAIN + SMALL] = params(small, False)
+        out[WINDOWS + SMALL] = params(small, True)
+    return out
+
+
+def _quantization(kind: str) -> Any:
+    from qdrant_client import models
+
+    if kind == "scalar":
+        return models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True))
+    if kind == "binary":
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+    return None
 
 
 def chunk_payload(chunk: Chunk, spans: Sequence[tuple[int, int]]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from ragtune._io import Progress, sha256_file
 from ragtune.corpus import Chunk, ChunkConfig, load_chunks, load_corpus, save_chunks
 from ragtune.evaluation import RetrievalDataset, RetrievalEvaluator, from_pairs, load_eval_dataset
 from ragtune.models import Encoder, load_model, model_label, resolve_model
-from ragtune.pairs import GenerationConfig, Pair, generate_pairs, load_pairs, save_pairs
+from ragtune.pairs import GenerationConfig, Pair, generate_pairs, load_pairs, make_generator, save_pairs
 from ragtune.report import build_report, write_report
 from ragtune.rundir import RunDir, fingerprint
 from ragtune.train import TrainConfig, train
@@ -64,7 +64,10 @@ def stage_pairs(
         return load_pairs(rd.pairs)
     with rd.stage("pairs", fp) as info:
         encoder = Encoder(base)
-        res = generate_pairs(chunks, encoder.tokenizer, encoder.window_spec(), config, progress=progress)
+        generator = make_generator(config, cache_dir=rd.cache / "llm")
+        res = generate_pairs(
+            chunks, encoder.tokenizer, encoder.window_spec(), config, generator=generator, progress=progress
+        )
         save_pairs(rd.pairs, res.pairs)
         info.update(
             chunks=len(chunks),
@@ -73,6 +76,7 @@ def stage_pairs(
             kept=len(res.pairs),
             dropped=res.dropped,
             by_kind=res.by_kind,
+            generator=res.generator_stats,
             train=sum(p.split != "val" for p in res.pairs),
             val=sum(p.split == "val" for p in res.pairs),
         )
@@ -128,14 +132,19 @@ def stage_evaluate(
     dims: Sequence[int] | None = None,
     long_chunks: bool = True,
     extra: dict[str, Any] | None = None,
+    judge_llm: str | None = None,
 ) -> dict[str, Any]:
-    """Base (and tuned) model on ``dataset`` → ``report/`` (json, md, html)."""
+    """Base (and tuned) model on ``dataset`` → ``report/`` (json, md, html).
+
+    RAG metrics from ragas go into the report too: the ID-based ones always
+    (when ragas is installed), the LLM-judged ones when ``judge_llm`` is a spec.
+    """
     labels: list[tuple[str, Any, bool]] = [("base", base, False)]
     if tuned is not None:
         labels.append(("tuned", tuned, False))
     if long_chunks:
         labels += [(f"{name}+long", m, True) for name, m, _ in list(labels)]
-    fp = fingerprint("evaluate", dataset.source, len(dataset.queries), model_label(base), str(tuned), list(dims or []), long_chunks,
+    fp = fingerprint("evaluate", dataset.source, len(dataset.queries), model_label(base), str(tuned), list(dims or []), long_chunks, judge_llm,
                      rd.record.get("stages", {}).get("train", {}).get("fingerprint"))
     if rd.stage_done("evaluate", fp, rd.report / "report.json"):
         import json
@@ -153,9 +162,37 @@ def stage_evaluate(
     models = {"base": model_label(base)}
     if tuned is not None:
         models["tuned"] = str(tuned)
+    extra = dict(extra or {})
+    rag = rag_metrics(dataset, results, judge_llm)
+    if rag:
+        extra["ragas"] = rag
     report = build_report(dataset, results, models, timings=rd.timings(), extra=extra)
     write_report(report, rd.report)
     return report
+
+
+def rag_metrics(dataset: RetrievalDataset, results: dict[str, Any], judge_llm: str | None) -> dict[str, Any]:
+    """ragas metrics for the plain-mode labels; empty (and logged) when ragas is not installed."""
+    from ragtune.errors import RagtuneError
+
+    try:
+        from ragtune.evaluation.ragas_eval import ragas_metrics
+    except ImportError as exc:  # the module itself imports nothing heavy; stay defensive
+        log.info("ragas metrics skipped: %s", exc)
+        return {}
+    llm = None
+    if judge_llm:
+        from ragtune.pairs.llm import llm_from_spec
+
+        llm = llm_from_spec(judge_llm)
+    chosen = {k: v for k, v in results.items() if not k.endswith("+long")}
+    try:
+        return ragas_metrics(dataset, chosen, llm=llm)
+    except RagtuneError as exc:
+        if llm is not None:
+            raise
+        log.info("ragas metrics skipped: %s", exc)
+        return {}
 
 
 def run_pipeline(config: RunConfig, workdir: str | Path, progress: Progress | None = None) -> dict[str, Any]:
@@ -179,11 +216,14 @@ def run_pipeline(config: RunConfig, workdir: str | Path, progress: Progress | No
     width = Encoder(model_dir).dimension
     dims = config.train.dims_for(width) if config.train.matryoshka else [width]
     extra = {
+        "chunks": rd.record["stages"].get("chunks", {}),
         "pairs": rd.record["stages"].get("pairs", {}),
         "training": rd.record["stages"].get("train", {}),
         "index": rd.record["stages"].get("index", {}),
     }
-    report = stage_evaluate(rd, dataset, config.train.base, model_dir, dims, config.long_chunks, extra=extra)
+    report = stage_evaluate(
+        rd, dataset, config.train.base, model_dir, dims, config.long_chunks, extra=extra, judge_llm=config.generation.llm
+    )
     rd.record["report"] = str(rd.report / "report.json")
     rd.save()
     return report

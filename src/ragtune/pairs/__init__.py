@@ -24,6 +24,7 @@ __all__ = [
     "OfflineGenerator",
     "Pair",
     "generate_pairs",
+    "make_generator",
     "load_pairs",
     "pairs_from_llamaindex",
     "pairs_to_llamaindex",
@@ -37,6 +38,8 @@ class GenerationConfig:
     """Everything the pair stage needs besides the chunks."""
 
     offline: OfflineConfig = field(default_factory=OfflineConfig)
+    llm: str | None = None  # "provider:model" spec: use an LLM instead of the offline generator
+    questions_per_chunk: int = 2  # LLM generator: questions asked per window
     max_pairs: int | None = None
     val_fraction: float = 0.15
     split_by: str = "doc"
@@ -50,6 +53,7 @@ class GenerationResult:
     dropped: dict[str, int]
     by_kind: dict[str, int]
     windows: int
+    generator_stats: dict[str, Any] = field(default_factory=dict)
 
 
 def generate_pairs(
@@ -62,7 +66,7 @@ def generate_pairs(
 ) -> GenerationResult:
     """Generate, filter, cap and split pairs for ``chunks``."""
     config = config or GenerationConfig()
-    gen = generator or OfflineGenerator(config.offline)
+    gen = generator or make_generator(config)
     raw = gen(chunks, tokenizer, spec, progress=progress)
     kept, dropped = apply_filters(raw, [LengthFilter(), DuplicateFilter()])
     if config.max_pairs is not None and len(kept) > config.max_pairs:
@@ -80,6 +84,19 @@ def generate_pairs(
         dropped=dropped,
         by_kind=by_kind,
         windows=getattr(stats, "windows", 0),
+        generator_stats=stats.as_dict() if hasattr(stats, "as_dict") else {},
+    )
+
+
+def make_generator(config: GenerationConfig, cache_dir: Any = None) -> Callable[..., list[Pair]]:
+    """The generator ``config`` asks for: the offline one, or an LLM from its spec."""
+    if not config.llm:
+        return OfflineGenerator(config.offline)
+    from ragtune.pairs.llm import LLMConfig, LLMGenerator, llm_from_spec
+
+    return LLMGenerator(
+        llm_from_spec(config.llm),
+        LLMConfig(questions_per_chunk=config.questions_per_chunk, cache_dir=cache_dir),
     )
 
 

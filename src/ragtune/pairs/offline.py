@@ -74,6 +74,9 @@ class GenerationStats:
     windows: int = 0
     generated: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"windows": self.windows, "generated": dict(self.generated)}
+
 
 class OfflineGenerator:
     """Callable: ``OfflineGenerator(config)(chunks, tokenizer, spec) -> list[Pair]``."""
@@ -91,6 +94,7 @@ class OfflineGenerator:
         spec: WindowSpec,
         progress: Progress | None = None,
     ) -> list[Pair]:
+        self.stats = GenerationStats()
         rng = random.Random(self.config.seed)
         idf = IDF(c.text for c in chunks)
         idf.restrict_to(_vocabulary(tokenizer))

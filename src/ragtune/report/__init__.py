@@ -7,8 +7,19 @@
   ``mrr@10``, ``ndcg@10``, ``recall@10``, ``map@100``) → float;
 - ``comparison``: ``"tuned-base"`` (and ``"tuned+long-base+long"``) → dim →
   metric → ``{mean_diff, ci_low, ci_high, confidence, p_value, n_queries}``;
-- ``dataset``, ``models``, ``examples`` (queries that gained and lost most),
-  ``timings`` (seconds per stage), ``training``, ``pairs``, ``created``.
+- ``dataset`` (``name``, ``kind``, ``source``, ``queries``, ``corpus``, optional
+  ``info``), ``models``, ``examples`` (queries that gained and lost most),
+  ``timings`` (seconds per stage, ``{stage}_s``), ``eval_seconds`` (label →
+  encode/search seconds), ``created``;
+- ``pairs``, ``training``, ``index`` (and optionally ``chunks``): the stages'
+  ``run.json`` records, when run through the pipeline;
+- ``per_query``: ``{metric, qids, labels: label → {dim, values}}`` — each
+  label's per-query ``ndcg@10`` at its full dimension (the distribution plot);
+- ``ragas`` (optional): label → metric → float, from
+  :func:`ragtune.evaluation.ragas_eval.ragas_metrics`.
+
+``report.md`` and ``report.html`` are rendered from this record alone
+(:mod:`.facts` derives what both say; :mod:`.plots` draws the figures).
 """
 
 from ragtune.report.build import build_report, write_report

@@ -7,8 +7,9 @@ more than noise.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 #: Metrics shown in tables and bar charts, in reading order. ``cli`` indexes rows by position.
 HEADLINE = ("hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10", "recall@10")
@@ -156,7 +157,8 @@ def summary_rows(report: Mapping[str, Any]) -> tuple[list[str], list[SummaryRow]
     """Labels (columns) and one row per metric at each label's full dimension."""
     metrics = report.get("metrics") or {}
     labels = list(metrics)
-    names = list(HEADLINE) + sorted({m for by_dim in metrics.values() for v in by_dim.values() for m in v} - set(HEADLINE))
+    present = {m for by_dim in metrics.values() for m in by_dim[full_dim(by_dim)]}
+    names = [m for m in HEADLINE if m in present] + sorted(present - set(HEADLINE))
     rows = []
     for m in names:
         values = {lbl: metrics[lbl][full_dim(metrics[lbl])].get(m, float("nan")) for lbl in labels}
@@ -241,8 +243,7 @@ def _stage_details(name: str, rec: Mapping[str, Any], report: Mapping[str, Any])
             out.append(f"resumed from {rec['resumed_from']}")
     elif name == "index" and rec:
         if "points" in rec:
-            rate = f" ({rec['points'] / rec['seconds']:.0f} points/s)" if rec.get("seconds") else ""
-            out.append(f"{_n(rec['points'])} points of dim {rec.get('dim', '?')} into '{rec.get('collection', '?')}'{rate}")
+            out.append(f"{_n(rec['points'])} points of dim {rec.get('dim', '?')} into '{rec.get('collection', '?')}'")
         if rec.get("location"):
             out.append(f"at {rec['location']}")
     elif name == "evaluate":
@@ -295,7 +296,7 @@ def fmt_seconds(s: float | None) -> str:
         return f"{s:.1f} s"
     if s < 60:
         return f"{s:.0f} s"
-    m, sec = divmod(int(round(s)), 60)
+    m, sec = divmod(round(s), 60)
     if m < 60:
         return f"{m} min {sec:02d} s"
     h, m = divmod(m, 60)

@@ -7,7 +7,9 @@ the same offline, from an attachment, or on an air-gapped machine.
 from __future__ import annotations
 
 import html
-from typing import Any, Mapping
+import math
+from collections.abc import Mapping
+from typing import Any
 
 from ragtune.report.facts import (
     HEADLINE,
@@ -82,7 +84,7 @@ td.details{text-align:left;font-size:13px;color:var(--muted)} td.details div{mar
 dl{display:grid;grid-template-columns:max-content 1fr;gap:6px 22px;margin:0;font-size:14px}
 dt{color:var(--muted)} dd{margin:0;word-break:break-word}
 details{margin:10px 0} summary{cursor:pointer;color:var(--blue);font-weight:600;margin-bottom:10px}
-.note{font-size:13px;color:var(--muted)}
+.note{font-size:13px;color:var(--muted)} .notes{margin-top:10px}
 .empty{color:var(--muted);font-style:italic}
 footer{border-top:1px solid var(--line);margin-top:40px;padding:16px 0 30px;font-size:12.5px;color:var(--muted)}
 @media (max-width:760px){.verdict{flex-direction:column;align-items:flex-start}.cols{grid-template-columns:1fr}}
@@ -124,9 +126,11 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"<h1>{e(str(ds.get('name') or 'Evaluation'))}</h1><div class='meta'>{e(meta)}</div>",
         f"<nav>{links}</nav></div></header><main class='wrap'>",
         body,
-        f"</main><footer><div class='wrap'>ragtune {e(str(report.get('ragtune_version', '')))} · "
-        "quality figures come from exact (brute-force) search; <i>+long</i> labels search long chunks by their best window · "
-        "intervals are paired bootstrap over queries.</div></footer></body></html>",
+        (
+            f"</main><footer><div class='wrap'>ragtune {e(str(report.get('ragtune_version', '')))} · "
+            "quality figures come from exact (brute-force) search; <i>+long</i> labels search long chunks "
+            "by their best window · intervals are paired bootstrap over queries.</div></footer></body></html>"
+        ),
     ])
 
 
@@ -135,7 +139,7 @@ def _num(v: Any) -> str:
         f = float(v)
     except (TypeError, ValueError):
         return "—"
-    return "—" if f != f else f"{f:.3f}"
+    return "—" if math.isnan(f) else f"{f:.3f}"
 
 
 def _verdict(report: Mapping[str, Any]) -> str:
@@ -166,7 +170,8 @@ def _tiles(report: Mapping[str, Any]) -> str:
         tiles.append(("evaluated on", f"{ds['queries']:,}", f"queries over {ds.get('corpus', '?'):,} documents" if isinstance(ds.get("corpus"), int) else "queries"))
     total = total_seconds(report)
     if total is not None:
-        tiles.append(("run time", fmt_seconds(total), f"{len([s for s in stage_rows(report) if s.seconds is not None])} stages"))
+        n = len([s for s in stage_rows(report) if s.seconds is not None])
+        tiles.append(("run time", fmt_seconds(total), f"{n} stage{'s' if n != 1 else ''}"))
     train = report.get("training") or {}
     if isinstance(train.get("steps"), int):
         tiles.append(("training", f"{train['steps']:,} steps", f"{train.get('train_pairs', '?'):,} pairs" if isinstance(train.get("train_pairs"), int) else ""))
@@ -227,9 +232,12 @@ def _examples(report: Mapping[str, Any]) -> str:
     ex = report.get("examples") or {}
     if not ex:
         return ""
-    parts = [f"<section id='queries'><h2>Queries that moved most</h2><p class='note'>Per-query {e(str(ex.get('metric')))} "
-             f"at {e(str(ex.get('dim')))} dims. For each query: the chunk that holds the answer, and what each model ranked first "
-             "(green when that is the answer).</p>"]
+    intro = (
+        f"<section id='queries'><h2>Queries that moved most</h2><p class='note'>Per-query {e(str(ex.get('metric')))} "
+        f"at {e(str(ex.get('dim')))} dims. For each query: the chunk that holds the answer, and what each model "
+        "ranked first (green when that is the answer).</p>"
+    )
+    parts = [intro]
     for title, key in (("Gained", "gained"), ("Lost", "lost")):
         items = ex.get(key) or []
         parts.append(f"<h3>{title} most</h3>")
@@ -273,10 +281,25 @@ def _ragas(report: Mapping[str, Any]) -> str:
     return (
         "<section id='ragas'><h2>RAG quality (ragas)</h2>"
         f"<table><thead><tr><th>model</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
-        "<p class='note'><b>id_context_precision@k / id_context_recall@k</b>: share of the top-k retrieved chunks that are "
-        "relevant, and share of relevant chunks found in the top k (no LLM). <b>faithfulness</b>, <b>answer_relevancy</b>, "
-        "<b>llm_context_precision</b>: judged by an LLM on a sample of queries, answering from the retrieved chunks.</p></section>"
+        f"{_ragas_note(names)}</section>"
     )
+
+
+_RAGAS_NOTES = (
+    ("id_context_precision", "id_context_precision@k: share of the top-k retrieved chunks that are relevant (no LLM)."),
+    ("id_context_recall", "id_context_recall@k: share of the relevant chunks found in the top k (no LLM)."),
+    ("faithfulness", "faithfulness: share of the answer's claims that the retrieved chunks support (LLM-judged)."),
+    ("answer_relevancy", "answer_relevancy: how well the answer addresses the question (LLM + embeddings)."),
+    ("llm_context_precision", "llm_context_precision: whether the chunks ranked high were useful for the answer (LLM-judged)."),
+)
+
+
+def _ragas_note(names: list[str]) -> str:
+    """Explain only the metrics present; LLM-judged ones come from a sample of queries."""
+    notes = [text for prefix, text in _RAGAS_NOTES if any(n.startswith(prefix) for n in names)]
+    if any(n.startswith(("faithfulness", "answer_relevancy", "llm_")) for n in names):
+        notes.append("LLM-judged scores use a sample of queries; the LLM answers from each model's retrieved chunks.")
+    return "<div class='notes'>" + "".join(f"<div class='note'>{e(t)}</div>" for t in notes) + "</div>"
 
 
 def _stages(report: Mapping[str, Any]) -> str:

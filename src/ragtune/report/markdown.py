@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import math
+from collections.abc import Mapping
+from typing import Any
 
 from ragtune.report.facts import (
     HEADLINE,
@@ -24,7 +26,7 @@ def _cell(text: Any) -> str:
 
 
 def _num(v: float) -> str:
-    return "—" if v != v else f"{v:.3f}"  # NaN → dash
+    return "—" if math.isnan(v) else f"{v:.3f}"
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
@@ -33,8 +35,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines = [
         "# ragtune retrieval report",
         "",
-        f"Dataset: **{ds.get('name')}** ({ds.get('kind')}) — {ds.get('queries')} queries over "
-        f"{ds.get('corpus')} documents.  ",
+        (
+            f"Dataset: **{ds.get('name')}** ({ds.get('kind')}) — {ds.get('queries')} queries over "
+            f"{ds.get('corpus')} documents.  "
+        ),
         "Models: " + ", ".join(f"`{k}` = {v}" for k, v in (report.get("models") or {}).items()),
         "",
     ]
@@ -49,7 +53,7 @@ def _summary(report: Mapping[str, Any]) -> list[str]:
     labels, rows = summary_rows(report)
     if not labels:
         return []
-    diff_keys = [d.key for d in rows[0].diffs] if rows else []
+    diff_keys = list(dict.fromkeys(d.key for r in rows for d in r.diffs))
     head = ["metric", *labels, *(f"{k} (95% CI)" for k in diff_keys)]
     out = ["", "## Summary (full dimension, exact search)", "", "| " + " | ".join(head) + " |",
            "|---|" + "---:|" * (len(head) - 1)]
@@ -95,6 +99,11 @@ def _ragas(report: Mapping[str, Any]) -> list[str]:
     out = ["", "## RAG quality (ragas)", "", "| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for label, by_metric in scores.items():
         out.append(f"| {label} | " + " | ".join(_num(float(by_metric.get(m, float("nan")))) for m in names) + " |")
+    note = (
+        "_id_context_* compare retrieved chunk ids with the relevant ones (every query, no LLM); "
+        "faithfulness, answer_relevancy and llm_context_precision are judged by an LLM on a sample of queries._"
+    )
+    out += ["", note]
     return out
 
 

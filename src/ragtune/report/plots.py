@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -91,7 +92,7 @@ def _bars(plt: Any, report: Mapping[str, Any]) -> Plot | None:
     if not names:
         return None
     fig, ax = plt.subplots(figsize=(8.6, 3.3))
-    width = 0.8 / len(labels)
+    width = min(0.8 / len(labels), 0.45)
     x = np.arange(len(names))
     for i, lbl in enumerate(labels):
         st = _style(lbl, labels)
@@ -108,12 +109,10 @@ def _bars(plt: Any, report: Mapping[str, Any]) -> Plot | None:
     ax.set_ylabel("score")
     ax.grid(axis="x", visible=False)
     ax.legend(ncol=len(labels), loc="upper left", bbox_to_anchor=(0, 1.14), fontsize=8)
-    return Plot(
-        "bars",
-        "Before / after",
-        "Every headline metric at the model's full dimension; hatched bars use long-chunk (best-window) search.",
-        _png(plt, fig),
-    )
+    pair = any(t in labels and b in labels for _, t, b in COMPARISONS)
+    caption = "Every headline metric at each model's full dimension"
+    caption += "; hatched bars use long-chunk (best-window) search." if any(lbl.endswith("+long") for lbl in labels) else "."
+    return Plot("bars", "Before / after" if pair else "Metrics at full dimension", caption, _png(plt, fig))
 
 
 def _differences(plt: Any, report: Mapping[str, Any]) -> Plot | None:
@@ -191,6 +190,7 @@ def _per_query(plt: Any, report: Mapping[str, Any]) -> Plot | None:
     ax.set_xlim(-1.05, 1.05)
     ax.set_xlabel(f"per-query change in {metric} ({pair[0]} − {pair[1]})")
     ax.set_ylabel("queries")
+    ax.yaxis.get_major_locator().set_params(integer=True)
     ax.grid(axis="x", visible=False)
     ax.set_title(f"{gained} gained · {lost} lost · {same} unchanged", fontsize=9, fontweight="normal", color="#4a5568")
     # where queries ended up: base score vs tuned score, size = how many share the point

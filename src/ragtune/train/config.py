@@ -52,7 +52,15 @@ class TrainConfig:
     save_steps: int = 50
     max_steps: int = -1
     mini_batch_size: int = 16  # for cached-mnrl
+    # forgetting guard: the embedding layer carries most of the base model's
+    # general vocabulary knowledge, so it moves at a fraction of the learning rate
+    embedding_lr_scale: float = 0.1
+    # freeze the token embeddings and the lowest N transformer layers (0: none);
+    # saves their backward pass on CPU and keeps general features intact
+    freeze_layers: int = 0
     lora: LoraSettings | None = None
+    # train only a linear map on query vectors (documents and their index unchanged)
+    query_adapter: Any = None  # AdapterSettings | None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -64,8 +72,14 @@ class TrainConfig:
             raise ConfigError(f"batch_size={self.batch_size}: in-batch negatives need at least 2")
         if not 0 < self.learning_rate < 1:
             raise ConfigError(f"learning_rate={self.learning_rate}: must be in (0, 1)")
+        if not 0 <= self.embedding_lr_scale <= 1:
+            raise ConfigError(f"embedding_lr_scale={self.embedding_lr_scale}: must be in [0, 1]")
+        if self.freeze_layers < 0:
+            raise ConfigError(f"freeze_layers={self.freeze_layers}: must be >= 0")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"precision={self.precision!r}: choose auto, fp32, bf16 or fp16")
+        if self.lora is not None and self.query_adapter is not None:
+            raise ConfigError("lora and query_adapter: choose one way to train, not both")
         if self.matryoshka_dims is not None and any(d < 1 for d in self.matryoshka_dims):
             raise ConfigError(f"matryoshka_dims={self.matryoshka_dims}: dimensions must be positive")
 

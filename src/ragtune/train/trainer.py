@@ -142,6 +142,8 @@ def train(
 
     config = config or TrainConfig()
     out_dir = Path(out_dir)
+    if config.query_adapter is not None:
+        return _train_adapter(pairs, out_dir, config)
     train_pairs = [p for p in pairs if p.split != "val"]
     if len(train_pairs) < 2:
         raise ConfigError(f"training needs at least 2 pairs, got {len(train_pairs)}")
@@ -168,6 +170,8 @@ def train(
                 target_modules=list(lora.target_modules) if lora.target_modules else None,
             )
         )
+    if config.freeze_layers and config.lora is None:
+        freeze_lower_layers(model, config.freeze_layers)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
 
@@ -201,8 +205,14 @@ def train(
         dataloader_drop_last=len(dataset) >= 2 * batch_size,
         disable_tqdm=False,
     )
+    optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.learning_rate)
     trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=dataset, loss=loss, callbacks=list(callbacks) or None
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=loss,
+        callbacks=list(callbacks) or None,
+        optimizers=(optimizer, None),
     )
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=resume)
@@ -233,6 +243,65 @@ def train(
         )
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return result
+
+
+def _train_adapter(pairs: Sequence[Pair], out_dir: Path, config: TrainConfig) -> TrainResult:
+    from ragtune.train.query_adapter import train_query_adapter
+
+    width = embedding_width(load_model(config.base))
+    dims = config.dims_for(width) if config.matryoshka else [width]
+    r = train_query_adapter(pairs, out_dir, config.base, dims, config.query_adapter, seed=config.seed)
+    return TrainResult(
+        model_dir=out_dir,
+        seconds=r["seconds"],
+        steps=r["steps"],
+        train_pairs=r["train_pairs"],
+        dims=r["dims"],
+        max_seq_length=0,
+        precision="fp32",
+        trainable_params=r["trainable_params"],
+        total_params=r["total_params"],
+        resumed_from=None,
+    )
+
+
+_NO_DECAY = ("bias", "LayerNorm", "layer_norm", "layernorm")
+
+
+def param_groups(model: Any, config: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases/norms; embeddings at ``embedding_lr_scale`` × lr."""
+    groups: dict[tuple[bool, bool], list[Any]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_emb = ".embeddings." in f".{name}"
+        decay = not any(k in name for k in _NO_DECAY)
+        groups.setdefault((is_emb, decay), []).append(p)
+    out = []
+    for (is_emb, decay), params in groups.items():
+        lr = config.learning_rate * (config.embedding_lr_scale if is_emb else 1.0)
+        if lr == 0:
+            for p in params:
+                p.requires_grad_(False)
+            continue
+        out.append({"params": params, "lr": lr, "weight_decay": config.weight_decay if decay else 0.0})
+    return out
+
+
+def freeze_lower_layers(model: Any, n_layers: int) -> int:
+    """Freeze the token embeddings and the lowest ``n_layers`` transformer blocks; returns params frozen."""
+    import re
+
+    frozen = 0
+    pattern = re.compile(r"\.(?:layer|layers|h|block)\.(\d+)\.")
+    for name, p in model.named_parameters():
+        m = pattern.search(name)
+        if ".embeddings." in f".{name}" or (m and int(m.group(1)) < n_layers):
+            p.requires_grad_(False)
+            frozen += p.numel()
+    if frozen == 0:
+        log.warning("freeze_layers=%d matched no parameters of this architecture", n_layers)
+    return frozen
 
 
 def _prepare_checkpoints(ckpt_dir: Path, fp: str, get_last_checkpoint: Any) -> str | None:

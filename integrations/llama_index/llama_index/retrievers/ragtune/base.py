@@ -78,7 +78,11 @@ def open_index(
 
 
 class RagtuneQdrantRetriever(BaseRetriever):
-    """Retrieve chunks from a ragtune collection by best window (or plain vector)."""
+    """Retrieve chunks from a ragtune collection by best window (or plain vector).
+
+    ``two_stage=True`` finds candidates on the small Matryoshka vectors and
+    rescores them on the full ones (Qdrant ``prefetch``).
+    """
 
     def __init__(
         self,
@@ -90,6 +94,7 @@ class RagtuneQdrantRetriever(BaseRetriever):
         client: Any = None,
         similarity_top_k: int = 5,
         mode: str = "windows",
+        two_stage: bool = False,
         **kwargs: Any,
     ) -> None:
         from ragtune.index import open_for_model
@@ -99,13 +104,14 @@ class RagtuneQdrantRetriever(BaseRetriever):
         self._index = open_for_model(self._client, collection, embed_model.sentence_transformer, embed_model.model_path)
         self._top_k = similarity_top_k
         self._mode = mode
+        self._two_stage = two_stage
         super().__init__(**kwargs)
 
     def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
         import numpy as np
 
         vec = np.asarray(self._embed.get_query_embedding(query_bundle.query_str), dtype=np.float32)
-        hits = self._index.search(vec, top_k=self._top_k, mode=self._mode)
+        hits = self._index.search(vec, top_k=self._top_k, mode=self._mode, two_stage=self._two_stage)
         return [
             NodeWithScore(node=TextNode(id_=h.id, text=h.text, metadata=_public_meta(h.metadata)), score=h.score)
             for h in hits

@@ -1,0 +1,323 @@
+"""Load test of ragtune's HTTP server: requests/s and latency at 1, 8 and 32 concurrent clients.
+
+    python eval/load_server.py --out /tmp/load.json [--model default] [--requests 200]
+
+Starts ``python -m ragtune_server`` in its own process on 127.0.0.1 (loopback
+only; an API key is set, so auth is part of what is measured), waits for
+/health, then for each variant (``single``: one short sentence a request;
+``batch``: ``--batch-size`` sentences a request) and each concurrency level
+sends a bounded number of /v1/embeddings requests from that many concurrent
+clients (asyncio + httpx in this process). Reports requests/s, texts/s,
+p50/p95/p99 latency, and how many model calls the server's micro-batcher
+made for those requests (from /health), plus machine info. The client shares
+the machine with the server, so on a small machine the numbers are a lower
+bound on what the server does alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+HOST = "127.0.0.1"
+
+SUBJECTS = [
+    "The night tram",
+    "A monthly pass",
+    "The Eastfield depot",
+    "Line 4",
+    "The harbour ferry",
+    "A student card",
+]
+VERBS = ["leaves", "costs", "opens", "stops at", "connects", "is valid at"]
+OBJECTS = [
+    "Quay Street",
+    "Lighthouse Point",
+    "the old market",
+    "platform 3",
+    "the park-and-ride",
+    "the university",
+]
+
+
+def sentence(i: int) -> str:
+    """A short, distinct sentence (so no two requests are identical)."""
+    clock = f"{6 + i % 17}:{i % 60:02d}"
+    return f"{SUBJECTS[i % 6]} {VERBS[(i // 6) % 6]} {OBJECTS[(i // 36) % 6]} at {clock}."
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        info["torch"] = None
+    try:
+        import ragtune
+
+        info["ragtune"] = ragtune.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def start_server(args: argparse.Namespace, port: int, key: str) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "ragtune_server",
+        "--model",
+        args.model,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--api-key",
+        key,
+        "--log-level",
+        "warning",
+        "--max-wait-ms",
+        str(args.max_wait_ms),
+        "--max-batch-size",
+        str(args.max_batch_size),
+    ]
+    if args.device:
+        cmd += ["--device", args.device]
+    if args.server_threads:
+        cmd += ["--threads", str(args.server_threads)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.Popen(cmd, env=env)
+
+
+def wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with code {proc.returncode} before it was ready")
+        try:
+            r = httpx.get(f"{url}/health", timeout=5)
+            if r.status_code == 200:
+                return r.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"the server was not ready within {timeout:.0f}s")
+
+
+async def run_level(
+    url: str, key: str, concurrency: int, requests: int, batch: int, offset: int
+) -> dict[str, Any]:
+    """``requests`` embedding requests from ``concurrency`` clients: latencies and wall time."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    next_i = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300, limits=limits
+    ) as client:
+
+        async def worker() -> None:
+            nonlocal next_i
+            while next_i < requests:
+                i = next_i
+                next_i += 1
+                texts = [sentence(offset + i * batch + j) for j in range(batch)]
+                body = {"input": texts[0] if batch == 1 else texts, "model": "ragtune"}
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/v1/embeddings", json=body)
+                    ok = r.status_code == 200 and len(r.json()["data"]) == batch
+                    if not ok:
+                        errors.append(f"{r.status_code}: {r.text[:200]}")
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+                    continue
+                latencies.append(time.perf_counter() - t0)
+
+        before = (await client.get("/health")).json()["batching"]
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+        after = (await client.get("/health")).json()["batching"]
+    lat_ms = np.asarray(latencies) * 1000
+    calls = after["model_calls"] - before["model_calls"]
+    served = after["requests"] - before["requests"]
+    return {
+        "concurrency": concurrency,
+        "texts_per_request": batch,
+        "requests": requests,
+        "ok": len(latencies),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "wall_s": round(wall, 3),
+        "requests_per_s": round(len(latencies) / wall, 2),
+        "texts_per_s": round(len(latencies) * batch / wall, 1),
+        "latency_ms": {
+            "p50": round(float(np.percentile(lat_ms, 50)), 2),
+            "p95": round(float(np.percentile(lat_ms, 95)), 2),
+            "p99": round(float(np.percentile(lat_ms, 99)), 2),
+            "mean": round(float(lat_ms.mean()), 2),
+        }
+        if len(lat_ms)
+        else None,
+        "model_calls": calls,
+        "requests_per_model_call": round(served / calls, 2) if calls else None,
+    }
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    cols = ["req/s", "texts/s", "p50 ms", "p95 ms", "p99 ms", "req/call"]
+    head = f"{'variant':<8} {'clients':>7} " + " ".join(f"{c:>8}" for c in cols) + f" {'errors':>6}"
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        lat = r["latency_ms"] or {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+        variant = "single" if r["texts_per_request"] == 1 else f"batch{r['texts_per_request']}"
+        print(
+            f"{variant:<8} {r['concurrency']:>7} "
+            f"{r['requests_per_s']:>8.1f} {r['texts_per_s']:>8.1f} "
+            f"{lat['p50']:>8.1f} {lat['p95']:>8.1f} {lat['p99']:>8.1f} "
+            f"{(r['requests_per_model_call'] or 0):>8.2f} {r['errors']:>6}"
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model", default="default", help="model folder or 'default' (bundled all-MiniLM-L6-v2)"
+    )
+    p.add_argument(
+        "--requests", type=int, default=200, help="requests per (variant, concurrency) level"
+    )
+    p.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts")
+    p.add_argument(
+        "--batch-size", type=int, default=16, help="texts per request in the batch variant"
+    )
+    p.add_argument("--variants", default="single,batch", help="single, batch or both")
+    p.add_argument("--max-wait-ms", type=float, default=2.0, help="the server's batching window")
+    p.add_argument(
+        "--max-batch-size", type=int, default=64, help="the server's texts per merged model call"
+    )
+    p.add_argument("--device", help="torch device for the server")
+    p.add_argument(
+        "--server-threads",
+        type=int,
+        help="the server's torch threads (default: torch's, one per core)",
+    )
+    p.add_argument("--warmup", type=int, default=20, help="unmeasured requests first")
+    p.add_argument("--startup-timeout", type=float, default=300)
+    p.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    if args.requests < 1 or args.batch_size < 1:
+        p.error("--requests and --batch-size must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if any(v not in ("single", "batch") for v in variants) or any(c < 1 for c in levels):
+        raise SystemExit("--variants takes single,batch; --concurrency positive integers")
+    key = secrets.token_urlsafe(16)
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    info = machine_info()
+    proc = start_server(args, port, key)
+    try:
+        t0 = time.perf_counter()
+        health = wait_ready(proc, url, args.startup_timeout)
+        startup_s = time.perf_counter() - t0
+        asyncio.run(run_level(url, key, 4, args.warmup, 1, 10_000_000))
+        results = []
+        offset = 0
+        for variant in variants:
+            batch = 1 if variant == "single" else args.batch_size
+            for c in levels:
+                res = asyncio.run(run_level(url, key, c, args.requests, batch, offset))
+                offset += args.requests * batch
+                res["variant"] = variant
+                results.append(res)
+                p95 = res["latency_ms"]["p95"] if res["latency_ms"] else "-"
+                print(f"  {variant} x{c}: {res['requests_per_s']} req/s, p95 {p95} ms", flush=True)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    report = {
+        "server": {
+            "model": health["model"],
+            "dimension": health["dimension"],
+            "max_wait_ms": args.max_wait_ms,
+            "max_batch_size": args.max_batch_size,
+            "torch_threads": args.server_threads or "default",
+            "startup_s": round(startup_s, 1),
+            "url": url,
+        },
+        "machine": info,
+        "requests_per_level": args.requests,
+        "results": results,
+        "note": "client and server share this machine's CPUs: "
+        "the numbers are a lower bound on the server alone",
+    }
+    print()
+    print(
+        f"model {health['model']} (dim {health['dimension']}), {info.get('cpus_usable')} CPUs, "
+        f"{info.get('cpu_model', '?')}, cuda={info.get('cuda')}"
+    )
+    print_table(results)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

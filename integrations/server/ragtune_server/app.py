@@ -1,0 +1,241 @@
+"""The FastAPI app: /v1/embeddings, /v1/search, /v1/models, /health.
+
+Handlers stay thin: validate (schemas), check limits, hand texts to the
+micro-batcher, shape the OpenAI-style answer. Responses are built as plain
+dicts holding numpy rows and serialised by :class:`FastJSONResponse`; the
+response models are declared for the OpenAPI docs only, since validating
+100k floats per response through pydantic would cost more than encoding them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Sequence
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from starlette.responses import Response
+
+from ragtune import __version__
+from ragtune.models import load_model, model_label, truncate
+from ragtune_server.auth import BearerAuthMiddleware
+from ragtune_server.batching import BatchConfig, BatcherClosedError, Encoded, QueueFullError
+from ragtune_server.context import ServerContext
+from ragtune_server.encoding import ModelWorker, to_base64
+from ragtune_server.errors import APIError, install_error_handlers
+from ragtune_server.jsonresponse import FastJSONResponse
+from ragtune_server.limits import BodySizeLimitMiddleware, Limits, check_texts
+from ragtune_server.schemas import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ErrorBody,
+    ModelList,
+    ModelObject,
+    SearchRequest,
+    SearchResponse,
+)
+from ragtune_server.search import build_filter
+
+log = logging.getLogger("ragtune_server")
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 404, 413, 502, 503)
+}
+
+
+def create_app(
+    model: str | os.PathLike[str] | Any = "default",
+    *,
+    qdrant: str | None = None,
+    collection: str = "ragtune",
+    api_key: str | None = None,
+    qdrant_api_key: str | None = None,
+    model_name: str | None = None,
+    limits: Limits | None = None,
+    batching: BatchConfig | None = None,
+    device: str | None = None,
+) -> FastAPI:
+    """Build the app around ``model``: a folder, hub id, ``default``, or a ``SentenceTransformer``.
+
+    The model loads here, so a bad one fails before a port is bound; the
+    Qdrant collection (when ``qdrant`` is given) opens in the lifespan and is
+    checked against the model then. ``model_name`` is what responses and
+    /v1/models call the model (default: the name given, or ``all-MiniLM-L6-v2``).
+    """
+    if isinstance(model, (str, os.PathLike)) or model is None:
+        name = model_name or model_label(model)
+        model = load_model(model, device=device)
+    else:
+        name = model_name or type(model).__name__
+    ctx = ServerContext(
+        worker=ModelWorker(model),
+        model_name=name,
+        limits=limits or Limits(),
+        batching=batching or BatchConfig(),
+        qdrant=None if qdrant is None else str(qdrant),
+        collection=collection,
+        qdrant_api_key=qdrant_api_key,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ctx.start()
+        try:
+            yield
+        finally:
+            await ctx.stop()
+
+    app = FastAPI(
+        title="ragtune server",
+        version=__version__,
+        description="OpenAI-compatible embeddings, and search over a ragtune Qdrant collection.",
+        lifespan=lifespan,
+        default_response_class=FastJSONResponse,
+    )
+    app.state.ragtune = ctx
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, limit=ctx.limits.body_bytes)
+    if api_key:  # added last: the outermost layer, so nothing runs before the key check
+        app.add_middleware(BearerAuthMiddleware, api_key=api_key)
+    app.include_router(_routes())
+    return app
+
+
+def get_context(request: Request) -> ServerContext:
+    """The app's :class:`ServerContext` (a dependency, so handlers never reach for globals)."""
+    return request.app.state.ragtune
+
+
+def _routes() -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/embeddings", response_model=EmbeddingResponse, responses=_ERRORS)
+    async def embeddings(
+        body: EmbeddingRequest, ctx: ServerContext = Depends(get_context)
+    ) -> Response:
+        """Embed ``input`` with the document encoder (``input_type: "query"``: query encoder)."""
+        check_texts(body.input, ctx.limits, "input")
+        width = ctx.worker.dimension
+        if body.dimensions is not None and not 1 <= body.dimensions <= width:
+            raise APIError(
+                400,
+                f"dimensions={body.dimensions}: must be between 1 and {width} "
+                f"(the width of {ctx.model_name})",
+                param="dimensions",
+                code="invalid_value",
+            )
+        encoded = await _encode(ctx, body.input, body.input_type or "document")
+        vectors = encoded.vectors
+        if body.dimensions is not None and body.dimensions < width:
+            vectors = truncate(vectors, body.dimensions)
+        as_base64 = body.encoding_format == "base64"
+        data = [
+            {"object": "embedding", "index": i, "embedding": to_base64(v) if as_base64 else v}
+            for i, v in enumerate(vectors)
+        ]
+        tokens = int(sum(encoded.tokens))
+        return FastJSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": ctx.model_name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    @router.post("/v1/search", response_model=SearchResponse, responses=_ERRORS)
+    async def search(body: SearchRequest, ctx: ServerContext = Depends(get_context)) -> Response:
+        """The ``top_k`` chunks nearest to ``query``, optionally filtered on payload fields."""
+        if ctx.search is None:
+            raise APIError(
+                404,
+                "search is not enabled on this server: "
+                "start it with --qdrant PATH_OR_URL --collection NAME",
+                code="search_not_configured",
+            )
+        check_texts([body.query], ctx.limits, "query", indexed=False)
+        query_filter = build_filter(body.filter)
+        encoded = await _encode(ctx, [body.query], "query")
+        try:
+            hits = await ctx.search.search(encoded.vectors[0], body.top_k, body.mode, query_filter)
+        except Exception as exc:
+            log.exception("search failed")
+            raise APIError(
+                502,
+                f"the Qdrant search failed ({type(exc).__name__}); see the server log",
+                code="search_failed",
+            ) from exc
+        tokens = int(sum(encoded.tokens))
+        return FastJSONResponse(
+            {
+                "results": [
+                    {"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata}
+                    for h in hits
+                ],
+                "model": ctx.model_name,
+                "collection": ctx.search.collection,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    @router.get("/v1/models", response_model=ModelList, responses=_ERRORS)
+    async def models(ctx: ServerContext = Depends(get_context)) -> Response:
+        """The one served model, in OpenAI's list shape."""
+        return FastJSONResponse({"object": "list", "data": [_model_object(ctx)]})
+
+    @router.get("/v1/models/{model_id:path}", response_model=ModelObject, responses=_ERRORS)
+    async def model(model_id: str, ctx: ServerContext = Depends(get_context)) -> Response:
+        """The served model by id (OpenAI's ``models.retrieve``); 404 for any other id."""
+        if model_id != ctx.model_name:
+            raise APIError(
+                404,
+                f"model {model_id!r} is not served here; this server serves {ctx.model_name!r}",
+                param="model",
+                code="model_not_found",
+            )
+        return FastJSONResponse(_model_object(ctx))
+
+    @router.get("/health")
+    async def health(ctx: ServerContext = Depends(get_context)) -> Response:
+        """Liveness plus what is served; 503 when the configured Qdrant cannot be counted."""
+        body: dict[str, Any] = {
+            "status": "ok",
+            "model": ctx.model_name,
+            "dimension": ctx.worker.dimension,
+            "max_seq_length": ctx.worker.max_seq_length,
+            "collection": None,
+            "batching": ctx.batcher.stats.as_dict() if ctx.batcher else None,
+        }
+        status = 200
+        if ctx.search is not None:
+            info: dict[str, Any] = {"name": ctx.search.collection}
+            try:
+                info["points"] = await ctx.search.count()
+            except Exception as exc:  # noqa: BLE001 - any failure is "degraded", and said so
+                info["error"] = f"{type(exc).__name__}: {exc}"[:300]
+                body["status"], status = "degraded", 503
+            body["collection"] = info
+        return FastJSONResponse(body, status_code=status)
+
+    return router
+
+
+async def _encode(ctx: ServerContext, texts: Sequence[str], kind: str) -> Encoded:
+    if ctx.batcher is None:
+        raise APIError(503, "the server is starting or stopping; retry", code="unavailable")
+    try:
+        return await ctx.batcher.submit(texts, kind)
+    except QueueFullError as exc:
+        raise APIError(
+            503,
+            f"the server is overloaded ({exc}); retry shortly",
+            code="overloaded",
+            headers={"Retry-After": "1"},
+        ) from exc
+    except BatcherClosedError as exc:
+        raise APIError(503, f"{exc}; retry", code="unavailable") from exc
+
+
+def _model_object(ctx: ServerContext) -> dict[str, Any]:
+    return {"id": ctx.model_name, "object": "model", "created": ctx.created, "owned_by": "ragtune"}

@@ -1,0 +1,68 @@
+"""What one app serves: the model, its batcher, the optional search backend, the limits.
+
+Built by :func:`ragtune_server.create_app` (which loads the model, so a bad
+model fails before a port is bound) and started/stopped by the app's
+lifespan: the batcher needs the running event loop, and the Qdrant client
+holds the embedded store's file lock, so both live exactly as long as the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from ragtune_server.batching import BatchConfig, MicroBatcher
+from ragtune_server.encoding import ModelWorker
+from ragtune_server.limits import Limits
+from ragtune_server.search import SearchBackend
+
+log = logging.getLogger("ragtune_server")
+
+
+@dataclass
+class ServerContext:
+    worker: ModelWorker
+    model_name: str
+    limits: Limits = field(default_factory=Limits)
+    batching: BatchConfig = field(default_factory=BatchConfig)
+    qdrant: str | None = None
+    collection: str | None = None
+    qdrant_api_key: str | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+    search: SearchBackend | None = None
+    batcher: MicroBatcher | None = None
+
+    @property
+    def search_configured(self) -> bool:
+        return self.qdrant is not None
+
+    def open_search(self) -> SearchBackend | None:
+        """Open the collection once (idempotent); raises ``RagtuneError`` naming the fix."""
+        if self.qdrant is None or self.search is not None:
+            return self.search
+        self.search = SearchBackend.open(
+            self.qdrant,
+            self.collection or "ragtune",
+            self.worker.model,
+            self.model_name,
+            self.qdrant_api_key,
+        )
+        return self.search
+
+    async def start(self) -> None:
+        self.open_search()
+        self.batcher = MicroBatcher(self.worker, self.batching)
+        self.batcher.start()
+        log.info("serving %s (dim %d)", self.model_name, self.worker.dimension)
+
+    async def stop(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.aclose()
+            self.batcher = None
+        self.close_search()
+
+    def close_search(self) -> None:
+        if self.search is not None:
+            self.search.close()
+            self.search = None

@@ -1,0 +1,198 @@
+"""Request and response bodies (pydantic), in OpenAI's shapes where OpenAI has one.
+
+Requests are validated strictly (``"5"`` is not an integer, ``123`` is not a
+string): a client that sends the wrong type has a bug it should hear about,
+not a silent coercion. Unknown fields are ignored, as clients written for
+other OpenAI-compatible servers send extras. The validators' messages name
+the item at fault and say what to send instead; ``errors.validation_message``
+prefixes them with the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+
+# The validators raise ValueError even for a wrong type (ruff's TRY004 would have
+# TypeError): pydantic turns only ValueError/AssertionError into a validation
+# error, which the app answers with a 400 naming the field.
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a Python value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        texts = [value]
+    elif isinstance(value, list):
+        if not value:
+            raise ValueError("the list is empty; send at least one string")
+        if all(_is_int(x) or isinstance(x, list) for x in value):
+            raise ValueError(
+                "token-id input (integers or lists of integers) is not supported; send the text "
+                "itself, as a string or a list of strings (LangChain: "
+                "OpenAIEmbeddings(..., check_embedding_ctx_length=False))"
+            )
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                got = json_type(item)
+                raise ValueError(f"item {i} is {got}; every item must be a string")  # noqa: TRY004
+        texts = value
+    else:
+        got = json_type(value)
+        raise ValueError(f"expected a string or a list of strings, got {got}")  # noqa: TRY004
+    for i, text in enumerate(texts):
+        if not text:
+            where = f"item {i} is" if isinstance(value, list) else "got"
+            raise ValueError(f"{where} an empty string; send non-empty text")
+    return texts
+
+
+def _query(value: Any) -> str:
+    if not isinstance(value, str):
+        got = json_type(value)
+        raise ValueError(f"expected the question as a string, got {got}")  # noqa: TRY004
+    if not value.strip():
+        raise ValueError("the question is empty; send a non-empty string")
+    return value
+
+
+def _filter(value: Any) -> Optional[dict[str, Any]]:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(  # noqa: TRY004
+            'expected an object of payload key → value, e.g. {"source": "faq.md"}, '
+            f"got {json_type(value)}"
+        )
+    for key, v in value.items():
+        if not key:
+            raise ValueError("a key is empty; keys are payload fields such as 'source' or 'doc_id'")
+        if isinstance(v, list):
+            if not v:
+                raise ValueError(f"{key!r} is an empty list; give at least one value to match")
+            if not (all(isinstance(x, str) for x in v) or all(_is_int(x) for x in v)):
+                raise ValueError(
+                    f"{key!r}: a list must hold only strings or only integers (any of them matches)"
+                )
+        elif not isinstance(v, (str, bool)) and not _is_int(v):
+            raise ValueError(
+                f"{key!r} is {json_type(v)}; exact match takes a string, an integer, a boolean, "
+                "or a list of strings or integers"
+                + ("; floats cannot be matched exactly" if isinstance(v, float) else "")
+            )
+    return value
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class EmbeddingRequest(_Request):
+    """OpenAI's embeddings request, plus ``input_type`` to pick the query encoder."""
+
+    input: Annotated[list[str], BeforeValidator(_texts)] = Field(
+        description="A string or a list of strings (token-id arrays are not supported)."
+    )
+    model: Optional[StrictStr] = Field(
+        None, description="Accepted for compatibility; the served model answers."
+    )
+    dimensions: Optional[StrictInt] = Field(
+        None, description="Matryoshka truncation: 1..model width, re-normalised."
+    )
+    encoding_format: Optional[Literal["float", "base64"]] = Field(
+        None, description="float (default) or base64 of little-endian float32, as OpenAI."
+    )
+    input_type: Optional[Literal["query", "document"]] = Field(
+        None, description="Extension: 'query' uses the query encoder; default 'document'."
+    )
+    user: Any = Field(None, description="Accepted and ignored.")
+
+
+class SearchRequest(_Request):
+    """A question, answered by the nearest chunks of the served collection."""
+
+    query: Annotated[str, BeforeValidator(_query)]
+    top_k: Annotated[StrictInt, Field(ge=1, le=100)] = 5
+    filter: Annotated[Optional[dict[str, Any]], BeforeValidator(_filter)] = Field(
+        None, description="Payload key → value (exact) or list of values (any); all must match."
+    )
+    mode: Literal["windows", "plain"] = Field(
+        "windows",
+        description="windows: each chunk's best token window; plain: its first-window vector.",
+    )
+
+
+# responses (documentation: the handlers build the JSON directly for speed) ----
+class EmbeddingObject(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: Union[list[float], str]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingObject]
+    model: str
+    usage: Usage
+
+
+class SearchHit(BaseModel):
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchHit]
+    model: str
+    collection: str
+    usage: Usage
+
+
+class ModelObject(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "ragtune"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelObject]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: Optional[str] = None
+    code: Optional[str] = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,143 @@
+"""The Qdrant side of /v1/search: one collection, opened once, checked against the model.
+
+The embedded on-disk store takes a file lock, so the client is opened once for
+the life of the app and closed at shutdown. Qdrant calls are blocking and run
+on their own threads; the embedded store is one in-process object, so its
+calls run one at a time, while a Qdrant server gets several in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ragtune.errors import InputError
+from ragtune.index import ChunkIndex, Hit, connect, open_for_model
+
+log = logging.getLogger("ragtune_server")
+
+FilterValue = str | int | bool | list[str] | list[int]
+
+
+def is_remote(location: str) -> bool:
+    return str(location).startswith(("http://", "https://"))
+
+
+def check_location(location: str | Path) -> str:
+    """Refuse a Qdrant folder that does not exist (``connect`` would create an empty one)."""
+    location = str(location)
+    if (
+        not is_remote(location)
+        and location != ":memory:"
+        and not Path(location).expanduser().is_dir()
+    ):
+        raise InputError(
+            f"--qdrant {location}: no such folder; give the folder `ragtune index --qdrant` wrote, "
+            "or a Qdrant server URL"
+        )
+    return location
+
+
+class SearchBackend:
+    """A :class:`ChunkIndex` built by the served model, with its client and threads."""
+
+    def __init__(self, client: Any, index: ChunkIndex, location: str) -> None:
+        self.client = client
+        self.index = index
+        self.location = location
+        self.collection = index.collection
+        workers = 8 if is_remote(location) else 1
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="ragtune-qdrant"
+        )
+
+    @classmethod
+    def open(
+        cls, location: str, collection: str, model: Any, model_name: str, api_key: str | None = None
+    ) -> "SearchBackend":
+        """Open ``collection`` at ``location``; refuse a missing one or one built by another model.
+
+        Unlike ``ragtune index``, the server never creates a collection: a typo in
+        ``--collection`` or ``--qdrant`` must fail at start-up, not serve an empty index.
+        """
+        location = check_location(location)
+        client = connect(location, api_key)
+        try:
+            index = ChunkIndex(client, collection)
+            try:
+                exists = index.exists()
+            except Exception as exc:  # server unreachable, wrong key
+                raise InputError(
+                    f"--qdrant {location}: cannot reach Qdrant ({_first_line(exc)})"
+                ) from exc
+            if not exists:
+                raise InputError(
+                    f"collection {collection!r} does not exist at {location}: run "
+                    f"`ragtune index CORPUS --model MODEL --qdrant {location} "
+                    f"--collection {collection}` first, "
+                    "or pass the right --collection"
+                )
+            open_for_model(
+                client, collection, model, model_name
+            )  # IndexMismatchError for another model
+        except BaseException:
+            client.close()
+            raise
+        log.info("search: collection %r at %s", collection, location)
+        return cls(client, index, location)
+
+    async def search(
+        self, vector: np.ndarray, top_k: int, mode: str, query_filter: Any = None
+    ) -> list[Hit]:
+        return await self._in_thread(self.index.search, vector, top_k, mode, query_filter)
+
+    async def count(self) -> int:
+        """Points in the collection: exact in the embedded store, Qdrant's estimate on a server
+        (an exact count of a large remote collection is too slow for a health probe)."""
+        exact = not is_remote(self.location)
+        return await self._in_thread(
+            lambda: int(self.client.count(self.collection, exact=exact).count)
+        )
+
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        """Release the threads and the client (and with it the embedded store's file lock)."""
+        self._executor.shutdown(wait=True)
+        try:
+            self.client.close()
+        except Exception:  # closing must not mask the reason for shutting down
+            log.warning("closing the Qdrant client failed", exc_info=True)
+
+
+def build_filter(spec: Mapping[str, FilterValue] | None) -> Any:
+    """``{"key": value}`` → a Qdrant ``Filter`` that all conditions must match.
+
+    A scalar is an exact match (``MatchValue``); a list matches any of its
+    values (``MatchAny``). Keys are payload keys (``source``, ``doc_id``,
+    ``file_name``, ...); Qdrant's dotted paths (``a.b``) work as in Qdrant.
+    """
+    if not spec:
+        return None
+    from qdrant_client import models
+
+    must = []
+    for key, value in spec.items():
+        match = (
+            models.MatchAny(any=list(value))
+            if isinstance(value, list)
+            else models.MatchValue(value=value)
+        )
+        must.append(models.FieldCondition(key=key, match=match))
+    return models.Filter(must=must)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

@@ -1,0 +1,105 @@
+"""``serve()``: what ``ragtune serve`` runs — build the app, check the collection, run uvicorn.
+
+The collection is opened here, before uvicorn starts, so a missing collection,
+a locked embedded store or an index built by another model reaches the user
+as one ``RagtuneError`` line (the CLI prints it and exits 1) rather than as a
+traceback from the ASGI lifespan. The app's lifespan adopts the open client
+and closes it at shutdown.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from typing import Any
+
+from ragtune.errors import ConfigError, RagtuneError
+from ragtune_server.app import create_app
+from ragtune_server.batching import BatchConfig
+from ragtune_server.limits import Limits
+from ragtune_server.search import check_location
+
+log = logging.getLogger("ragtune_server")
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``: addresses no other machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    model: str | os.PathLike[str] | Any = "default",
+    qdrant: str | None = None,
+    collection: str = "ragtune",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    qdrant_api_key: str | None = None,
+    *,
+    model_name: str | None = None,
+    limits: Limits | None = None,
+    batching: BatchConfig | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve ``model`` (and ``collection`` at ``qdrant`` for /v1/search) until interrupted.
+
+    Binds to loopback unless ``host`` says otherwise; binding elsewhere without
+    an ``api_key`` logs a warning, since anyone who can reach the port can then
+    use the model and read the collection. ``threads`` sets torch's intra-op
+    threads for the process (default: torch's choice, one per core); on a CPU
+    shared with other work, fewer threads than cores avoids OpenMP threads
+    spinning while they wait for a busy core (``OMP_NUM_THREADS`` does the same
+    for ``ragtune serve``).
+    """
+    import torch
+    import uvicorn
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
+    if not is_loopback(host) and not api_key:
+        log.warning(
+            "binding to %s without an API key: anyone who can reach port %d can use the model "
+            "and read the "
+            "collection; pass --api-key (or RAGTUNE_API_KEY)",
+            host,
+            port,
+        )
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads={threads}: must be at least 1")
+        torch.set_num_threads(threads)
+    if qdrant is not None:
+        check_location(
+            qdrant
+        )  # before the model loads: a typo should fail in a second, not after it
+    app = create_app(
+        model,
+        qdrant=qdrant,
+        collection=collection,
+        api_key=api_key,
+        qdrant_api_key=qdrant_api_key,
+        model_name=model_name,
+        limits=limits,
+        batching=batching,
+        device=device,
+    )
+    log.info("torch intra-op threads: %d", torch.get_num_threads())
+    ctx = app.state.ragtune
+    ctx.open_search()  # fail here, with a one-line error, not inside uvicorn
+    try:
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
+        )
+        server.run()
+    finally:
+        ctx.close_search()
+    if not server.started:
+        raise RagtuneError(f"the server did not start on {host}:{port}; see the log above")

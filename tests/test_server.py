@@ -1,0 +1,544 @@
+"""The HTTP server (issue 7): the real uvicorn server on 127.0.0.1, called by the
+official ``openai`` client and by plain httpx.
+
+One server (bundled model, an on-disk Qdrant collection of the tiny corpus,
+an API key) serves the module; a few tests start their own. Nothing leaves
+loopback. The micro-batcher also has model-free unit tests with a fake encoder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+
+from ragtune.errors import IndexMismatchError, InputError  # noqa: E402
+from ragtune.index import ChunkIndex, connect, open_for_model  # noqa: E402
+from ragtune.models import Encoder, truncate  # noqa: E402
+from ragtune_server import BatchConfig, Limits, create_app, serve  # noqa: E402
+from ragtune_server.batching import (  # noqa: E402
+    BatcherClosedError,
+    Encoded,
+    MicroBatcher,
+    QueueFullError,
+)
+
+KEY = "test-key-123"
+COLLECTION = "tram"
+DEPOT_Q = "Which depot maintains the tram fleet?"
+BODY_LIMIT = 100_000
+# a wide batching window: requests released together in the concurrency test
+# must land in one window even on a loaded CI machine
+WAIT_MS = 50.0
+
+
+@dataclass
+class Running:
+    url: str
+    app: Any
+
+    def health(self) -> dict[str, Any]:
+        return httpx.get(f"{self.url}/health", timeout=30).json()
+
+
+@contextmanager
+def running(app: Any, timeout: float = 60.0) -> Iterator[Running]:
+    """Run ``app`` under uvicorn on 127.0.0.1 (a free port the OS picks) in a thread."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:  # bounded poll for the start-up flag, not a timing sleep
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("the test server did not start (see the log)")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Running(f"http://127.0.0.1:{port}", app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        assert not thread.is_alive(), "the test server did not stop"
+
+
+@pytest.fixture(scope="module")
+def qdrant_dir(tmp_path_factory, tiny_chunks, st_model) -> Path:
+    """An on-disk Qdrant folder holding the tiny corpus, indexed by the bundled model."""
+    loc = tmp_path_factory.mktemp("server") / "qdrant"
+    client = connect(loc)
+    try:
+        open_for_model(client, COLLECTION, st_model, "all-MiniLM-L6-v2").upsert(
+            tiny_chunks, Encoder(st_model)
+        )
+    finally:
+        client.close()
+    return loc
+
+
+@pytest.fixture(scope="module")
+def srv(qdrant_dir, model_path) -> Iterator[Running]:
+    """The module's server: loads the model itself from its folder, as ``ragtune serve`` does."""
+    app = create_app(
+        model_path,
+        model_name="all-MiniLM-L6-v2",
+        qdrant=str(qdrant_dir),
+        collection=COLLECTION,
+        api_key=KEY,
+        limits=Limits(max_body_bytes=BODY_LIMIT),
+        batching=BatchConfig(max_wait_ms=WAIT_MS),
+    )
+    with running(app) as r:
+        yield r
+
+
+@pytest.fixture()
+def http(srv) -> Iterator[Any]:
+    with httpx.Client(
+        base_url=srv.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60
+    ) as c:
+        yield c
+
+
+def _expected(st_model, texts: list[str]) -> np.ndarray:
+    return st_model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+
+
+def _tokens(st_model, texts: list[str]) -> int:
+    ids = st_model.tokenizer(texts, truncation=True, max_length=st_model.max_seq_length)[
+        "input_ids"
+    ]
+    return sum(len(x) for x in ids)
+
+
+def _b64(s: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), dtype="<f4")
+
+
+def _assert_error(
+    resp: Any, status: int, param: str | None = None, code: str | None = None
+) -> dict:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"}, body
+    err = body["error"]
+    assert set(err) == {"message", "type", "param", "code"}, err
+    assert isinstance(err["message"], str) and err["message"]
+    assert err["type"] == ("server_error" if status >= 500 else "invalid_request_error")
+    if param is not None:
+        assert err["param"] == param, err
+    if code is not None:
+        assert err["code"] == code, err
+    return err
+
+
+# 1. the official openai client ---------------------------------------------------------
+@pytest.fixture()
+def oai(srv):
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=f"{srv.url}/v1", api_key=KEY, max_retries=0, timeout=60)
+
+
+def test_openai_client_string_float(oai, st_model):
+    res = oai.embeddings.create(
+        model="text-embedding-3-small", input=DEPOT_Q, encoding_format="float"
+    )
+    assert res.model == "all-MiniLM-L6-v2"
+    assert [d.index for d in res.data] == [0]
+    np.testing.assert_allclose(res.data[0].embedding, _expected(st_model, [DEPOT_Q])[0], atol=1e-5)
+    assert res.usage.prompt_tokens == res.usage.total_tokens == _tokens(st_model, [DEPOT_Q])
+
+
+def test_openai_client_list_float_and_base64(oai, st_model):
+    texts = ["tram fares", "The depot opened in 2004.", "bicycles on board " * 50]
+    want = _expected(st_model, texts)
+    floats = oai.embeddings.create(model="m", input=texts, encoding_format="float")
+    np.testing.assert_allclose([d.embedding for d in floats.data], want, atol=1e-5)
+    raw = oai.embeddings.create(model="m", input=texts, encoding_format="base64")
+    assert all(isinstance(d.embedding, str) for d in raw.data)
+    np.testing.assert_allclose(np.stack([_b64(d.embedding) for d in raw.data]), want, atol=1e-5)
+    # the client's own default: it asks for base64 and decodes it itself
+    default = oai.embeddings.create(model="m", input=texts)
+    np.testing.assert_allclose([d.embedding for d in default.data], want, atol=1e-5)
+    assert floats.usage.prompt_tokens == _tokens(st_model, texts)
+
+
+def test_openai_client_dimensions(oai, st_model):
+    texts = ["tram fares", "night service"]
+    want = truncate(_expected(st_model, texts), 128)
+    for fmt in ("float", "base64"):
+        res = oai.embeddings.create(model="m", input=texts, dimensions=128, encoding_format=fmt)
+        got = np.stack(
+            [_b64(d.embedding) if fmt == "base64" else np.asarray(d.embedding) for d in res.data]
+        )
+        assert got.shape == (2, 128)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_query_input_type_and_models(oai, http, st_model):
+    r = http.post("/v1/embeddings", json={"input": [DEPOT_Q], "input_type": "query"})
+    assert r.status_code == 200, r.text
+    want = st_model.encode_query([DEPOT_Q], normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(r.json()["data"][0]["embedding"], want[0], atol=1e-5)
+    assert [m.id for m in oai.models.list().data] == ["all-MiniLM-L6-v2"]
+    assert oai.models.retrieve("all-MiniLM-L6-v2").owned_by == "ragtune"
+
+
+def test_openai_client_errors_are_typed(srv):
+    openai = pytest.importorskip("openai")
+    bad = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="wrong", max_retries=0, timeout=60)
+    with pytest.raises(openai.AuthenticationError) as info:
+        bad.embeddings.create(model="m", input="x")
+    assert info.value.code == "invalid_api_key"
+    good = openai.OpenAI(base_url=f"{srv.url}/v1", api_key=KEY, max_retries=0, timeout=60)
+    with pytest.raises(openai.BadRequestError) as info:
+        good.embeddings.create(model="m", input="x", dimensions=999)
+    assert info.value.param == "dimensions" and "384" in info.value.message
+
+
+# 2. search over plain HTTP -------------------------------------------------------------
+def test_search_finds_the_depot_chunk(http):
+    r = http.post("/v1/search", json={"query": DEPOT_Q, "top_k": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "all-MiniLM-L6-v2" and body["collection"] == COLLECTION
+    top = body["results"][0]
+    assert "Eastfield depot" in top["text"]
+    assert top["metadata"]["source"] == "depot.html"
+    assert set(top) == {"id", "score", "text", "metadata"} and 0 < top["score"] <= 1.0001
+    assert len(body["results"]) == 3
+    assert [h["score"] for h in body["results"]] == sorted(
+        (h["score"] for h in body["results"]), reverse=True
+    )
+    plain = http.post("/v1/search", json={"query": DEPOT_Q, "top_k": 1, "mode": "plain"}).json()
+    assert plain["results"][0]["metadata"]["source"] == "depot.html"
+
+
+def test_search_payload_filter(http):
+    one = http.post(
+        "/v1/search", json={"query": DEPOT_Q, "top_k": 5, "filter": {"source": "fares.txt"}}
+    ).json()
+    assert one["results"] and {h["metadata"]["source"] for h in one["results"]} == {"fares.txt"}
+    anyof = {"source": ["fares.txt", "faq.jsonl"]}
+    two = http.post("/v1/search", json={"query": DEPOT_Q, "top_k": 10, "filter": anyof}).json()
+    assert {h["metadata"]["source"] for h in two["results"]} == {"fares.txt", "faq.jsonl"}
+    none = http.post("/v1/search", json={"query": DEPOT_Q, "filter": {"source": "nope.md"}}).json()
+    assert none["results"] == []
+
+
+# 3. bad requests -----------------------------------------------------------------------
+E, S = "/v1/embeddings", "/v1/search"
+BAD_JSON_REQUESTS = [
+    # (id, path, json body, status, param, code)
+    ("oversized-input", E, {"input": "y" * 32_001}, 413, "input[0]", "input_too_large"),
+    ("oversized-item", E, {"input": ["ok", "y" * 32_001]}, 413, "input[1]", "input_too_large"),
+    ("too-many-inputs", E, {"input": ["y"] * 257}, 400, "input", "too_many_inputs"),
+    ("input-number", E, {"input": 123}, 400, "input", None),
+    ("input-object", E, {"input": {"a": 1}}, 400, "input", None),
+    ("input-mixed-list", E, {"input": ["a", 3]}, 400, "input", None),
+    ("token-ids", E, {"input": [[101, 2054, 102]]}, 400, "input", None),
+    ("empty-list", E, {"input": []}, 400, "input", None),
+    ("empty-string", E, {"input": ["ok", ""]}, 400, "input", None),
+    ("missing-input", E, {"model": "m"}, 400, "input", "missing_field"),
+    ("dimensions-zero", E, {"input": "x", "dimensions": 0}, 400, "dimensions", None),
+    ("dimensions-too-wide", E, {"input": "x", "dimensions": 385}, 400, "dimensions", None),
+    ("dimensions-string", E, {"input": "x", "dimensions": "128"}, 400, "dimensions", None),
+    ("encoding-format", E, {"input": "x", "encoding_format": "int8"}, 400, "encoding_format", None),
+    ("input-type", E, {"input": "x", "input_type": "passage"}, 400, "input_type", None),
+    ("top-k-string", S, {"query": "x", "top_k": "x"}, 400, "top_k", None),
+    ("top-k-zero", S, {"query": "x", "top_k": 0}, 400, "top_k", None),
+    ("top-k-too-big", S, {"query": "x", "top_k": 101}, 400, "top_k", None),
+    ("query-number", S, {"query": 5}, 400, "query", None),
+    ("query-empty", S, {"query": "  "}, 400, "query", None),
+    ("query-too-long", S, {"query": "q" * 32_001}, 413, "query", "input_too_large"),
+    ("filter-float", S, {"query": "x", "filter": {"page": 1.5}}, 400, "filter", None),
+    ("filter-list", S, {"query": "x", "filter": ["source"]}, 400, "filter", None),
+    ("mode", S, {"query": "x", "mode": "fuzzy"}, 400, "mode", None),
+]
+
+
+@pytest.mark.parametrize(
+    "path,body,status,param,code",
+    [c[1:] for c in BAD_JSON_REQUESTS],
+    ids=[c[0] for c in BAD_JSON_REQUESTS],
+)
+def test_bad_request_gets_openai_error(http, path, body, status, param, code):
+    _assert_error(http.post(path, json=body), status, param, code)
+    assert http.post(E, json={"input": "still serving"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "content,ctype,code",
+    [
+        (b'{"input": "x",', "application/json", "invalid_json"),
+        (b"", "application/json", "invalid_json"),
+        (b'["x"]', "application/json", "invalid_json"),
+        (b"input=x", "text/plain", "invalid_json"),
+    ],
+    ids=["truncated-json", "empty-body", "array-body", "not-json"],
+)
+def test_malformed_body(http, content, ctype, code):
+    _assert_error(http.post(E, content=content, headers={"content-type": ctype}), 400, None, code)
+    assert http.post(E, json={"input": "still serving"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers,code",
+    [
+        ({}, "missing_api_key"),
+        ({"Authorization": "Bearer wrong"}, "invalid_api_key"),
+        ({"Authorization": f"Basic {KEY}"}, "invalid_api_key"),
+        ({"Authorization": "Bearer"}, "invalid_api_key"),
+    ],
+    ids=["no-key", "wrong-key", "wrong-scheme", "empty-token"],
+)
+def test_api_key_is_required(srv, headers, code):
+    for method, path, body in [
+        ("POST", E, {"input": "x"}),
+        ("POST", S, {"query": "x"}),
+        ("GET", "/v1/models", None),
+    ]:
+        r = httpx.request(method, srv.url + path, json=body, headers=headers, timeout=30)
+        _assert_error(r, 401, None, code)
+        assert r.headers["www-authenticate"] == "Bearer"
+    # checked before the body is parsed: a malformed body without a key is still a 401
+    r = httpx.post(
+        srv.url + E,
+        content=b"{",
+        headers={**headers, "content-type": "application/json"},
+        timeout=30,
+    )
+    _assert_error(r, 401, None, code)
+    assert httpx.get(srv.url + "/health", timeout=30).status_code == 200  # open, for probes
+
+
+def test_body_size_limit(http):
+    big = b'{"input": "' + b"y" * (BODY_LIMIT + 10) + b'"}'
+    _assert_error(
+        http.post(E, content=big, headers={"content-type": "application/json"}),
+        413,
+        None,
+        "body_too_large",
+    )
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit counts while the body streams
+        yield b'{"input": "'
+        for _ in range(12):
+            yield b"y" * 10_000
+        yield b'"}'
+
+    _assert_error(
+        http.post(E, content=chunks(), headers={"content-type": "application/json"}),
+        413,
+        None,
+        "body_too_large",
+    )
+    assert http.post(E, json={"input": "still serving"}).status_code == 200
+
+
+def test_unknown_route_and_method(http):
+    _assert_error(http.get("/v1/nothing"), 404, None, "unknown_url")
+    _assert_error(http.get(E), 405, None, "method_not_allowed")
+    _assert_error(http.get("/v1/models/other-model"), 404, "model", "model_not_found")
+
+
+# 4. concurrency and batching -----------------------------------------------------------
+def test_concurrent_requests_are_batched(srv, st_model):
+    n = 16
+    texts = [f"Question {i}: when does tram number {i} leave Quay Street?" for i in range(n)]
+    barrier = threading.Barrier(n)
+    results: dict[int, Any] = {}
+    before = srv.health()["batching"]
+
+    def call(i: int) -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as c:
+            barrier.wait(timeout=60)
+            results[i] = c.post(f"{srv.url}{E}", json={"input": texts[i]})
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert sorted(results) == list(range(n))
+    want = _expected(st_model, texts)
+    for i, r in results.items():
+        assert r.status_code == 200, r.text
+        np.testing.assert_allclose(
+            r.json()["data"][0]["embedding"], want[i], atol=1e-5
+        )  # each got its own slice
+    after = srv.health()["batching"]
+    requests = after["requests"] - before["requests"]
+    calls = after["model_calls"] - before["model_calls"]
+    assert requests == n
+    assert 1 <= calls < requests, (calls, requests)
+    assert after["largest_batch"] > 1
+
+
+# health, start-up checks, shutdown --------------------------------------------------------
+def test_health_reports_model_and_collection(srv, tiny_chunks):
+    h = srv.health()
+    assert h["status"] == "ok" and h["model"] == "all-MiniLM-L6-v2" and h["dimension"] == 384
+    assert h["collection"] == {"name": COLLECTION, "points": len(tiny_chunks)}
+    assert h["batching"]["model_calls"] <= h["batching"]["requests"]
+
+
+def test_embeddings_only_server(st_model):
+    """No --qdrant and no key: embeddings work, search says how to enable it."""
+    with (
+        running(create_app(st_model, model_name="mini")) as r,
+        httpx.Client(base_url=r.url, timeout=60) as c,
+    ):
+        ok = c.post(E, json={"input": "x", "model": "whatever"})
+        assert ok.status_code == 200 and ok.json()["model"] == "mini"
+        err = _assert_error(c.post(S, json={"query": "x"}), 404, None, "search_not_configured")
+        assert "--qdrant" in err["message"]
+        assert c.get("/health").json()["collection"] is None
+
+
+def test_store_is_held_while_serving_and_released_at_shutdown(qdrant_dir, st_model, tmp_path):
+    loc = tmp_path / "copy"
+    shutil.copytree(qdrant_dir, loc)
+    app = create_app(st_model, model_name="mini", qdrant=str(loc), collection=COLLECTION)
+    with running(app) as r:
+        assert r.health()["collection"]["name"] == COLLECTION
+        with pytest.raises(InputError, match="cannot open the embedded Qdrant store"):
+            connect(loc)
+    client = connect(loc)  # the lifespan closed the client: the lock is free again
+    assert ChunkIndex(client, COLLECTION).exists()
+    client.close()
+
+
+def test_serve_refuses_a_collection_of_another_model(tmp_path, st_model):
+    loc = tmp_path / "qdrant"
+    client = connect(loc)
+    ChunkIndex(client, "other").ensure("other-model", "0" * 16, 384)
+    client.close()
+    with pytest.raises(IndexMismatchError, match="other-model"):
+        serve(model=st_model, qdrant=str(loc), collection="other", port=1)
+    with pytest.raises(InputError, match="does not exist"):
+        serve(model=st_model, qdrant=str(loc), collection="missing", port=1)
+    client = connect(loc)  # nothing left locked, nothing created
+    assert not ChunkIndex(client, "missing").exists()
+    client.close()
+
+
+def test_serve_refuses_a_missing_folder(tmp_path):
+    missing = tmp_path / "no-such-qdrant"
+    with pytest.raises(InputError, match="no such folder"):
+        serve(model="default", qdrant=str(missing), collection="c", port=1)
+    assert not missing.exists()
+
+
+def test_cli_serve_error_is_one_line(tmp_path, capsys, monkeypatch):
+    from ragtune import cli
+
+    missing = tmp_path / "nope"
+    argv = ["ragtune", "serve", "--model", "default", "--qdrant", str(missing), "--port", "1"]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --qdrant") and "no such folder" in err and "Traceback" not in err
+
+
+# the micro-batcher alone (fake encoder, no model) --------------------------------------
+class FakeEncoder:
+    """Vector of a text = [len(text), kind flag]; records each call's texts."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.fail_on = fail_on
+
+    def __call__(self, texts: list[str], kind: str) -> Encoded:
+        self.calls.append(list(texts))
+        if self.fail_on in texts:
+            raise ValueError(f"cannot encode {self.fail_on!r}")
+        flag = 1.0 if kind == "query" else 0.0
+        vecs = np.array([[len(t), flag] for t in texts], dtype=np.float32)
+        return Encoded(vectors=vecs, tokens=[len(t) for t in texts])
+
+
+def _batched(fake: FakeEncoder, jobs: list[tuple[list[str], str]], **config: Any) -> list[Any]:
+    async def main() -> list[Any]:
+        b = MicroBatcher(fake, BatchConfig(**config))
+        b.start()
+        try:
+            return await asyncio.gather(*(b.submit(t, k) for t, k in jobs), return_exceptions=True)
+        finally:
+            await b.aclose()
+
+    return asyncio.run(main())
+
+
+def test_batcher_merges_and_slices():
+    fake = FakeEncoder()
+    jobs = [(["a" * i], "document") for i in range(1, 9)] + [(["bb", "ccc"], "document")]
+    out = _batched(fake, jobs, max_wait_ms=0)
+    assert len(fake.calls) == 1  # all queued before the collector ran: one call
+    for (texts, _), res in zip(jobs, out):
+        assert res.vectors[:, 0].tolist() == [len(t) for t in texts] and res.tokens == [
+            len(t) for t in texts
+        ]
+
+
+def test_batcher_respects_max_batch_size_and_never_splits_a_request():
+    fake = FakeEncoder()
+    jobs = [(["x"] * 3, "document") for _ in range(5)]
+    out = _batched(fake, jobs, max_batch_size=7, max_wait_ms=0)
+    assert [len(c) for c in fake.calls] == [6, 6, 3]
+    assert all(len(r.vectors) == 3 for r in out)
+    big = FakeEncoder()
+    _batched(big, [(["y"] * 10, "document")], max_batch_size=4)
+    assert [len(c) for c in big.calls] == [10]  # larger than a batch: encoded alone, whole
+
+
+def test_batcher_keeps_kinds_apart():
+    fake = FakeEncoder()
+    out = _batched(
+        fake, [(["q1"], "query"), (["d1"], "document"), (["q2"], "query")], max_wait_ms=0
+    )
+    assert sorted(fake.calls) == [["d1"], ["q1", "q2"]]
+    assert [r.vectors[0, 1] for r in out] == [1.0, 0.0, 1.0]
+
+
+def test_batcher_one_bad_text_fails_only_its_request():
+    fake = FakeEncoder(fail_on="boom")
+    out = _batched(
+        fake, [(["ok1"], "document"), (["boom"], "document"), (["ok2"], "document")], max_wait_ms=0
+    )
+    assert isinstance(out[1], ValueError)
+    assert out[0].vectors[0, 0] == 3 and out[2].vectors[0, 0] == 3
+
+
+def test_batcher_backpressure_and_close():
+    async def main() -> None:
+        b = MicroBatcher(FakeEncoder(), BatchConfig(max_queue_texts=4, max_wait_ms=0))
+        b.start()
+        first = asyncio.ensure_future(b.submit(["a", "b", "c"], "document"))
+        await asyncio.sleep(0)  # let submit enqueue (scheduling, not timing)
+        with pytest.raises(QueueFullError):
+            await b.submit(["d", "e"], "document")
+        await first
+        await b.aclose()
+        with pytest.raises(BatcherClosedError):
+            await b.submit(["x"], "document")
+
+    asyncio.run(main())
