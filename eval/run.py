@@ -110,7 +110,20 @@ def protocol_generated(args, bench: Bench, pdf: str):
     with bench.timed("generate_s"):
         corpus = load_corpus(path)
         enc = Encoder(args.base)
-        gen = generate_pairs(corpus.chunks, enc.tokenizer, enc.window_spec(), GenerationConfig(val_fraction=0.0, max_pairs=args.max_pairs))
+        gen = generate_pairs(
+            corpus.chunks,
+            enc.tokenizer,
+            enc.window_spec(),
+            GenerationConfig(
+                val_fraction=0.0,
+                max_pairs=args.max_pairs,
+                positive=args.positive,
+                negatives=args.negatives,
+                round_trip=args.round_trip,
+                round_trip_k=args.round_trip_k,
+            ),
+            encoder=enc,
+        )
     bench.extra["pairs"] = {
         "chunks": len(corpus.chunks),
         "generated": gen.generated,
@@ -178,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides, e.g. epochs=2 learning_rate=1e-4")
     ap.add_argument("--repoint", choices=("off", "window", "both"), default="off", help="T1: point given pairs at their best window.")
     ap.add_argument("--max-pairs", type=int, default=None)
+    ap.add_argument("--positive", choices=("window", "chunk", "both"), default="window", help="T2/A: what generated pairs point at.")
+    ap.add_argument("--negatives", type=int, default=0, help="T2/A: hard negatives mined per pair.")
+    ap.add_argument("--round-trip", choices=("bm25", "model"), default=None, help="T2/A: round-trip filter.")
+    ap.add_argument("--round-trip-k", type=int, default=3)
     ap.add_argument("--dims", type=lambda s: [int(x) for x in s.split(",")], default=None)
     ap.add_argument("--no-long", dest="long", action="store_false", help="Skip long-chunk (best-window) evaluation.")
     ap.add_argument("--no-anchor", action="store_true", help="T1: do not run the anchor.")

@@ -18,6 +18,7 @@ from ragtune.pairs.filters import (
     NearDuplicateFilter,
     RoundTripFilter,
     apply_filters,
+    bm25_tokens,
 )
 from ragtune.pairs.negatives import mine_hard_negatives
 from ragtune.pairs.schema import Pair
@@ -210,8 +211,9 @@ def test_bm25_alone_cannot_vouch_for_candidates_of_a_wordless_positive(tiny_chun
     alone = mine_hard_negatives([p], tiny_chunks, bm25=True, rank_range=(1, 5))
     assert alone.pairs[0].negatives == [] and alone.without_candidates == 1
     assert alone.skipped_false_negatives >= 1
-    both = mine_hard_negatives([p], tiny_chunks, bm25=True, dense_index=dense, rank_range=(1, 5))
-    assert both.with_negatives == 1  # the model judges instead
+    both = mine_hard_negatives([p], tiny_chunks, bm25=True, dense_index=dense, rank_range=(1, 5), num_negatives=5)
+    # next to the model, BM25 abstains: chunks that share "tram" are mined when the model says they are wrong
+    assert any("tram" in bm25_tokens(n["text"]) for n in both.pairs[0].negatives)
 
 
 def test_same_document_chunks_can_be_excluded(tiny_chunks, dense, by_query):
@@ -260,11 +262,17 @@ def test_long_chunks_give_the_best_window_as_negative_text(encoder):
         Chunk(id="other", text="The depot trains new drivers every spring.", doc_id="c", source="c"),
     ]
     p = Pair(query="How much is the monthly pass?", positive=chunks[0].text, positive_id="pos")
-    res = mine_hard_negatives([p], chunks, encoder=encoder, spec=WindowSpec(size=24, stride=16), rank_range=(1, 1))
+    index = DenseChunkIndex(chunks, encoder, spec=WindowSpec(size=24, stride=16))
+    assert len(index.spans[1]) > 1
+    res = mine_hard_negatives([p], dense_index=index, rank_range=(1, 1))
     neg = res.pairs[0].negatives[0]
     assert neg["id"] == "long"
     assert neg["text"] in chunks[1].text and len(neg["text"]) < len(chunks[1].text)
     assert "monthly pass" in neg["text"]
+    whole = mine_hard_negatives([p], chunks, encoder=encoder, spec=WindowSpec(size=24, stride=16),
+                                rank_range=(1, 1), negative_text="chunk")
+    assert whole.pairs[0].negatives == [{"id": "long", "text": chunks[1].text}]
+    assert whole.record()["negative_text"] == "chunk"
 
 
 def test_mining_errors_name_the_field(tiny_chunks, dense, by_query):
@@ -279,5 +287,7 @@ def test_mining_errors_name_the_field(tiny_chunks, dense, by_query):
         mine_hard_negatives([p], dense_index=dense, bm25_margin=1.0)
     with pytest.raises(ConfigError, match="chunks"):
         mine_hard_negatives([p], bm25=True)
+    with pytest.raises(ConfigError, match="negative_text='span'"):
+        mine_hard_negatives([p], dense_index=dense, negative_text="span")
     with pytest.raises(InputError, match="positive_id"):
         mine_hard_negatives([Pair(query=PASS_Q, positive="x", positive_id="nope")], dense_index=dense)

@@ -100,3 +100,26 @@ def test_bad_pair_files(tmp_path):
         load_pairs(wrong)
     with pytest.raises(InputError, match="missing.jsonl"):
         load_pairs(tmp_path / "missing.jsonl")
+
+
+def test_round_trip_negatives_and_chunk_positives(tiny_chunks, st_model):
+    from ragtune.models import Encoder
+
+    enc = Encoder(st_model)
+    spec = WindowSpec(60, 45)
+    cfg = GenerationConfig(round_trip="bm25", round_trip_k=1, negatives=1, positive="both", val_fraction=0.0)
+    res = generate_pairs(tiny_chunks, st_model.tokenizer, spec, cfg, encoder=enc)
+    from ragtune.pairs.filters import RoundTripFilter
+
+    assert "round_trip" in res.dropped
+    window_pairs = [p for p in res.pairs if p.window is not None]
+    assert all(RoundTripFilter(tiny_chunks, retriever="bm25", k=1).consistent(window_pairs))
+    assert res.mining["with_negatives"] > 0
+    texts = {c.id: c.text for c in tiny_chunks}
+    whole = [p for p in res.pairs if p.positive == texts[p.positive_id]]
+    assert whole and all(p.window is None for p in whole)
+    for p in res.pairs:
+        for n in p.negatives:
+            assert n["id"] != p.positive_id
+    with pytest.raises(Exception, match="positive="):
+        generate_pairs(tiny_chunks, st_model.tokenizer, spec, GenerationConfig(positive="nope"))

@@ -270,16 +270,14 @@ def query(
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON lines."),
 ) -> None:
     """Search a ragtune Qdrant collection with a model."""
-    from ragtune.index import ChunkIndex, connect, open_for_model
+    from ragtune.index import connect, open_for_model
     from ragtune.models import Encoder, load_model
 
     st = load_model(model)
     enc = Encoder(st)
     client = connect(qdrant, api_key)
     try:
-        if not ChunkIndex(client, collection).exists():
-            raise RagtuneError(f"collection {collection!r} does not exist at {qdrant} (run ragtune index first)")
-        idx = open_for_model(client, collection, st, model)
+        idx = open_for_model(client, collection, st, model, create=False)
         hits = idx.search(enc.encode_queries([text])[0], top_k=top_k, mode=mode, two_stage=two_stage)
     finally:
         client.close()
@@ -300,6 +298,8 @@ def serve(
     port: int = typer.Option(8000, "--port"),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="RAGTUNE_API_KEY", help="Require 'Authorization: Bearer KEY'."),
     qdrant_api_key: Optional[str] = typer.Option(None, "--qdrant-api-key", envvar="QDRANT_API_KEY"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: one per core; fewer on a shared CPU)."),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="Model id reported to clients (default: the folder name)."),
 ) -> None:
     """Serve an OpenAI-compatible /v1/embeddings and a /v1/search API (needs ragtune[server])."""
     try:
@@ -308,7 +308,8 @@ def serve(
         raise RagtuneError(f"ragtune serve needs the server extra: pip install \"ragtune[server]\" ({exc})") from exc
     run_server(
         model=model, qdrant=qdrant, collection=collection, host=host, port=port,
-        api_key=api_key, qdrant_api_key=qdrant_api_key,
+        api_key=api_key, qdrant_api_key=qdrant_api_key, threads=threads,
+        model_name=model_name or Path(model).name or model,
     )
 
 

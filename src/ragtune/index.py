@@ -244,13 +244,18 @@ class ChunkIndex:
         return [_hit(p) for p in res.points]
 
 
-def open_for_model(client: Any, collection: str, model: Any, model_name: str, **create: Any) -> ChunkIndex:
-    """A :class:`ChunkIndex` that exists and was built by ``model`` (created if missing).
+def open_for_model(
+    client: Any, collection: str, model: Any, model_name: str, create: bool = True, **options: Any
+) -> ChunkIndex:
+    """A :class:`ChunkIndex` built by ``model``; created if missing unless ``create=False``.
 
-    ``create`` (``small_dim``, ``quantization``) applies only when the collection is new.
+    ``options`` (``small_dim``, ``quantization``) apply only when the collection is new.
+    Readers pass ``create=False`` so a mistyped name is an error, not an empty index.
     """
     index = ChunkIndex(client, collection)
-    index.ensure(model_name, model_fingerprint(model), embedding_width(model), **create)
+    if not create and not index.exists():
+        raise InputError(f"collection {collection!r} does not exist (build it with ragtune index or ragtune run)")
+    index.ensure(model_name, model_fingerprint(model), embedding_width(model), **options)
     return index
 
 

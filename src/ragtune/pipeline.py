@@ -66,7 +66,8 @@ def stage_pairs(
         encoder = Encoder(base)
         generator = make_generator(config, cache_dir=rd.cache / "llm")
         res = generate_pairs(
-            chunks, encoder.tokenizer, encoder.window_spec(), config, generator=generator, progress=progress
+            chunks, encoder.tokenizer, encoder.window_spec(), config, generator=generator, progress=progress,
+            encoder=encoder,
         )
         save_pairs(rd.pairs, res.pairs)
         info.update(
@@ -77,6 +78,7 @@ def stage_pairs(
             dropped=res.dropped,
             by_kind=res.by_kind,
             generator=res.generator_stats,
+            negatives=res.mining,
             train=sum(p.split != "val" for p in res.pairs),
             val=sum(p.split == "val" for p in res.pairs),
         )

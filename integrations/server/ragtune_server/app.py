@@ -158,7 +158,7 @@ def _routes() -> APIRouter:
         query_filter = build_filter(body.filter)
         encoded = await _encode(ctx, [body.query], "query")
         try:
-            hits = await ctx.search.search(encoded.vectors[0], body.top_k, body.mode, query_filter)
+            hits = await ctx.search.search(encoded.vectors[0], body.top_k, body.mode, query_filter, body.two_stage)
         except Exception as exc:
             log.exception("search failed")
             raise APIError(

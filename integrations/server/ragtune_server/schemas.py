@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 # The validators raise ValueError even for a wrong type (ruff's TRY004 would have
 # TypeError): pydantic turns only ValueError/AssertionError into a validation
@@ -139,6 +139,10 @@ class SearchRequest(_Request):
     mode: Literal["windows", "plain"] = Field(
         "windows",
         description="windows: each chunk's best token window; plain: its first-window vector.",
+    )
+    two_stage: StrictBool = Field(
+        False,
+        description="Find candidates on the small Matryoshka vectors, rescore on the full ones.",
     )
 
 

@@ -92,9 +92,9 @@ class SearchBackend:
         return cls(client, index, location)
 
     async def search(
-        self, vector: np.ndarray, top_k: int, mode: str, query_filter: Any = None
+        self, vector: np.ndarray, top_k: int, mode: str, query_filter: Any = None, two_stage: bool = False
     ) -> list[Hit]:
-        return await self._in_thread(self.index.search, vector, top_k, mode, query_filter)
+        return await self._in_thread(self.index.search, vector, top_k, mode, query_filter, two_stage)
 
     async def count(self) -> int:
         """Points in the collection: exact in the embedded store, Qdrant's estimate on a server

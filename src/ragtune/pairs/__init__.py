@@ -40,6 +40,16 @@ class GenerationConfig:
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     llm: str | None = None  # "provider:model" spec: use an LLM instead of the offline generator
     questions_per_chunk: int = 2  # LLM generator: questions asked per window
+    # what a pair's positive is: "window" (the window holding the answer: trains
+    # best-window search), "chunk" (the whole chunk, as a one-vector-per-chunk
+    # index reads it), or "both" (one pair of each)
+    positive: str = "window"
+    # round-trip consistency: keep a pair only if this retriever ranks its chunk
+    # in the top ``round_trip_k`` ("bm25" or "model"; None: off)
+    round_trip: str | None = None
+    round_trip_k: int = 3
+    # hard negatives mined with the base model per pair (0: in-batch negatives only)
+    negatives: int = 0
     max_pairs: int | None = None
     val_fraction: float = 0.15
     split_by: str = "doc"
@@ -54,6 +64,7 @@ class GenerationResult:
     by_kind: dict[str, int]
     windows: int
     generator_stats: dict[str, Any] = field(default_factory=dict)
+    mining: dict[str, Any] = field(default_factory=dict)
 
 
 def generate_pairs(
@@ -63,12 +74,36 @@ def generate_pairs(
     config: GenerationConfig | None = None,
     generator: Callable[..., list[Pair]] | None = None,
     progress: Progress | None = None,
+    encoder: Any = None,
 ) -> GenerationResult:
-    """Generate, filter, cap and split pairs for ``chunks``."""
+    """Generate, filter, cap and split pairs for ``chunks``.
+
+    ``encoder`` (the base model's :class:`~ragtune.models.Encoder`) is needed
+    for model round-trip filtering and hard-negative mining.
+    """
     config = config or GenerationConfig()
     gen = generator or make_generator(config)
+    if config.positive not in ("window", "chunk", "both"):
+        from ragtune.errors import ConfigError
+
+        raise ConfigError(f"positive={config.positive!r}: choose 'window', 'chunk' or 'both'")
     raw = gen(chunks, tokenizer, spec, progress=progress)
-    kept, dropped = apply_filters(raw, [LengthFilter(), DuplicateFilter()])
+    filters: list[Any] = [LengthFilter(), DuplicateFilter()]
+    if config.round_trip:
+        from ragtune.pairs.filters import RoundTripFilter
+
+        filters.append(
+            RoundTripFilter(chunks, retriever=config.round_trip, encoder=encoder, k=config.round_trip_k)
+        )
+    kept, dropped = apply_filters(raw, filters)
+    mining: dict[str, Any] = {}
+    if config.negatives:
+        from ragtune.pairs.negatives import mine_hard_negatives
+
+        mined = mine_hard_negatives(kept, chunks, encoder=encoder, num_negatives=config.negatives)
+        kept, mining = mined.pairs, mined.record()
+    if config.positive != "window":
+        kept = _with_chunk_positives(kept, {c.id: c.text for c in chunks}, keep_window=config.positive == "both")
     if config.max_pairs is not None and len(kept) > config.max_pairs:
         before = len(kept)
         kept = _cap_round_robin(kept, config.max_pairs, config.seed)
@@ -85,6 +120,7 @@ def generate_pairs(
         by_kind=by_kind,
         windows=getattr(stats, "windows", 0),
         generator_stats=stats.as_dict() if hasattr(stats, "as_dict") else {},
+        mining=mining,
     )
 
 
@@ -98,6 +134,19 @@ def make_generator(config: GenerationConfig, cache_dir: Any = None) -> Callable[
         llm_from_spec(config.llm),
         LLMConfig(questions_per_chunk=config.questions_per_chunk, cache_dir=cache_dir),
     )
+
+
+def _with_chunk_positives(pairs: list[Pair], texts: dict[str, str], keep_window: bool) -> list[Pair]:
+    """Point pairs at their whole chunk (optionally keeping the window pair beside it)."""
+    from dataclasses import replace
+
+    out: list[Pair] = []
+    for p in pairs:
+        whole = texts.get(p.positive_id, p.positive)
+        if keep_window and whole != p.positive:
+            out.append(p)
+        out.append(replace(p, positive=whole, window=None))
+    return out
 
 
 def _cap_round_robin(pairs: list[Pair], n: int, seed: int) -> list[Pair]:

@@ -71,6 +71,7 @@ def mine_hard_negatives(
     dense_index: DenseChunkIndex | None = None,
     bm25_index: BM25ChunkIndex | None = None,
     spec: WindowSpec | None = None,
+    negative_text: str = "window",
 ) -> MiningResult:
     """Fill each pair's ``negatives`` with ``{"id", "text"}`` of hard, probably-wrong chunks.
 
@@ -94,12 +95,18 @@ def mine_hard_negatives(
     - ``num_negatives`` are sampled uniformly from the eligible candidates with a
       seed per pair (``seed``, query, positive), so the result does not depend
       on the order or number of pairs; negatives are listed hardest first.
+    - ``negative_text="window"``: a negative is the candidate's best window for
+      the query (with an encoder; the whole chunk with BM25 alone), matching
+      window positives; ``"chunk"`` gives whole chunks, matching whole-chunk
+      positives (``GenerationConfig.positive="chunk"``).
     - Pairs that already carry negatives keep them unless ``overwrite``.
 
     The corpus is encoded once (one window pass) and all queries in one batch.
     Returns a :class:`MiningResult` — ``.pairs`` are new objects, the input is not modified.
     """
     _check_settings(num_negatives, rank_range, margin, bm25_margin)
+    if negative_text not in ("window", "chunk"):
+        raise ConfigError(f"negative_text={negative_text!r}: choose 'window' or 'chunk'")
     dense_index = _dense(chunks, encoder, dense_index, spec)
     bm25_index = _bm25(chunks, bm25, bm25_index)
     if dense_index is None and bm25_index is None:
@@ -119,6 +126,7 @@ def mine_hard_negatives(
         bm25_margin=bm25_margin,
         exclude_same_doc=exclude_same_doc,
         seed=seed,
+        whole_chunks=negative_text == "chunk",
     )
     result = MiningResult(pairs=list(pairs), retrievers=miner.retrievers, settings=miner.settings())
     todo = [i for i, p in enumerate(pairs) if overwrite or not p.negatives]
@@ -187,6 +195,7 @@ class _Miner:
     bm25_margin: float
     exclude_same_doc: bool
     seed: int
+    whole_chunks: bool = False
     batch_size: int = 256
     qvecs: np.ndarray | None = None
     dense_hits: list[list[tuple[str, float]]] | None = None
@@ -207,6 +216,7 @@ class _Miner:
             "bm25_margin": self.bm25_margin,
             "exclude_same_doc": self.exclude_same_doc,
             "seed": self.seed,
+            "negative_text": "chunk" if self.whole_chunks else "window",
         }
 
     def run(self, pairs: Sequence[Pair], result: MiningResult) -> list[list[dict[str, str]]]:
@@ -272,7 +282,7 @@ class _Miner:
                 other = float(bm25_row[cand])
                 if bm25_own > 0 and other >= bm25_own * (1 - self.bm25_margin):
                     return True
-                if bm25_own <= 0 and other > 0:
+                if bm25_own <= 0 and other > 0 and self.dense is None:
                     return True
             return False
 
@@ -280,7 +290,7 @@ class _Miner:
 
     def _text(self, j: int, cand: int) -> str:
         """The candidate's best window for this query (the whole chunk when there is no encoder)."""
-        if self.dense is None:
+        if self.dense is None or self.whole_chunks:
             return self.ref.chunks[cand].text
         _, window = self.dense.chunk_score(self.qvecs[j], cand)
         return self.dense.window_text(cand, window)

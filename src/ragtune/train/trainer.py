@@ -118,7 +118,11 @@ def build_dataset(pairs: Sequence[Pair], loss: str) -> Any:
         )
     cols: dict[str, list[str]] = {"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]}
     if with_neg and len(with_neg) == len(pairs):
-        cols["negative"] = [p.negatives[0]["text"] for p in pairs]
+        # MNRL takes any number of negative columns: use as many as every pair has
+        for i in range(min(len(p.negatives) for p in pairs)):
+            cols[f"negative_{i + 1}"] = [p.negatives[i]["text"] for p in pairs]
+    elif with_neg:
+        log.warning("%d of %d pairs have negatives; training with in-batch negatives only", len(with_neg), len(pairs))
     return Dataset.from_dict(cols)
 
 

@@ -72,7 +72,7 @@ def open_index(
     from ragtune.index import PLAIN, open_for_model
 
     qc = _client(location, url, api_key, client)
-    open_for_model(qc, collection, embed_model.sentence_transformer, embed_model.model_path)
+    open_for_model(qc, collection, embed_model.sentence_transformer, embed_model.model_path, create=False)
     store = QdrantVectorStore(collection_name=collection, client=qc, dense_vector_name=PLAIN)
     return VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
 
@@ -101,7 +101,9 @@ class RagtuneQdrantRetriever(BaseRetriever):
 
         self._embed = embed_model
         self._client = _client(location, url, api_key, client)
-        self._index = open_for_model(self._client, collection, embed_model.sentence_transformer, embed_model.model_path)
+        self._index = open_for_model(
+            self._client, collection, embed_model.sentence_transformer, embed_model.model_path, create=False
+        )
         self._top_k = similarity_top_k
         self._mode = mode
         self._two_stage = two_stage
