@@ -77,6 +77,7 @@ class Bench:
         report = build_report(dataset, self.results, self.models, timings=self.timings, extra=self.extra)
         result = {
             "protocol": self.protocol,
+            "command": "python " + " ".join(sys.argv),
             "metrics": self.metrics,
             "timings": self.timings,
             "machine": machine_info(),

@@ -17,6 +17,7 @@ import typer
 
 from ragtune import __version__
 from ragtune.errors import RagtuneError
+from ragtune.train.config import TrainConfig as _Defaults
 
 app = typer.Typer(
     add_completion=False,
@@ -68,13 +69,14 @@ def run(
     corpus: Path = typer.Argument(..., help="A document or a folder of documents (PDF, Markdown, text, HTML, JSONL)."),
     workdir: Path = typer.Option(..., "--workdir", "-w", help="Run directory for every artifact."),
     base: Optional[str] = typer.Option(None, "--base", help="Base model: folder or hub id (default: bundled all-MiniLM-L6-v2)."),
-    epochs: float = typer.Option(1.0, "--epochs", help="Training epochs."),
+    epochs: float = typer.Option(_Defaults.epochs, "--epochs", help="Training epochs."),
     max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Cap on generated pairs (spread over chunks)."),
     eval_data: Optional[Path] = typer.Option(None, "--eval", help="Labelled set: LlamaIndex dataset JSON or BEIR folder."),
     collection: str = typer.Option("ragtune", "--collection", help="Qdrant collection name."),
     qdrant: Optional[str] = typer.Option(None, "--qdrant", help="Qdrant folder or URL (default: WORKDIR/qdrant)."),
     loss: str = typer.Option("mnrl", "--loss", help="mnrl | mnrl-symmetric | cached-mnrl | triplet | cosine | contrastive"),
-    batch_size: int = typer.Option(32, "--batch-size"),
+    batch_size: int = typer.Option(_Defaults.batch_size, "--batch-size"),
+    learning_rate: float = typer.Option(_Defaults.learning_rate, "--lr"),
     chunk_size: int = typer.Option(1024, "--chunk-size", help="Chunk size in tokens (LlamaIndex default 1024)."),
     long_chunks: bool = typer.Option(True, "--long/--no-long", help="Also evaluate best-window (long-chunk) search."),
     max_steps: int = typer.Option(-1, "--max-steps", help="Stop training after this many steps (a quick smoke run)."),
@@ -92,7 +94,8 @@ def run(
         chunk=ChunkConfig(chunk_size=chunk_size, chunk_overlap=min(200, chunk_size // 5)),
         generation=GenerationConfig(max_pairs=max_pairs, llm=llm),
         train=TrainConfig(
-            base=base, epochs=epochs, loss=loss, batch_size=batch_size, max_steps=max_steps, max_seq_length=max_seq_length
+            base=base, epochs=epochs, loss=loss, batch_size=batch_size, learning_rate=learning_rate,
+            max_steps=max_steps, max_seq_length=max_seq_length,
         ),
         eval_data=str(eval_data) if eval_data else None,
         collection=collection,
@@ -153,10 +156,10 @@ def train_cmd(
     pairs: Path = typer.Argument(..., help="pairs.jsonl or a LlamaIndex EmbeddingQAFinetuneDataset JSON."),
     out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
     base: Optional[str] = typer.Option(None, "--base"),
-    epochs: float = typer.Option(1.0, "--epochs"),
+    epochs: float = typer.Option(_Defaults.epochs, "--epochs"),
     loss: str = typer.Option("mnrl", "--loss"),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    learning_rate: float = typer.Option(3e-5, "--lr"),
+    batch_size: int = typer.Option(_Defaults.batch_size, "--batch-size"),
+    learning_rate: float = typer.Option(_Defaults.learning_rate, "--lr"),
     max_steps: int = typer.Option(-1, "--max-steps", help="Stop after this many steps (overrides epochs)."),
     max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length"),
     dims: Optional[str] = typer.Option(None, "--dims", help="Matryoshka dims, comma-separated (default: full, 1/2, 1/4, 1/6)."),

@@ -16,7 +16,7 @@ import numpy as np
 
 from ragtune.evaluation.datasets import RetrievalDataset
 from ragtune.evaluation.metrics import METRICS, compute_metrics, paired_bootstrap
-from ragtune.evaluation.search import encode_corpus, exact_search
+from ragtune.retrieval import encode_corpus, exact_search
 from ragtune.models import Encoder
 
 

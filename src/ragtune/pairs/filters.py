@@ -15,7 +15,7 @@ import numpy as np
 
 from ragtune.corpus import Chunk
 from ragtune.errors import ConfigError, InputError
-from ragtune.evaluation.search import EncodedCorpus, exact_search
+from ragtune.retrieval import EncodedCorpus, exact_search
 from ragtune.models import Encoder
 from ragtune.pairs.schema import Pair
 from ragtune.pairs.text import STOPWORDS, content_words, normalize_query, words
@@ -149,7 +149,7 @@ class DenseChunkIndex:
     """Window vectors of every chunk under one encoder; a chunk scores as its best window.
 
     This is the long-chunk (max-sim) search ragtune evaluates with
-    (:func:`ragtune.evaluation.search.exact_search` over an ``EncodedCorpus`` with
+    (:func:`ragtune.retrieval.exact_search` over an ``EncodedCorpus`` with
     window owners), so filtering and mining see chunks the way search does.
     """
 

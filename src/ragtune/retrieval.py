@@ -1,7 +1,8 @@
-"""Exact (brute-force) search for evaluation, plain or by best window.
+"""Exact (brute-force) search over encoded chunks, plain or by best window.
 
-Quality figures come from exact search so that index approximations never blur
-them; the Qdrant index is measured separately for latency.
+Shared by evaluation (quality figures come from exact search, so that index
+approximations never blur them) and by pair generation (round-trip filtering,
+hard-negative mining); the Qdrant index is measured separately for latency.
 """
 
 from __future__ import annotations

@@ -1,0 +1,48 @@
+"""Print the Markdown table of eval/README.md from the result JSONs in eval/results/.
+
+``python eval/table.py [RESULTS_DIR]`` — one row per label of each protocol
+file, at the full dimension (and 64 for M), with the command recorded in it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ORDER = ("T1", "T2", "A", "G", "M", "anchor", "search")
+
+
+def rows(results: Path) -> list[str]:
+    out = [
+        "| protocol | label | dim | hit@5 | nDCG@10 | MRR@10 | train_s | file |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    files = sorted(results.glob("*.json"), key=lambda f: (ORDER.index(_proto(f)) if _proto(f) in ORDER else 99, f.name))
+    for f in files:
+        data = json.loads(f.read_text())
+        proto = data.get("protocol", f.stem)
+        timings = data.get("timings", {})
+        for label, by_dim in data.get("metrics", {}).items():
+            dims = sorted(by_dim, key=int, reverse=True)
+            shown = dims if proto == "M" else dims[:1]
+            for dim in shown:
+                m = by_dim[dim]
+                train = timings.get("anchor_train_s" if label == "anchor" else "train_s", "") if label in ("tuned", "anchor") else ""
+                out.append(
+                    f"| {proto} | {label} | {dim} | {m.get('hit@5', float('nan')):.3f} | {m.get('ndcg@10', float('nan')):.3f} "
+                    f"| {m.get('mrr@10', float('nan')):.3f} | {train} | {f.name} |"
+                )
+    return out
+
+
+def _proto(f: Path) -> str:
+    try:
+        return json.loads(f.read_text()).get("protocol", "")
+    except (OSError, ValueError):
+        return ""
+
+
+if __name__ == "__main__":
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results"
+    print("\n".join(rows(folder)))
