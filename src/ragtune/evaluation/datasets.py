@@ -101,7 +101,8 @@ def load_beir(folder: str | Path, split: str = "test") -> RetrievalDataset:
         for row in read_jsonl(corpus_f):
             title = (row.get("title") or "").strip()
             text = (row.get("text") or "").strip()
-            corpus[str(row["_id"])] = f"{title}. {text}" if title else text
+            # title + " " + text, as BEIR's own dense-retrieval evaluation joins them
+            corpus[str(row["_id"])] = f"{title} {text}" if title else text
         queries = {str(r["_id"]): str(r["text"]) for r in read_jsonl(queries_f)}
     except (KeyError, ValueError) as exc:
         raise InputError(f"{folder}: malformed BEIR file ({exc}); rows need '_id' and 'text'") from exc
@@ -120,6 +121,19 @@ def load_beir(folder: str | Path, split: str = "test") -> RetrievalDataset:
                 raise InputError(f"{qrels_f}:{i}: score {row[2]!r} is not a number") from exc
     return RetrievalDataset(
         name=folder.name, queries=queries, corpus=corpus, relevant=relevant, kind="beir", source=str(folder)
+    )
+
+
+def binary(dataset: RetrievalDataset) -> RetrievalDataset:
+    """The same set with every positive grade set to 1 (as sentence-transformers' evaluator scores)."""
+    return RetrievalDataset(
+        name=dataset.name,
+        queries=dict(dataset.queries),
+        corpus=dataset.corpus,
+        relevant={q: {d: 1 for d in rel} for q, rel in dataset.relevant.items()},
+        kind=dataset.kind,
+        source=dataset.source,
+        info={**dataset.info, "relevance": "binary"},
     )
 
 
