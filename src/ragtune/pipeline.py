@@ -215,8 +215,10 @@ def run_pipeline(config: RunConfig, workdir: str | Path, progress: Progress | No
     model_dir = stage_train(rd, pairs, config.train)
     stage_index(rd, chunks, model_dir, config.collection, config.qdrant, progress)
     dataset = given or from_pairs(pairs, chunks, split="val", name="held-out generated pairs")
-    width = Encoder(model_dir).dimension
-    dims = config.train.dims_for(width) if config.train.matryoshka else [width]
+    dims = rd.record["stages"]["train"].get("dims")  # what training used, recorded by stage_train
+    if not dims:
+        width = Encoder(model_dir).dimension
+        dims = config.train.dims_for(width) if config.train.matryoshka else [width]
     extra = {
         "chunks": rd.record["stages"].get("chunks", {}),
         "pairs": rd.record["stages"].get("pairs", {}),
