@@ -21,8 +21,10 @@ model and dimension; opening it with another model fails loudly.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -43,6 +45,20 @@ META_KEY = "ragtune"
 QUANTIZATIONS = ("none", "scalar", "binary")
 
 
+#: embedded clients still open at interpreter exit are closed while Python can
+#: still import (qdrant-client's own ``__del__`` otherwise prints a traceback)
+_OPEN_CLIENTS: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_clients() -> None:
+    for client in list(_OPEN_CLIENTS):
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
 def connect(location: str | Path, api_key: str | None = None, timeout: int = 60) -> Any:
     """A ``QdrantClient`` for a folder (embedded, on disk), ``:memory:``, or a server URL."""
     from qdrant_client import QdrantClient
@@ -57,9 +73,11 @@ def connect(location: str | Path, api_key: str | None = None, timeout: int = 60)
         raise InputError(f"{path}: a Qdrant location must be a folder, ':memory:' or an http(s) URL")
     path.mkdir(parents=True, exist_ok=True)
     try:
-        return QdrantClient(path=str(path))
+        client = QdrantClient(path=str(path))
     except RuntimeError as exc:  # the embedded store is locked by another process
         raise InputError(f"{path}: cannot open the embedded Qdrant store ({exc})") from exc
+    _OPEN_CLIENTS.add(client)
+    return client
 
 
 def model_fingerprint(model: Any) -> str:
