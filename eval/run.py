@@ -35,7 +35,8 @@ def _train(pairs, out_dir: Path, overrides: dict, bench: Bench, base: str | None
     cfg = TrainConfig(base=base, **overrides)
     with bench.timed("train_s"):
         result = train(pairs, out_dir, cfg, checkpoint_dir=out_dir.with_name(out_dir.name + ".ckpt"))
-    bench.extra["training"] = result.to_dict() | {"config": cfg.to_dict()}
+    size = sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file())
+    bench.extra["training"] = result.to_dict() | {"config": cfg.to_dict(), "size_on_disk_mb": round(size / 2**20, 2)}
     bench.models["tuned"] = str(out_dir)
     print(f"  trained {result.steps} steps on {result.train_pairs} pairs in {bench.timings['train_s']:.1f} s", flush=True)
     return out_dir
@@ -58,21 +59,34 @@ def _eval_uber(bench: Bench, tuned: Path | None, dims, long_chunks: bool, base: 
     return ds
 
 
-def _prepare_given_pairs(path: Path, base: str | None, repoint: str, bench: Bench):
+def _prepare_given_pairs(path: Path, base: str | None, repoint: str, bench: Bench, negatives: int = 0):
+    from ragtune.corpus import Chunk
     from ragtune.models import Encoder
     from ragtune.pairs import load_pairs
+    from ragtune.pairs.negatives import mine_hard_negatives
     from ragtune.pairs.repoint import repoint_to_windows
+    from ragtune.pairs.schema import read_llamaindex_json
 
     pairs = load_pairs(path)
     if repoint != "off":
         with bench.timed("repoint_s"):
             pairs = repoint_to_windows(pairs, Encoder(base), keep_original=repoint == "both")
+    if negatives:
+        corpus = read_llamaindex_json(path)["corpus"]
+        chunks = [Chunk(id=cid, text=text, doc_id=path.name, source=str(path)) for cid, text in corpus.items()]
+        with bench.timed("mine_s"):
+            mined = mine_hard_negatives(
+                pairs, chunks, encoder=Encoder(base), num_negatives=negatives,
+                negative_text="chunk" if repoint == "off" else "window",
+            )
+        pairs = mined.pairs
+        bench.extra["mining"] = mined.record()
     return pairs
 
 
 def protocol_t1(args, bench: Bench, anchor_too: bool = True):
     train_json = require("tenk", "lyft_train_pairs.json")
-    pairs = _prepare_given_pairs(train_json, args.base, args.repoint, bench)
+    pairs = _prepare_given_pairs(train_json, args.base, args.repoint, bench, args.negatives)
     bench.extra["train_pairs"] = len(pairs)
     tuned = _train(pairs, args.workdir / "t1_model", parse_overrides(args.train), bench, args.base)
     ds = _eval_uber(bench, tuned, args.dims or M_DIMS, args.long, args.base)
@@ -104,7 +118,7 @@ def _anchor(args, bench: Bench, ds=None):
 def protocol_generated(args, bench: Bench, pdf: str):
     from ragtune.corpus import load_corpus
     from ragtune.models import Encoder
-    from ragtune.pairs import GenerationConfig, generate_pairs
+    from ragtune.pairs import GenerationConfig, OfflineConfig, generate_pairs
 
     path = require("tenk", pdf)
     with bench.timed("generate_s"):
@@ -115,6 +129,7 @@ def protocol_generated(args, bench: Bench, pdf: str):
             enc.tokenizer,
             enc.window_spec(),
             GenerationConfig(
+                offline=OfflineConfig(kinds=tuple(args.kinds.split(","))) if args.kinds else OfflineConfig(),
                 val_fraction=0.0,
                 max_pairs=args.max_pairs,
                 positive=args.positive,
@@ -143,7 +158,9 @@ def _t1_model(args, bench: Bench) -> Path:
     model = args.workdir / "t1_model"
     if not (model / "ragtune.json").exists():
         print("  no T1 model yet: training it first", flush=True)
-        pairs = _prepare_given_pairs(require("tenk", "lyft_train_pairs.json"), args.base, args.repoint, bench)
+        pairs = _prepare_given_pairs(
+            require("tenk", "lyft_train_pairs.json"), args.base, args.repoint, bench, args.negatives
+        )
         _train(pairs, model, parse_overrides(args.train), bench, args.base)
     bench.models["tuned"] = str(model)
     return model
@@ -201,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repoint", choices=("off", "window", "both"), default="off", help="T1: point given pairs at their best window.")
     ap.add_argument("--max-pairs", type=int, default=None)
     ap.add_argument("--positive", choices=("window", "chunk", "both"), default="window", help="T2/A: what generated pairs point at.")
-    ap.add_argument("--negatives", type=int, default=0, help="T2/A: hard negatives mined per pair.")
+    ap.add_argument("--negatives", type=int, default=0, help="Hard negatives mined per pair with the base model (T1: from the given corpus).")
     ap.add_argument("--round-trip", choices=("bm25", "model"), default=None, help="T2/A: round-trip filter.")
+    ap.add_argument("--kinds", default=None, help="T2/A: offline query kinds, comma-separated (default: all).")
     ap.add_argument("--round-trip-k", type=int, default=3)
     ap.add_argument("--dims", type=lambda s: [int(x) for x in s.split(",")], default=None)
     ap.add_argument("--no-long", dest="long", action="store_false", help="Skip long-chunk (best-window) evaluation.")

@@ -36,6 +36,30 @@ def rows(results: Path) -> list[str]:
     return out
 
 
+def training_rows(results: Path) -> list[str]:
+    """One row per trained model: how it was trained, what it cost, what it scored at full width."""
+    out = [
+        "| file | protocol | mode | trainable params | size on disk (MB) | train_s | vs anchor | hit@5 | nDCG@10 |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for f in sorted(results.glob("*.json")):
+        data = json.loads(f.read_text())
+        tr = data.get("training")
+        tuned = data.get("metrics", {}).get("tuned")
+        if not tr or not tuned:
+            continue
+        cfg = tr.get("config", {})
+        mode = "LoRA r=%s" % cfg["lora"]["rank"] if cfg.get("lora") else "query adapter" if cfg.get("query_adapter") else "full"
+        m = tuned[max(tuned, key=int)]
+        ratio = data.get("time_ratio_vs_anchor", "")
+        out.append(
+            f"| {f.name} | {data.get('protocol', '')} | {mode} | {tr.get('trainable_params', '')} "
+            f"| {tr.get('size_on_disk_mb', '')} | {data.get('timings', {}).get('train_s', '')} | {ratio} "
+            f"| {m.get('hit@5', float('nan')):.3f} | {m.get('ndcg@10', float('nan')):.3f} |"
+        )
+    return out
+
+
 def _proto(f: Path) -> str:
     try:
         return json.loads(f.read_text()).get("protocol", "")
@@ -46,3 +70,5 @@ def _proto(f: Path) -> str:
 if __name__ == "__main__":
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results"
     print("\n".join(rows(folder)))
+    print()
+    print("\n".join(training_rows(folder)))

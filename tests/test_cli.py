@@ -63,6 +63,11 @@ def test_run_leaves_every_artifact(sample_run):
         assert set(m) >= {"hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10", "recall@10"}
     assert "ndcg@10" in report["comparison"]["tuned-base"]["384"]
     assert "report.html" in proc.stdout
+    # the model card in the model folder carries the measured before/after figures
+    card = json.loads((work / "model" / "ragtune.json").read_text())
+    assert card["evaluation"]["metrics"]["tuned"]["384"]["ndcg@10"] == report["metrics"]["tuned"]["384"]["ndcg@10"]
+    md = (work / "model" / "RAGTUNE.md").read_text()
+    assert "| tuned | 384 |" in md and "| base | 384 |" in md and "95% CI" in md
 
 
 def test_tuned_model_loads_with_sentence_transformers(sample_run):

@@ -115,3 +115,33 @@ def test_query_adapter_keeps_documents_and_index_valid(tmp_path, pairs, st_model
     idx = open_for_model(qdrant_memory, "c", tuned, str(out))
     hit = idx.search(Encoder(tuned).encode_queries(["Which depot maintains the trams?"])[0], top_k=1)[0]
     assert "Eastfield" in hit.text
+
+
+def _with_val(pairs, every=4):
+    from dataclasses import replace
+
+    return [replace(p, split="val" if i % every == 0 else "train") for i, p in enumerate(pairs)]
+
+
+def test_interpolation_chooses_a_mix_on_validation(tmp_path, pairs):
+    """WiSE-FT: every mix is scored on the held-out pairs and the choice is recorded in the card."""
+    out = tmp_path / "wise"
+    res = train(_with_val(pairs), out, TrainConfig(max_steps=2, interpolate=True, **FAST))
+    mix = res.interpolation
+    assert mix is not None and set(mix["val_ndcg@10"]) == {"0.5", "0.7", "0.85", "1.0"}
+    best = max(mix["val_ndcg@10"].values())
+    assert mix["val_ndcg@10"][str(mix["alpha"])] >= best - 0.005  # within tolerance of the best
+    assert all(a >= mix["alpha"] for a in map(float, mix["val_ndcg@10"]) if mix["val_ndcg@10"][str(a)] >= best - 0.005)
+    card = json.loads((out / "ragtune.json").read_text())
+    assert card["result"]["interpolation"]["alpha"] == mix["alpha"]
+
+
+def test_early_stopping_keeps_the_best_checkpoint(tmp_path, pairs):
+    res = train(_with_val(pairs), tmp_path / "es", TrainConfig(max_steps=8, early_stopping_patience=1, **FAST))
+    assert res.best_step is not None and res.best_step % FAST["save_steps"] == 0
+    assert res.steps <= 8
+
+
+def test_early_stopping_without_validation_pairs_names_the_fix(tmp_path, pairs):
+    with pytest.raises(ConfigError, match="val_fraction"):
+        train(pairs, tmp_path / "x", TrainConfig(max_steps=2, early_stopping_patience=1, **FAST))

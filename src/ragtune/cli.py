@@ -167,6 +167,10 @@ def train_cmd(
     lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="Train a LoRA adapter of this rank instead of all weights."),
     query_adapter: bool = typer.Option(False, "--query-adapter", help="Train only a linear map on query vectors: existing document vectors stay valid."),
     freeze_layers: int = typer.Option(0, "--freeze-layers", help="Freeze embeddings and the lowest N transformer layers."),
+    interpolate: bool = typer.Option(False, "--interpolate", help="WiSE-FT: mix tuned and base weights, the mix chosen on the pairs' validation split."),
+    early_stop: int = typer.Option(0, "--early-stop", help="Stop after N validation checks without gain and keep the best checkpoint (needs val pairs)."),
+    batching: str = typer.Option("passage", "--batching", help="passage (each passage once per batch with all its queries) | no-duplicates"),
+    rotate: str = typer.Option("pca", "--rotate", help="pca (rotate onto principal axes before Matryoshka training) | none"),
 ) -> None:
     """Fine-tune an encoder on pairs; writes a sentence-transformers folder."""
     from ragtune.pairs import load_pairs
@@ -185,6 +189,10 @@ def train_cmd(
         lora=LoraSettings(rank=lora_rank) if lora_rank else None,
         query_adapter=AdapterSettings() if query_adapter else None,
         freeze_layers=freeze_layers,
+        interpolate=interpolate,
+        early_stopping_patience=early_stop,
+        batching=batching,
+        rotate=rotate,
     )
     data = load_pairs(pairs)
     result = train(data, out, cfg)

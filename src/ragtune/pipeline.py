@@ -228,6 +228,9 @@ def run_pipeline(config: RunConfig, workdir: str | Path, progress: Progress | No
     report = stage_evaluate(
         rd, dataset, config.train.base, model_dir, dims, config.long_chunks, extra=extra, judge_llm=config.generation.llm
     )
+    from ragtune.train.card import add_evaluation
+
+    add_evaluation(model_dir, report)
     rd.record["report"] = str(rd.report / "report.json")
     rd.save()
     return report

@@ -10,6 +10,11 @@ that holds the answer (so training matches how long chunks are searched):
   ("What is the battery warranty period?");
 - ``keyphrase`` — the salient terms of a sentence in their original order,
   the way people type into a search box;
+- ``compound``  — a two-part question over two salient phrases of the window
+  with the lead-ins LLM-written questions use ("Based on the context
+  information, how does X relate to Y?"): people and LLMs ask about several
+  facts of a passage at once, and a query that names two of its facts teaches
+  the model to combine cues rather than match one phrase;
 - ``ict``       — inverse cloze (Lee et al., 2019): a sentence is the query and
   is removed from its context in 90 % of pairs, so the model must match topic
   rather than copied text.
@@ -36,7 +41,7 @@ from ragtune.windows import WindowSpec, batch_window_spans
 
 log = logging.getLogger(__name__)
 
-KINDS = ("heading", "question", "keyphrase", "ict")
+KINDS = ("heading", "question", "keyphrase", "compound", "ict")
 
 
 @dataclass
@@ -130,7 +135,7 @@ class OfflineGenerator:
         tries = 0
         while len(out) < cfg.queries_per_window and tries < 4 and cands:
             tries += 1
-            kind = rng.choice([k for k in ("question", "keyphrase", "ict") if k in cfg.kinds] or ["ict"])
+            kind = rng.choice([k for k in ("question", "keyphrase", "compound", "ict") if k in cfg.kinds] or ["ict"])
             pair = self._make(kind, win, cands, used, idf, rng)
             if pair is not None:
                 out.append(pair)
@@ -154,7 +159,12 @@ class OfflineGenerator:
             if rng.random() < self.config.ict_remove_prob and len(win.text) > len(sent) * 2:
                 positive = " ".join(win.text.replace(sent, " ").split()) if sent in win.text else win.text
             return self._pair(win, sent, kind, positive)
-        if kind == "keyphrase":
+        if kind == "compound":
+            others = [t for t in cands if t != sent]
+            if not others:
+                return None
+            q = compound_query(sent, rng.choice(others[:4]), idf, rng)
+        elif kind == "keyphrase":
             q = keyphrase_query(sent, idf, rng)
         else:
             q = question_query(sent, idf, rng, heading=win.heading)
@@ -300,3 +310,32 @@ def question_query(sentence: str, idf: IDF, rng: random.Random, heading: str | N
     if heading and rng.random() < 0.25:
         q = q[:-1] + f" in {heading.lower()}?"
     return q
+
+
+_LEADS = (
+    "",
+    "",
+    "Based on the context information, ",
+    "According to the document, ",
+    "Based on the information provided, ",
+    "As described in the text, ",
+)
+_COMPOUND = (
+    "what is said about {a}, and how does it relate to {b}?",
+    "how does {a} affect {b}?",
+    "what is the relationship between {a} and {b}?",
+    "what are {a} and {b}?",
+    "explain {a}. Additionally, what is stated about {b}?",
+    "how could {a} impact {b}, and why?",
+    "what role does {a} play in {b}?",
+)
+
+
+def compound_query(first: str, second: str, idf: IDF, rng: random.Random) -> str | None:
+    """A two-part question over the salient phrases of two sentences of one passage."""
+    a, b = salient_phrase(first, idf), salient_phrase(second, idf)
+    if not a or not b or a.lower() == b.lower():
+        return None
+    q = rng.choice(_COMPOUND).format(a=a, b=b)
+    lead = rng.choice(_LEADS)
+    return lead + q if lead else q[0].upper() + q[1:]

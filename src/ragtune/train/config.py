@@ -41,10 +41,21 @@ class TrainConfig:
     loss: str = "mnrl"
     matryoshka: bool = True
     matryoshka_dims: tuple[int, ...] | None = None
+    # "pca": rotate the base model's vector space onto the principal axes of the
+    # training texts before Matryoshka training (ragtune.train.rotation; full-width
+    # cosines unchanged, truncated vectors keep more); "none": leave it
+    rotate: str = "pca"
+    # weight of each dimension's loss, largest dimension first (None: all 1)
+    matryoshka_weights: tuple[float, ...] | None = None
     # measured on protocol T1 (eval/README.md): lr 3e-5 x 1 epoch hit@5 0.692,
     # lr 1e-4 x 2 epochs 0.713, lr 2e-4 x 2 epochs 0.707 (anchor: 0.696)
     epochs: float = 2.0
+    # with batching="passage": distinct passages per batch, each with all its queries
     batch_size: int = 32
+    # "passage": batches of distinct passages with all their queries, each passage
+    # embedded once (mnrl and mnrl-symmetric; see ragtune.train.passage_batches);
+    # "no-duplicates": one row per pair, no text twice in a batch (any loss)
+    batching: str = "passage"
     learning_rate: float = 1e-4
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
@@ -60,12 +71,26 @@ class TrainConfig:
     # freeze the token embeddings and the lowest N transformer layers (0: none);
     # saves their backward pass on CPU and keeps general features intact
     freeze_layers: int = 0
+    # WiSE-FT: mix tuned and base weights, the mix chosen on the validation pairs
+    # (ragtune.train.interpolate); needs pairs with split="val"
+    interpolate: bool = False
+    # stop when validation nDCG@10 (checked every save_steps) has not improved
+    # this many times, and keep the best checkpoint (0: off; needs val pairs)
+    early_stopping_patience: int = 0
     lora: LoraSettings | None = None
     # train only a linear map on query vectors (documents and their index unchanged)
     query_adapter: Any = None  # AdapterSettings | None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # JSON/CLI overrides arrive as dicts; True means default settings
+        if isinstance(self.lora, dict) or self.lora is True:
+            self.lora = LoraSettings(**(self.lora if isinstance(self.lora, dict) else {}))
+        if isinstance(self.query_adapter, dict) or self.query_adapter is True:
+            from ragtune.train.query_adapter import AdapterSettings
+
+            qa = self.query_adapter
+            self.query_adapter = AdapterSettings(**(qa if isinstance(qa, dict) else {}))
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r}: choose one of {', '.join(LOSSES)}")
         if self.epochs <= 0 and self.max_steps <= 0:
@@ -76,14 +101,30 @@ class TrainConfig:
             raise ConfigError(f"learning_rate={self.learning_rate}: must be in (0, 1)")
         if not 0 <= self.embedding_lr_scale <= 1:
             raise ConfigError(f"embedding_lr_scale={self.embedding_lr_scale}: must be in [0, 1]")
+        if self.early_stopping_patience < 0:
+            raise ConfigError(f"early_stopping_patience={self.early_stopping_patience}: must be >= 0")
         if self.freeze_layers < 0:
             raise ConfigError(f"freeze_layers={self.freeze_layers}: must be >= 0")
+        if self.rotate not in ("pca", "none"):
+            raise ConfigError(f"rotate={self.rotate!r}: choose 'pca' or 'none'")
+        if self.batching not in ("passage", "no-duplicates"):
+            raise ConfigError(f"batching={self.batching!r}: choose 'passage' or 'no-duplicates'")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"precision={self.precision!r}: choose auto, fp32, bf16 or fp16")
         if self.lora is not None and self.query_adapter is not None:
             raise ConfigError("lora and query_adapter: choose one way to train, not both")
         if self.matryoshka_dims is not None and any(d < 1 for d in self.matryoshka_dims):
             raise ConfigError(f"matryoshka_dims={self.matryoshka_dims}: dimensions must be positive")
+
+    def weights_for(self, dims: list[int]) -> list[float] | None:
+        """Matryoshka loss weights for ``dims`` (largest first), checked against their count."""
+        if self.matryoshka_weights is None:
+            return None
+        if len(self.matryoshka_weights) != len(dims):
+            raise ConfigError(
+                f"matryoshka_weights={list(self.matryoshka_weights)}: need one weight per dimension {dims}"
+            )
+        return [float(w) for w in self.matryoshka_weights]
 
     def dims_for(self, width: int) -> list[int]:
         """Matryoshka dimensions for a model of ``width``, largest first."""

@@ -2,6 +2,9 @@
 
 - ``mnrl``: MultipleNegativesRankingLoss — InfoNCE with in-batch negatives (and
   mined negatives, when pairs carry them). The default: strongest on pairs.
+  With ``batching="passage"`` (the default) it runs as
+  :class:`~ragtune.train.passage_batches.PassageGroupedMNRLoss`: the same
+  objective over passage-grouped batches, each distinct passage embedded once.
 - ``mnrl-symmetric``: also scores passage → query.
 - ``cached-mnrl``: GradCache version of MNRL: large effective batches in small memory.
 - ``triplet``: TripletLoss over (query, positive, mined negative).
@@ -21,11 +24,22 @@ NEEDS_NEGATIVES = {"triplet"}
 LABELLED = {"cosine", "contrastive"}
 
 
-def build_loss(name: str, model: Any, dims: list[int] | None, mini_batch_size: int = 16) -> Any:
+def build_loss(
+    name: str,
+    model: Any,
+    dims: list[int] | None,
+    mini_batch_size: int = 16,
+    passage_grouped: bool = False,
+    weights: list[float] | None = None,
+) -> Any:
     """The training loss for ``name``, wrapped in MatryoshkaLoss when ``dims`` is given."""
     from sentence_transformers import losses
 
-    if name == "mnrl":
+    if name in ("mnrl", "mnrl-symmetric") and passage_grouped:
+        from ragtune.train.passage_batches import PassageGroupedMNRLoss
+
+        base = PassageGroupedMNRLoss(model, symmetric=name == "mnrl-symmetric")
+    elif name == "mnrl":
         base = losses.MultipleNegativesRankingLoss(model)
     elif name == "mnrl-symmetric":
         base = losses.MultipleNegativesSymmetricRankingLoss(model)
@@ -40,5 +54,5 @@ def build_loss(name: str, model: Any, dims: list[int] | None, mini_batch_size: i
     else:
         raise ConfigError(f"loss={name!r}: unknown")
     if dims and len(dims) > 1:
-        return losses.MatryoshkaLoss(model, base, matryoshka_dims=dims)
+        return losses.MatryoshkaLoss(model, base, matryoshka_dims=dims, matryoshka_weights=weights)
     return base

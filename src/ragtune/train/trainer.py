@@ -25,12 +25,12 @@ from ragtune.errors import ConfigError
 from ragtune.models import embedding_width, load_model, model_label
 from ragtune.pairs.schema import Pair
 from ragtune.rundir import fingerprint
+from ragtune.train.card import CARD_FILE
 from ragtune.train.config import TrainConfig
 from ragtune.train.losses import LABELLED, NEEDS_NEGATIVES, build_loss
 
 log = logging.getLogger(__name__)
 
-CARD_FILE = "ragtune.json"
 
 
 @dataclass
@@ -45,6 +45,8 @@ class TrainResult:
     trainable_params: int
     total_params: int
     resumed_from: str | None
+    interpolation: dict[str, Any] | None = None
+    best_step: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = self.__dict__.copy()
@@ -149,6 +151,7 @@ def train(
     if config.query_adapter is not None:
         return _train_adapter(pairs, out_dir, config)
     train_pairs = [p for p in pairs if p.split != "val"]
+    val_pairs = [p for p in pairs if p.split == "val"]
     if len(train_pairs) < 2:
         raise ConfigError(f"training needs at least 2 pairs, got {len(train_pairs)}")
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else out_dir.with_name(out_dir.name + ".checkpoints")
@@ -160,6 +163,11 @@ def train(
     texts = [p.positive for p in train_pairs] + [p.query for p in train_pairs]
     model.max_seq_length = config.max_seq_length or pick_max_seq_length(model, texts)
     precision = resolve_precision(config.precision)
+    rotated = config.rotate == "pca" and len(dims) > 1 and config.lora is None
+    if rotated:
+        from ragtune.train.rotation import insert_rotation, pca_rotation
+
+        insert_rotation(model, pca_rotation(model, texts, seed=config.seed))
 
     if config.lora is not None:
         from peft import LoraConfig, TaskType
@@ -180,12 +188,31 @@ def train(
     total = sum(p.numel() for p in model.parameters())
 
     dataset = build_dataset(train_pairs, config.loss)
-    loss = build_loss(config.loss, model, dims if len(dims) > 1 else None, config.mini_batch_size)
-    batch_size = min(config.batch_size, len(dataset))
+    grouped = config.batching == "passage" and config.loss in ("mnrl", "mnrl-symmetric")
+    loss = build_loss(
+        config.loss,
+        model,
+        dims if len(dims) > 1 else None,
+        config.mini_batch_size,
+        grouped,
+        config.weights_for(dims) if len(dims) > 1 else None,
+    )
+    if grouped:
+        from ragtune.train.passage_batches import PassageGroupedBatchSampler
+
+        sampler: Any = PassageGroupedBatchSampler
+        units = len(set(dataset["positive"]))
+    else:
+        sampler, units = BatchSamplers.NO_DUPLICATES, len(dataset)
+    batch_size = min(config.batch_size, units)
 
     fp = fingerprint(config.to_dict(), [(p.query, p.positive_id) for p in train_pairs])
     resume = _prepare_checkpoints(ckpt_dir, fp, get_last_checkpoint)
 
+    callbacks = list(callbacks)
+    evaluator, eval_args = None, {}
+    if config.early_stopping_patience:
+        evaluator, eval_args = _early_stopping(callbacks, config, val_pairs, pairs)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir),
         num_train_epochs=config.epochs,
@@ -195,7 +222,7 @@ def train(
         warmup_ratio=config.warmup_ratio,
         weight_decay=config.weight_decay,
         lr_scheduler_type="linear",
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        batch_sampler=sampler,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
@@ -206,8 +233,9 @@ def train(
         report_to="none",
         seed=config.seed,
         data_seed=config.seed,
-        dataloader_drop_last=len(dataset) >= 2 * batch_size,
+        dataloader_drop_last=units >= 2 * batch_size,
         disable_tqdm=False,
+        **eval_args,
     )
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.learning_rate)
     trainer = SentenceTransformerTrainer(
@@ -215,11 +243,16 @@ def train(
         args=args,
         train_dataset=dataset,
         loss=loss,
-        callbacks=list(callbacks) or None,
+        evaluator=evaluator,
+        callbacks=callbacks or None,
         optimizers=(optimizer, None),
     )
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=resume)
+    best_step = _best_step(trainer.state.best_model_checkpoint) if evaluator is not None else None
+    interpolation = None
+    if config.interpolate:
+        interpolation = _interpolate(model, config, val_pairs, pairs)
     seconds = time.perf_counter() - t0
 
     with atomic_path(out_dir) as tmp:
@@ -235,6 +268,8 @@ def train(
             trainable_params=int(trainable),
             total_params=int(total),
             resumed_from=resume,
+            interpolation=interpolation,
+            best_step=best_step,
         )
         write_json(
             tmp / CARD_FILE,
@@ -247,6 +282,63 @@ def train(
         )
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return result
+
+
+def _early_stopping(
+    callbacks: list[Any], config: TrainConfig, val_pairs: Sequence[Pair], pairs: Sequence[Pair]
+) -> tuple[Any, dict[str, Any]]:
+    """Validation nDCG@10 every ``save_steps``; stop after ``early_stopping_patience`` checks without gain."""
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+    from transformers import EarlyStoppingCallback
+
+    if len(val_pairs) < 5:
+        raise ConfigError(
+            f"early_stopping_patience={config.early_stopping_patience}: needs validation pairs "
+            f"(split='val'), got {len(val_pairs)}; generate with val_fraction > 0 or set it to 0"
+        )
+    texts = list(dict.fromkeys(p.positive for p in pairs))
+    doc_id = {t: f"d{i}" for i, t in enumerate(texts)}
+    evaluator = InformationRetrievalEvaluator(
+        queries={f"q{i}": p.query for i, p in enumerate(val_pairs)},
+        corpus={doc_id[t]: t for t in texts},
+        relevant_docs={f"q{i}": {doc_id[p.positive]} for i, p in enumerate(val_pairs)},
+        name="val",
+        ndcg_at_k=[10],
+        mrr_at_k=[10],
+        accuracy_at_k=[5],
+        precision_recall_at_k=[10],
+        map_at_k=[10],
+        show_progress_bar=False,
+        batch_size=64,
+    )
+    callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    return evaluator, {
+        "eval_strategy": "steps",
+        "eval_steps": config.save_steps,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "eval_val_cosine_ndcg@10",
+        "greater_is_better": True,
+    }
+
+
+def _best_step(checkpoint: str | None) -> int | None:
+    try:
+        return int(str(checkpoint).rsplit("-", 1)[-1]) if checkpoint else None
+    except ValueError:
+        return None
+
+
+def _interpolate(model: Any, config: TrainConfig, val_pairs: Sequence[Pair], pairs: Sequence[Pair]) -> dict[str, Any] | None:
+    from ragtune.train.interpolate import choose_mix
+
+    if config.lora is not None:
+        log.warning("interpolate: skipped for LoRA (the adapter is already a small step from the base)")
+        return None
+    if len(val_pairs) < 5:
+        log.warning("interpolate: skipped, %d validation pairs (need 5+; set val_fraction > 0)", len(val_pairs))
+        return None
+    model.eval()
+    return choose_mix(model, load_model(config.base), val_pairs, pairs).to_dict()
 
 
 def _train_adapter(pairs: Sequence[Pair], out_dir: Path, config: TrainConfig) -> TrainResult:
