@@ -29,6 +29,10 @@ def train_anchor(train_json: Path, out_dir: Path, base: str, epochs: int = 2, ba
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     from llama_index.finetuning import EmbeddingQAFinetuneDataset, SentenceTransformersFinetuneEngine
 
+    import contextlib
+    import tempfile
+
+    out_dir = Path(out_dir).resolve()
     t0 = time.perf_counter()
     ds = EmbeddingQAFinetuneDataset.from_json(str(train_json))
     engine = SentenceTransformersFinetuneEngine(
@@ -41,5 +45,7 @@ def train_anchor(train_json: Path, out_dir: Path, base: str, epochs: int = 2, ba
         evaluation_steps=10**9,
         show_progress_bar=False,
     )
-    engine.finetune()
+    # sentence-transformers' fit writes "checkpoints/" into the working directory
+    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+        engine.finetune()
     return time.perf_counter() - t0
