@@ -218,7 +218,9 @@ def evaluate(
     from ragtune.report import build_report, write_report
 
     dataset = load_eval_dataset(data)
-    card = _model_card(model)
+    from ragtune.train.card import read_card
+
+    card = read_card(model)
     base = baseline if baseline is not None else card.get("base_model", "default")
     dim_list = _parse_dims(dims) or (card.get("result", {}).get("dims") or None)
     labels: list[tuple[str, str]] = [("tuned", model)]
@@ -331,14 +333,6 @@ def _parse_dims(dims: str | None) -> tuple[int, ...] | None:
         return tuple(int(d) for d in dims.split(","))
     except ValueError:
         raise RagtuneError(f"--dims {dims!r}: give comma-separated integers, e.g. 384,128,64") from None
-
-
-def _model_card(model: str) -> dict[str, Any]:
-    card = Path(model) / "ragtune.json"
-    try:
-        return json.loads(card.read_text()) if card.exists() else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def _print_summary(report: dict[str, Any], workdir: Path | None) -> None:

@@ -20,8 +20,12 @@ _KEY_METRICS = ("hit@5", "ndcg@10", "mrr@10", "recall@10")
 
 
 def read_card(model_dir: str | Path) -> dict[str, Any]:
+    """The card of a model folder; empty for a folder without one (a hub id, a plain model) or an unreadable one."""
     path = Path(model_dir) / CARD_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def add_evaluation(model_dir: str | Path, report: Mapping[str, Any]) -> Path:

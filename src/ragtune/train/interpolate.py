@@ -15,8 +15,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import numpy as np
-
 from ragtune.pairs.schema import Pair
 
 log = logging.getLogger(__name__)
@@ -62,22 +60,6 @@ def restore_weights(model: Any, saved: dict[str, Any]) -> None:
             state[name].copy_(value)
 
 
-def validation_ndcg(model: Any, pairs: Sequence[Pair], candidates: Sequence[Pair]) -> float:
-    """nDCG@10 of ``pairs``' queries against the distinct positives of ``candidates`` (exact search)."""
-    from ragtune.evaluation.metrics import compute_metrics
-
-    texts = list(dict.fromkeys(p.positive for p in candidates))
-    index = {t: i for i, t in enumerate(texts)}
-    docs = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-    queries = model.encode([p.query for p in pairs], batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-    scores = queries @ docs.T
-    relevant = {f"q{i}": {f"d{index[p.positive]}": 1} for i, p in enumerate(pairs)}
-    run = {
-        f"q{i}": [(f"d{j}", float(scores[i, j])) for j in np.argsort(-scores[i])[:10]] for i in range(len(pairs))
-    }
-    return float(compute_metrics(relevant, run, ["ndcg@10"])[0]["ndcg@10"])
-
-
 def choose_mix(
     tuned: Any,
     base: Any,
@@ -87,11 +69,14 @@ def choose_mix(
     tolerance: float = 0.005,
 ) -> MixChoice:
     """Try each ``alpha`` on ``tuned`` (restored after each try) and leave it at the chosen mix."""
+    from ragtune.train.validation import NDCG_KEY, validation_evaluator
+
+    evaluator = validation_evaluator(val_pairs, all_pairs)
     base_state = {k: v.detach().cpu() for k, v in base.state_dict().items()}
     scores: dict[float, float] = {}
     for a in sorted(set(alphas)):
         saved = mix_weights(tuned, base_state, a)
-        scores[a] = round(validation_ndcg(tuned, val_pairs, all_pairs), 4)
+        scores[a] = round(float(evaluator(tuned)[NDCG_KEY]), 4)
         restore_weights(tuned, saved)
         log.info("interpolation alpha=%.2f: validation nDCG@10 %.4f", a, scores[a])
     best = max(scores.values())

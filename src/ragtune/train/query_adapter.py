@@ -29,6 +29,7 @@ from ragtune._io import atomic_path, write_json
 from ragtune.errors import ConfigError
 from ragtune.models import Encoder, embedding_width, load_model, model_label
 from ragtune.pairs.schema import Pair
+from ragtune.train.card import CARD_FILE
 
 QUERY_ROUTE_MARKER = ".sub_modules.query."
 
@@ -131,7 +132,7 @@ def train_query_adapter(
     with atomic_path(out_dir) as tmp:
         tuned.save(str(tmp))
         write_json(
-            tmp / "ragtune.json",
+            tmp / CARD_FILE,
             {"base_model": model_label(base), "train": {"method": "query-adapter", **asdict(settings)}, "result": result},
         )
     return result

@@ -288,35 +288,22 @@ def _early_stopping(
     callbacks: list[Any], config: TrainConfig, val_pairs: Sequence[Pair], pairs: Sequence[Pair]
 ) -> tuple[Any, dict[str, Any]]:
     """Validation nDCG@10 every ``save_steps``; stop after ``early_stopping_patience`` checks without gain."""
-    from sentence_transformers.evaluation import InformationRetrievalEvaluator
     from transformers import EarlyStoppingCallback
+
+    from ragtune.train.validation import NDCG_KEY, validation_evaluator
 
     if len(val_pairs) < 5:
         raise ConfigError(
             f"early_stopping_patience={config.early_stopping_patience}: needs validation pairs "
             f"(split='val'), got {len(val_pairs)}; generate with val_fraction > 0 or set it to 0"
         )
-    texts = list(dict.fromkeys(p.positive for p in pairs))
-    doc_id = {t: f"d{i}" for i, t in enumerate(texts)}
-    evaluator = InformationRetrievalEvaluator(
-        queries={f"q{i}": p.query for i, p in enumerate(val_pairs)},
-        corpus={doc_id[t]: t for t in texts},
-        relevant_docs={f"q{i}": {doc_id[p.positive]} for i, p in enumerate(val_pairs)},
-        name="val",
-        ndcg_at_k=[10],
-        mrr_at_k=[10],
-        accuracy_at_k=[5],
-        precision_recall_at_k=[10],
-        map_at_k=[10],
-        show_progress_bar=False,
-        batch_size=64,
-    )
+    evaluator = validation_evaluator(val_pairs, pairs)
     callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     return evaluator, {
         "eval_strategy": "steps",
         "eval_steps": config.save_steps,
         "load_best_model_at_end": True,
-        "metric_for_best_model": "eval_val_cosine_ndcg@10",
+        "metric_for_best_model": f"eval_{NDCG_KEY}",
         "greater_is_better": True,
     }
 
