@@ -84,9 +84,30 @@ def _prepare_given_pairs(path: Path, base: str | None, repoint: str, bench: Benc
     return pairs
 
 
+def _offline_from_given(path: Path, args, bench: Bench):
+    """Offline pairs generated from the given pairs' own corpus (``--augment N``: at most N of them)."""
+    from ragtune.corpus import Chunk
+    from ragtune.models import Encoder
+    from ragtune.pairs import GenerationConfig, generate_pairs
+    from ragtune.pairs.schema import read_llamaindex_json
+
+    corpus = read_llamaindex_json(path)["corpus"]
+    chunks = [Chunk(id=cid, text=text, doc_id=path.name, source=str(path)) for cid, text in corpus.items()]
+    enc = Encoder(args.base)
+    with bench.timed("augment_s"):
+        gen = generate_pairs(
+            chunks, enc.tokenizer, enc.window_spec(),
+            GenerationConfig(val_fraction=0.0, max_pairs=args.augment, positive=args.positive), encoder=enc,
+        )
+    bench.extra["augment"] = {"pairs": len(gen.pairs), "positive": args.positive, "by_kind": gen.by_kind}
+    return list(gen.pairs)
+
+
 def protocol_t1(args, bench: Bench, anchor_too: bool = True):
     train_json = require("tenk", "lyft_train_pairs.json")
     pairs = _prepare_given_pairs(train_json, args.base, args.repoint, bench, args.negatives)
+    if args.augment:
+        pairs = pairs + _offline_from_given(train_json, args, bench)
     bench.extra["train_pairs"] = len(pairs)
     tuned = _train(pairs, args.workdir / "t1_model", parse_overrides(args.train), bench, args.base)
     ds = _eval_uber(bench, tuned, args.dims or M_DIMS, args.long, args.base)
@@ -224,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--round-trip-k", type=int, default=3)
     ap.add_argument("--dims", type=lambda s: [int(x) for x in s.split(",")], default=None)
     ap.add_argument("--no-long", dest="long", action="store_false", help="Skip long-chunk (best-window) evaluation.")
+    ap.add_argument("--augment", type=int, default=0, help="T1: add up to N offline pairs generated from the given corpus.")
     ap.add_argument("--no-anchor", action="store_true", help="T1: do not run the anchor.")
     args = ap.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)

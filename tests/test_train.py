@@ -136,6 +136,46 @@ def test_interpolation_chooses_a_mix_on_validation(tmp_path, pairs):
     assert card["result"]["interpolation"]["alpha"] == mix["alpha"]
 
 
+def test_without_validation_pairs_the_default_mix_is_half_way(tmp_path, pairs, st_model):
+    """interpolate="auto" with no validation pairs mixes 0.5 tuned / 0.5 base: every shared weight lies
+    exactly half-way between the unmixed model (same seed, interpolate="off") and the base."""
+    from sentence_transformers import SentenceTransformer
+
+    off = train(pairs, tmp_path / "off", TrainConfig(max_steps=2, interpolate="off", **FAST))
+    auto = train(pairs, tmp_path / "auto", TrainConfig(max_steps=2, **FAST))
+    assert off.interpolation is None
+    assert auto.interpolation["alpha"] == 0.5 and auto.interpolation["chosen_by"].startswith("default")
+    tuned = SentenceTransformer(str(tmp_path / "off")).state_dict()
+    mixed = SentenceTransformer(str(tmp_path / "auto")).state_dict()
+    name = "0.model.encoder.layer.3.attention.self.query.weight"
+    base = st_model.state_dict()[name]
+    assert not (tuned[name] - base).abs().max() < 1e-6  # training moved it
+    assert (mixed[name] - (tuned[name] + base) / 2).abs().max() < 1e-5
+    from ragtune.train.card import render_card
+
+    card = json.loads((tmp_path / "auto" / "ragtune.json").read_text())
+    assert "0.5 tuned / 0.50 base" in render_card(card)
+
+
+def test_interpolate_setting_is_checked():
+    assert TrainConfig(interpolate=True).interpolate == "auto"
+    assert TrainConfig(interpolate=False).interpolate == "off"
+    assert TrainConfig(interpolate="0.7").interpolate == 0.7
+    assert TrainConfig(interpolate=1).interpolate == "off"
+    for bad in (1.5, 0, "sometimes"):
+        with pytest.raises(ConfigError, match="interpolate"):
+            TrainConfig(interpolate=bad)
+
+
+def test_lora_has_its_own_learning_rate():
+    """Adapters start at zero and want ~10x the full-model rate: LoRA's rate is its own setting."""
+    assert TrainConfig().effective_learning_rate == 1e-4
+    assert TrainConfig(lora=True).effective_learning_rate == 1e-3
+    assert TrainConfig(lora={"rank": 4, "learning_rate": 5e-4}, learning_rate=2e-5).effective_learning_rate == 5e-4
+    with pytest.raises(ConfigError, match="lora learning_rate"):
+        LoraSettings(learning_rate=2.0)
+
+
 def test_early_stopping_keeps_the_best_checkpoint(tmp_path, pairs):
     res = train(_with_val(pairs), tmp_path / "es", TrainConfig(max_steps=8, early_stopping_patience=1, **FAST))
     assert res.best_step is not None and res.best_step % FAST["save_steps"] == 0

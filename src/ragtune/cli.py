@@ -17,6 +17,7 @@ import typer
 
 from ragtune import __version__
 from ragtune.errors import RagtuneError
+from ragtune.train.config import LoraSettings as _LoraDefaults
 from ragtune.train.config import TrainConfig as _Defaults
 
 app = typer.Typer(
@@ -165,9 +166,13 @@ def train_cmd(
     dims: Optional[str] = typer.Option(None, "--dims", help="Matryoshka dims, comma-separated (default: full, 1/2, 1/4, 1/6)."),
     no_matryoshka: bool = typer.Option(False, "--no-matryoshka"),
     lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="Train a LoRA adapter of this rank instead of all weights."),
+    lora_lr: float = typer.Option(_LoraDefaults.learning_rate, "--lora-lr", help="LoRA's learning rate (--lr is for full fine-tuning)."),
     query_adapter: bool = typer.Option(False, "--query-adapter", help="Train only a linear map on query vectors: existing document vectors stay valid."),
     freeze_layers: int = typer.Option(0, "--freeze-layers", help="Freeze embeddings and the lowest N transformer layers."),
-    interpolate: bool = typer.Option(False, "--interpolate", help="WiSE-FT: mix tuned and base weights, the mix chosen on the pairs' validation split."),
+    interpolate: str = typer.Option(
+        "auto", "--interpolate",
+        help="WiSE-FT mix of tuned and base weights: auto (chosen on the validation pairs; 0.5 without them), off, or an alpha in (0, 1].",
+    ),
     early_stop: int = typer.Option(0, "--early-stop", help="Stop after N validation checks without gain and keep the best checkpoint (needs val pairs)."),
     batching: str = typer.Option("passage", "--batching", help="passage (each passage once per batch with all its queries) | no-duplicates"),
     rotate: str = typer.Option("pca", "--rotate", help="pca (rotate onto principal axes before Matryoshka training) | none"),
@@ -186,7 +191,7 @@ def train_cmd(
         max_seq_length=max_seq_length,
         matryoshka=not no_matryoshka,
         matryoshka_dims=_parse_dims(dims),
-        lora=LoraSettings(rank=lora_rank) if lora_rank else None,
+        lora=LoraSettings(rank=lora_rank, learning_rate=lora_lr) if lora_rank else None,
         query_adapter=AdapterSettings() if query_adapter else None,
         freeze_layers=freeze_layers,
         interpolate=interpolate,
@@ -198,7 +203,9 @@ def train_cmd(
     result = train(data, out, cfg)
     _echo(
         f"trained {result.steps} steps on {result.train_pairs} pairs in {result.seconds:.1f} s "
-        f"({result.precision}, seq {result.max_seq_length}, dims {result.dims}) → {out}"
+        f"({result.precision}, seq {result.max_seq_length}, dims {result.dims}"
+        + (f", mixed {result.interpolation['alpha']} tuned / base" if result.interpolation else "")
+        + f") → {out}"
     )
 
 

@@ -62,9 +62,19 @@ def render_card(card: Mapping[str, Any]) -> str:
         + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(data.get('sources', {}).items()))})" if data.get("sources") else ""),
         f"- **Loss:** {train.get('loss', '?')}" + (" in Matryoshka" if train.get("matryoshka") else "")
         + f", dimensions {result.get('dims', '?')}, batches: {train.get('batching', '?')}",
-        f"- **Training:** {result.get('steps', '?')} steps, {train.get('epochs', '?')} epochs, lr {train.get('learning_rate', '?')},"
+        f"- **Training:** {result.get('steps', '?')} steps, {train.get('epochs', '?')} epochs,"
+        f" lr {(train.get('lora') or {}).get('learning_rate', train.get('learning_rate', '?'))}"
+        + (f" (LoRA r={train['lora'].get('rank')})" if train.get("lora") else "") + ","
         f" {result.get('precision', '?')}, max_seq_length {result.get('max_seq_length', '?')},"
         f" {result.get('trainable_params', '?')} trainable parameters, {result.get('seconds', '?')} s",
+    ]
+    mix = result.get("interpolation")
+    if mix:
+        lines.append(
+            f"- **Forgetting guard:** weights mixed {mix['alpha']} tuned / {1 - mix['alpha']:.2f} base (WiSE-FT),"
+            f" alpha chosen by {mix.get('chosen_by', 'validation')}"
+        )
+    lines += [
         "",
         "Load it with `SentenceTransformer(path)` or `ragtune.integrations`' `RagtuneEmbedding(model_name=path)`.",
     ]

@@ -218,7 +218,7 @@ def train(
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
         per_device_train_batch_size=batch_size,
-        learning_rate=config.learning_rate,
+        learning_rate=config.effective_learning_rate,
         warmup_ratio=config.warmup_ratio,
         weight_decay=config.weight_decay,
         lr_scheduler_type="linear",
@@ -237,7 +237,7 @@ def train(
         disable_tqdm=False,
         **eval_args,
     )
-    optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.learning_rate)
+    optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.effective_learning_rate)
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
@@ -250,9 +250,7 @@ def train(
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=resume)
     best_step = _best_step(trainer.state.best_model_checkpoint) if evaluator is not None else None
-    interpolation = None
-    if config.interpolate:
-        interpolation = _interpolate(model, config, val_pairs, pairs)
+    interpolation = _interpolate(model, config, val_pairs, pairs)
     seconds = time.perf_counter() - t0
 
     with atomic_path(out_dir) as tmp:
@@ -316,16 +314,24 @@ def _best_step(checkpoint: str | None) -> int | None:
 
 
 def _interpolate(model: Any, config: TrainConfig, val_pairs: Sequence[Pair], pairs: Sequence[Pair]) -> dict[str, Any] | None:
-    from ragtune.train.interpolate import choose_mix
+    """WiSE-FT mix of the tuned and base weights, as ``config.interpolate`` says; the record for the card."""
+    from ragtune.train.interpolate import DEFAULT_ALPHA, choose_mix, mix_weights
 
+    mode = config.interpolate
+    if mode == "off":
+        return None
     if config.lora is not None:
-        log.warning("interpolate: skipped for LoRA (the adapter is already a small step from the base)")
+        log.info("interpolate: skipped for LoRA (the adapter is already a small step from the base)")
         return None
-    if len(val_pairs) < 5:
-        log.warning("interpolate: skipped, %d validation pairs (need 5+; set val_fraction > 0)", len(val_pairs))
-        return None
+    base = load_model(config.base)
     model.eval()
-    return choose_mix(model, load_model(config.base), val_pairs, pairs).to_dict()
+    if mode == "auto" and len(val_pairs) >= 5:
+        return choose_mix(model, base, val_pairs, pairs).to_dict()
+    alpha = DEFAULT_ALPHA if mode == "auto" else float(mode)
+    mix_weights(model, {k: v.detach().cpu() for k, v in base.state_dict().items()}, alpha)
+    how = "the training config" if mode != "auto" else f"default ({len(val_pairs)} validation pairs, need 5 to choose)"
+    log.info("interpolate: alpha %.2f, %s", alpha, how)
+    return {"alpha": alpha, "chosen_by": how}
 
 
 def _train_adapter(pairs: Sequence[Pair], out_dir: Path, config: TrainConfig) -> TrainResult:
@@ -362,7 +368,7 @@ def param_groups(model: Any, config: TrainConfig) -> list[dict[str, Any]]:
         groups.setdefault((is_emb, decay), []).append(p)
     out = []
     for (is_emb, decay), params in groups.items():
-        lr = config.learning_rate * (config.embedding_lr_scale if is_emb else 1.0)
+        lr = config.effective_learning_rate * (config.embedding_lr_scale if is_emb else 1.0)
         if lr == 0:
             for p in params:
                 p.requires_grad_(False)
