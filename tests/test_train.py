@@ -162,6 +162,10 @@ def test_interpolate_setting_is_checked():
     assert TrainConfig(interpolate=False).interpolate == "off"
     assert TrainConfig(interpolate="0.7").interpolate == 0.7
     assert TrainConfig(interpolate=1).interpolate == "off"
+    from ragtune.train.card import render_card
+
+    kept = render_card({"result": {"interpolation": {"alpha": 1.0, "chosen_by": "validation"}}})
+    assert "tuned weights scored best and were kept" in kept and "0.00 base" not in kept
     for bad in (1.5, 0, "sometimes"):
         with pytest.raises(ConfigError, match="interpolate"):
             TrainConfig(interpolate=bad)

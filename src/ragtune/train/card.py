@@ -69,11 +69,13 @@ def render_card(card: Mapping[str, Any]) -> str:
         f" {result.get('trainable_params', '?')} trainable parameters, {result.get('seconds', '?')} s",
     ]
     mix = result.get("interpolation")
-    if mix:
+    if mix and mix["alpha"] < 1:
         lines.append(
             f"- **Forgetting guard:** weights mixed {mix['alpha']} tuned / {1 - mix['alpha']:.2f} base (WiSE-FT),"
             f" alpha chosen by {mix.get('chosen_by', 'validation')}"
         )
+    elif mix:
+        lines.append("- **Forgetting guard:** WiSE-FT mixes tried on the validation pairs; the tuned weights scored best and were kept")
     lines += [
         "",
         "Load it with `SentenceTransformer(path)` or `ragtune.integrations`' `RagtuneEmbedding(model_name=path)`.",
