@@ -59,24 +59,29 @@ def _eval_uber(bench: Bench, tuned: Path | None, dims, long_chunks: bool, base: 
     return ds
 
 
-def _prepare_given_pairs(path: Path, base: str | None, repoint: str, bench: Bench, negatives: int = 0):
+def _given_chunks(path: Path):
+    """The corpus of a LlamaIndex dataset JSON as ragtune chunks."""
     from ragtune.corpus import Chunk
+    from ragtune.pairs.schema import read_llamaindex_json
+
+    corpus = read_llamaindex_json(path)["corpus"]
+    return [Chunk(id=cid, text=text, doc_id=path.name, source=str(path)) for cid, text in corpus.items()]
+
+
+def _prepare_given_pairs(path: Path, base: str | None, repoint: str, bench: Bench, negatives: int = 0):
     from ragtune.models import Encoder
     from ragtune.pairs import load_pairs
     from ragtune.pairs.negatives import mine_hard_negatives
     from ragtune.pairs.repoint import repoint_to_windows
-    from ragtune.pairs.schema import read_llamaindex_json
 
     pairs = load_pairs(path)
     if repoint != "off":
         with bench.timed("repoint_s"):
             pairs = repoint_to_windows(pairs, Encoder(base), keep_original=repoint == "both")
     if negatives:
-        corpus = read_llamaindex_json(path)["corpus"]
-        chunks = [Chunk(id=cid, text=text, doc_id=path.name, source=str(path)) for cid, text in corpus.items()]
         with bench.timed("mine_s"):
             mined = mine_hard_negatives(
-                pairs, chunks, encoder=Encoder(base), num_negatives=negatives,
+                pairs, _given_chunks(path), encoder=Encoder(base), num_negatives=negatives,
                 negative_text="chunk" if repoint == "off" else "window",
             )
         pairs = mined.pairs
@@ -86,17 +91,13 @@ def _prepare_given_pairs(path: Path, base: str | None, repoint: str, bench: Benc
 
 def _offline_from_given(path: Path, args, bench: Bench):
     """Offline pairs generated from the given pairs' own corpus (``--augment N``: at most N of them)."""
-    from ragtune.corpus import Chunk
     from ragtune.models import Encoder
     from ragtune.pairs import GenerationConfig, generate_pairs
-    from ragtune.pairs.schema import read_llamaindex_json
 
-    corpus = read_llamaindex_json(path)["corpus"]
-    chunks = [Chunk(id=cid, text=text, doc_id=path.name, source=str(path)) for cid, text in corpus.items()]
     enc = Encoder(args.base)
     with bench.timed("augment_s"):
         gen = generate_pairs(
-            chunks, enc.tokenizer, enc.window_spec(),
+            _given_chunks(path), enc.tokenizer, enc.window_spec(),
             GenerationConfig(val_fraction=0.0, max_pairs=args.augment, positive=args.positive), encoder=enc,
         )
     bench.extra["augment"] = {"pairs": len(gen.pairs), "positive": args.positive, "by_kind": gen.by_kind}

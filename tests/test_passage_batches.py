@@ -45,23 +45,25 @@ def test_unique_rows_merges_identical_token_rows_across_columns():
     assert merged["input_ids"][2].tolist() == [101, 9, 102, 0]
 
 
+def _loss(loss, model, queries, passages):
+    """``loss`` over one batch of (query, passage) columns, in eval mode, without gradients."""
+    model.eval()
+    with torch.no_grad():
+        return loss([dict(model.preprocess(queries)), dict(model.preprocess(passages))], None)
+
+
 def test_grouped_loss_equals_mnrl_when_passages_are_distinct(st_model):
     """With no shared passages the grouped loss is exactly sentence-transformers' MNRL."""
     from sentence_transformers.losses import MultipleNegativesRankingLoss
 
     q = ["night tram interval", "where to buy tickets", "bike on the ferry"]
     p = ["Trams run every 30 minutes at night.", "Tickets are sold at kiosks.", "Bikes ride free on ferries."]
-    feats = [st_model.preprocess(q), st_model.preprocess(p)]
-    st_model.eval()
-    with torch.no_grad():
-        ours = PassageGroupedMNRLoss(st_model)([dict(f) for f in feats], None)
-        ref = MultipleNegativesRankingLoss(st_model)([dict(f) for f in feats], None)
+    ours = _loss(PassageGroupedMNRLoss(st_model), st_model, q, p)
+    ref = _loss(MultipleNegativesRankingLoss(st_model), st_model, q, p)
     assert ours.item() == pytest.approx(ref.item(), rel=1e-4, abs=1e-6)
     # a repeated passage is one candidate: two queries of one passage no longer push each other away
-    feats2 = [st_model.preprocess(q[:2]), st_model.preprocess([p[0], p[0]])]
-    with torch.no_grad():
-        grouped = PassageGroupedMNRLoss(st_model)([dict(f) for f in feats2], None)
-        plain = MultipleNegativesRankingLoss(st_model)([dict(f) for f in feats2], None)
+    grouped = _loss(PassageGroupedMNRLoss(st_model), st_model, q[:2], [p[0], p[0]])
+    plain = _loss(MultipleNegativesRankingLoss(st_model), st_model, q[:2], [p[0], p[0]])
     assert grouped.item() == pytest.approx(0.0, abs=1e-6) and plain.item() > 0.5
 
 
@@ -80,9 +82,6 @@ def test_embedding_by_length_slices_matches_one_call(st_model):
 def test_symmetric_grouped_loss_counts_all_queries_of_a_passage(st_model):
     q = ["night tram interval", "when do trams run at night", "where to buy tickets"]
     p = ["Trams run every 30 minutes at night.", "Trams run every 30 minutes at night.", "Tickets are sold at kiosks."]
-    feats = [st_model.preprocess(q), st_model.preprocess(p)]
-    st_model.eval()
-    with torch.no_grad():
-        one_way = PassageGroupedMNRLoss(st_model)([dict(f) for f in feats], None)
-        both = PassageGroupedMNRLoss(st_model, symmetric=True)([dict(f) for f in feats], None)
+    one_way = _loss(PassageGroupedMNRLoss(st_model), st_model, q, p)
+    both = _loss(PassageGroupedMNRLoss(st_model, symmetric=True), st_model, q, p)
     assert torch.isfinite(both) and both.item() != pytest.approx(one_way.item())

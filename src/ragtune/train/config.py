@@ -160,9 +160,9 @@ class TrainConfig:
 
 def _interpolate_mode(value: Any) -> str | float:
     """``auto``/``off`` or an alpha in (0, 1]; booleans and numeric strings (CLI, JSON) accepted."""
-    if value is True or value is None:
-        return "auto" if value else "off"
-    if value is False:
+    if value is True:
+        return "auto"
+    if value is None or value is False:
         return "off"
     if isinstance(value, str) and value.strip().lower() in ("auto", "off"):
         return value.strip().lower()

@@ -43,8 +43,13 @@ class MixChoice:
         }
 
 
-def mix_weights(tuned: Any, base_state: dict[str, Any], alpha: float) -> dict[str, Any]:
-    """Return the tuned model's state, with every weight it shares with ``base_state`` mixed in place.
+def base_state(base: Any) -> dict[str, Any]:
+    """The base model's weights on the CPU, detached: the reference every mix is taken against."""
+    return {k: v.detach().cpu() for k, v in base.state_dict().items()}
+
+
+def mix_weights(tuned: Any, reference: dict[str, Any], alpha: float) -> dict[str, Any]:
+    """Return the tuned model's state, with every weight it shares with ``reference`` (the base) mixed in place.
 
     Parameters only the tuned model has (a rotation, a new head) stay as trained.
     The returned dict holds the tuned weights to restore later.
@@ -54,7 +59,7 @@ def mix_weights(tuned: Any, base_state: dict[str, Any], alpha: float) -> dict[st
     saved: dict[str, Any] = {}
     with torch.no_grad():
         for name, param in tuned.state_dict().items():
-            ref = base_state.get(name)
+            ref = reference.get(name)
             if ref is None or ref.shape != param.shape or not param.is_floating_point():
                 continue
             saved[name] = param.detach().clone()
@@ -83,15 +88,15 @@ def choose_mix(
     from ragtune.train.validation import NDCG_KEY, validation_evaluator
 
     evaluator = validation_evaluator(val_pairs, all_pairs)
-    base_state = {k: v.detach().cpu() for k, v in base.state_dict().items()}
+    reference = base_state(base)
     scores: dict[float, float] = {}
     for a in sorted(set(alphas)):
-        saved = mix_weights(tuned, base_state, a)
+        saved = mix_weights(tuned, reference, a)
         scores[a] = round(float(evaluator(tuned)[NDCG_KEY]), 4)
         restore_weights(tuned, saved)
         log.info("interpolation alpha=%.2f: validation nDCG@10 %.4f", a, scores[a])
     best = max(scores.values())
     alpha = min(a for a, s in scores.items() if s >= best - tolerance)
     if alpha < 1.0:
-        mix_weights(tuned, base_state, alpha)
+        mix_weights(tuned, reference, alpha)
     return MixChoice(alpha=alpha, scores=scores, val_queries=len(val_pairs))

@@ -288,9 +288,9 @@ def _early_stopping(
     """Validation nDCG@10 every ``save_steps``; stop after ``early_stopping_patience`` checks without gain."""
     from transformers import EarlyStoppingCallback
 
-    from ragtune.train.validation import NDCG_KEY, validation_evaluator
+    from ragtune.train.validation import MIN_VAL_PAIRS, NDCG_KEY, validation_evaluator
 
-    if len(val_pairs) < 5:
+    if len(val_pairs) < MIN_VAL_PAIRS:
         raise ConfigError(
             f"early_stopping_patience={config.early_stopping_patience}: needs validation pairs "
             f"(split='val'), got {len(val_pairs)}; generate with val_fraction > 0 or set it to 0"
@@ -315,7 +315,8 @@ def _best_step(checkpoint: str | None) -> int | None:
 
 def _interpolate(model: Any, config: TrainConfig, val_pairs: Sequence[Pair], pairs: Sequence[Pair]) -> dict[str, Any] | None:
     """WiSE-FT mix of the tuned and base weights, as ``config.interpolate`` says; the record for the card."""
-    from ragtune.train.interpolate import DEFAULT_ALPHA, choose_mix, mix_weights
+    from ragtune.train.interpolate import DEFAULT_ALPHA, base_state, choose_mix, mix_weights
+    from ragtune.train.validation import MIN_VAL_PAIRS
 
     mode = config.interpolate
     if mode == "off":
@@ -325,11 +326,15 @@ def _interpolate(model: Any, config: TrainConfig, val_pairs: Sequence[Pair], pai
         return None
     base = load_model(config.base)
     model.eval()
-    if mode == "auto" and len(val_pairs) >= 5:
+    if mode == "auto" and len(val_pairs) >= MIN_VAL_PAIRS:
         return choose_mix(model, base, val_pairs, pairs).to_dict()
     alpha = DEFAULT_ALPHA if mode == "auto" else float(mode)
-    mix_weights(model, {k: v.detach().cpu() for k, v in base.state_dict().items()}, alpha)
-    how = "the training config" if mode != "auto" else f"default ({len(val_pairs)} validation pairs, need 5 to choose)"
+    mix_weights(model, base_state(base), alpha)
+    how = (
+        "the training config"
+        if mode != "auto"
+        else f"default ({len(val_pairs)} validation pairs, need {MIN_VAL_PAIRS} to choose)"
+    )
     log.info("interpolate: alpha %.2f, %s", alpha, how)
     return {"alpha": alpha, "chosen_by": how}
 

@@ -15,6 +15,8 @@ from ragtune.pairs.schema import Pair
 
 #: the key of validation nDCG@10 in the evaluator's results
 NDCG_KEY = "val_cosine_ndcg@10"
+#: fewer held-out pairs than this make too noisy a check to stop or choose a mix on
+MIN_VAL_PAIRS = 5
 
 
 def validation_evaluator(val_pairs: Sequence[Pair], all_pairs: Sequence[Pair]) -> Any:
