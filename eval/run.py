@@ -29,12 +29,13 @@ from common import M_DIMS, Bench, parse_overrides, require  # noqa: E402
 PROTOCOLS = ("T1", "T2", "A", "G", "M", "anchor")
 
 
-def _train(pairs, out_dir: Path, overrides: dict, bench: Bench, base: str | None):
+def _train(pairs, out_dir: Path, overrides: dict, bench: Bench, base: str | None, chunks=None):
+    """Train with ragtune's defaults (+ overrides); ``chunks``: texts of the corpus to be searched, if trained on."""
     from ragtune.train import TrainConfig, train
 
     cfg = TrainConfig(base=base, **overrides)
     with bench.timed("train_s"):
-        result = train(pairs, out_dir, cfg, checkpoint_dir=out_dir.with_name(out_dir.name + ".ckpt"))
+        result = train(pairs, out_dir, cfg, checkpoint_dir=out_dir.with_name(out_dir.name + ".ckpt"), chunks=chunks)
     size = sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file())
     bench.extra["training"] = result.to_dict() | {"config": cfg.to_dict(), "size_on_disk_mb": round(size / 2**20, 2)}
     bench.models["tuned"] = str(out_dir)
@@ -170,7 +171,12 @@ def protocol_generated(args, bench: Bench, pdf: str):
         "pairs_per_s": round(len(gen.pairs) / bench.timings["generate_s"], 1),
     }
     print(f"  generated {len(gen.pairs)} pairs from {len(corpus.chunks)} chunks in {bench.timings['generate_s']:.1f} s", flush=True)
-    tuned = _train(gen.pairs, args.workdir / f"{bench.protocol.lower()}_model", parse_overrides(args.train), bench, args.base)
+    # A tunes on the corpus it then searches (what `ragtune run` does), so training
+    # gets its chunks; T2 searches Uber after tuning on Lyft: nothing to summarize
+    searched = [c.text for c in corpus.chunks] if pdf == "uber_2021.pdf" else None
+    tuned = _train(
+        gen.pairs, args.workdir / f"{bench.protocol.lower()}_model", parse_overrides(args.train), bench, args.base, searched
+    )
     return _eval_uber(bench, tuned, args.dims or M_DIMS, args.long, args.base)
 
 

@@ -39,8 +39,8 @@ def rows(results: Path) -> list[str]:
 def training_rows(results: Path) -> list[str]:
     """One row per trained model: how it was trained, what it cost, what it scored at full width."""
     out = [
-        "| file | protocol | mode | lr | WiSE-FT mix | trainable params | size on disk (MB) | train_s | vs anchor | hit@5 | nDCG@10 |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| file | protocol | mode | lr | WiSE-FT mix | chunk summaries | trainable params | size on disk (MB) | train_s | vs anchor | hit@5 | nDCG@10 |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for f in sorted(results.glob("*.json")):
         data = json.loads(f.read_text())
@@ -53,8 +53,10 @@ def training_rows(results: Path) -> list[str]:
         m = tuned[max(tuned, key=int)]
         mix = (tr.get("interpolation") or {}).get("alpha", "off")
         ratio = data.get("time_ratio_vs_anchor", "")
+        summary = tr.get("summary") or {}
+        summaries = f"{summary['chunks']} × {summary['epochs']} ep" if summary.get("chunks") else "–"
         out.append(
-            f"| {f.name} | {data.get('protocol', '')} | {mode} | {(cfg.get('lora') or {}).get('learning_rate', cfg.get('learning_rate', ''))} | {mix} | {tr.get('trainable_params', '')} "
+            f"| {f.name} | {data.get('protocol', '')} | {mode} | {(cfg.get('lora') or {}).get('learning_rate', cfg.get('learning_rate', ''))} | {mix} | {summaries} | {tr.get('trainable_params', '')} "
             f"| {tr.get('size_on_disk_mb', '')} | {data.get('timings', {}).get('train_s', '')} | {ratio} "
             f"| {m.get('hit@5', float('nan')):.3f} | {m.get('ndcg@10', float('nan')):.3f} |"
         )

@@ -68,6 +68,10 @@ def test_run_leaves_every_artifact(sample_run):
     assert card["evaluation"]["metrics"]["tuned"]["384"]["ndcg@10"] == report["metrics"]["tuned"]["384"]["ndcg@10"]
     md = (work / "model" / "RAGTUNE.md").read_text()
     assert "| tuned | 384 |" in md and "| base | 384 |" in md and "95% CI" in md
+    # the run tunes on the corpus it indexes, so the chunk-summary stage ran on its long chunks
+    summary = card["result"]["summary"]
+    assert summary["chunks"] > 0 and summary["distance_after"] < summary["distance_before"]
+    assert "Chunk summaries:" in md
 
 
 def test_tuned_model_loads_with_sentence_transformers(sample_run):

@@ -83,6 +83,10 @@ def run(
     max_steps: int = typer.Option(-1, "--max-steps", help="Stop training after this many steps (a quick smoke run)."),
     max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="Training sequence length (default: from the data)."),
     llm: Optional[str] = typer.Option(None, "--llm", help="provider:model (e.g. openai:gpt-4o-mini, ollama:llama3.1) to write the questions and judge RAG quality; needs ragtune[llm]."),
+    summarize: bool = typer.Option(
+        True, "--summarize/--no-summarize",
+        help="Last training stage: the model's read of each long chunk learns to stand for the whole chunk (helps one-vector-per-chunk indexes).",
+    ),
 ) -> None:
     """The main job: chunks → pairs → tuned model → Qdrant index → before/after report."""
     from ragtune.corpus import ChunkConfig
@@ -96,7 +100,7 @@ def run(
         generation=GenerationConfig(max_pairs=max_pairs, llm=llm),
         train=TrainConfig(
             base=base, epochs=epochs, loss=loss, batch_size=batch_size, learning_rate=learning_rate,
-            max_steps=max_steps, max_seq_length=max_seq_length,
+            max_steps=max_steps, max_seq_length=max_seq_length, summarize=summarize,
         ),
         eval_data=str(eval_data) if eval_data else None,
         collection=collection,
@@ -176,8 +180,15 @@ def train_cmd(
     early_stop: int = typer.Option(0, "--early-stop", help="Stop after N validation checks without gain and keep the best checkpoint (needs val pairs)."),
     batching: str = typer.Option("passage", "--batching", help="passage (each passage once per batch with all its queries) | no-duplicates"),
     rotate: str = typer.Option("pca", "--rotate", help="pca (rotate onto principal axes before Matryoshka training) | none"),
+    chunks: Optional[Path] = typer.Option(
+        None, "--chunks",
+        help="chunks.jsonl of the corpus you will search (ragtune generate writes OUT.chunks.jsonl): a last stage "
+        "makes the model's read of each long chunk stand for the whole chunk.",
+    ),
+    summarize: bool = typer.Option(True, "--summarize/--no-summarize", help="Run the chunk-summary stage when --chunks is given."),
 ) -> None:
     """Fine-tune an encoder on pairs; writes a sentence-transformers folder."""
+    from ragtune.corpus import load_chunks
     from ragtune.pairs import load_pairs
     from ragtune.train import AdapterSettings, LoraSettings, TrainConfig, train
 
@@ -198,15 +209,23 @@ def train_cmd(
         early_stopping_patience=early_stop,
         batching=batching,
         rotate=rotate,
+        summarize=summarize,
     )
     data = load_pairs(pairs)
-    result = train(data, out, cfg)
+    texts = [c.text for c in load_chunks(chunks)] if chunks else None
+    result = train(data, out, cfg, chunks=texts)
     _echo(
         f"trained {result.steps} steps on {result.train_pairs} pairs in {result.seconds:.1f} s "
         f"({result.precision}, seq {result.max_seq_length}, dims {result.dims}"
         + (f", mixed {result.interpolation['alpha']} tuned / base" if result.interpolation else "")
         + f") → {out}"
     )
+    if result.summary and result.summary.get("chunks"):
+        s = result.summary
+        _echo(
+            f"chunk summaries: {s['chunks']} long chunks, distance to whole-chunk targets "
+            f"{s['distance_before']} → {s['distance_after']} in {s['seconds']} s"
+        )
 
 
 @app.command()

@@ -85,13 +85,15 @@ def stage_pairs(
     return res.pairs
 
 
-def stage_train(rd: RunDir, pairs: Sequence[Pair], config: TrainConfig) -> Path:
-    """``pairs.jsonl`` → ``model/`` (resumes from ``checkpoints/``)."""
-    fp = fingerprint("train", sha256_file(rd.pairs), config.to_dict())
+def stage_train(rd: RunDir, pairs: Sequence[Pair], config: TrainConfig, chunks: Sequence[Chunk] = ()) -> Path:
+    """``pairs.jsonl`` (+ ``chunks.jsonl``, the corpus to be indexed) → ``model/`` (resumes from ``checkpoints/``)."""
+    fp = fingerprint("train", sha256_file(rd.pairs), sha256_file(rd.chunks) if chunks else "", config.to_dict())
     if rd.stage_done("train", fp, rd.model):
         return rd.model
     with rd.stage("train", fp) as info:
-        result = train(pairs, rd.model, config, checkpoint_dir=rd.checkpoints)
+        result = train(
+            pairs, rd.model, config, checkpoint_dir=rd.checkpoints, chunks=[c.text for c in chunks] or None
+        )
         info.update(result.to_dict())
         info["train_loop_s"] = info.pop("seconds")
     return rd.model
@@ -212,7 +214,7 @@ def run_pipeline(config: RunConfig, workdir: str | Path, progress: Progress | No
 
     chunks = stage_chunks(rd, config.corpus, config.chunk, progress)
     pairs = stage_pairs(rd, chunks, config.train.base, config.generation, progress)
-    model_dir = stage_train(rd, pairs, config.train)
+    model_dir = stage_train(rd, pairs, config.train, chunks)
     stage_index(rd, chunks, model_dir, config.collection, config.qdrant, progress)
     dataset = given or from_pairs(pairs, chunks, split="val", name="held-out generated pairs")
     dims = rd.record["stages"]["train"].get("dims")  # what training used, recorded by stage_train

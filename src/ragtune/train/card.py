@@ -76,6 +76,13 @@ def render_card(card: Mapping[str, Any]) -> str:
         )
     elif mix:
         lines.append("- **Forgetting guard:** WiSE-FT mixes tried on the validation pairs; the tuned weights scored best and were kept")
+    summary = result.get("summary")
+    if summary and summary.get("chunks"):
+        lines.append(
+            f"- **Chunk summaries:** {summary['chunks']} long chunks of the searched corpus, {summary['epochs']} epoch(s);"
+            f" distance of each chunk's read to its whole-chunk target {summary['distance_before']} → {summary['distance_after']}"
+            f" ({summary['seconds']} s)"
+        )
     lines += [
         "",
         "Load it with `SentenceTransformer(path)` or `ragtune.integrations`' `RagtuneEmbedding(model_name=path)`.",

@@ -90,6 +90,12 @@ class TrainConfig:
     # stop when validation nDCG@10 (checked every save_steps) has not improved
     # this many times, and keep the best checkpoint (0: off; needs val pairs)
     early_stopping_patience: int = 0
+    # chunk summaries (ragtune.train.summary): when train() is given the chunks of
+    # the corpus to be searched, a last stage pulls each long chunk's truncated
+    # read towards the model's view of the whole chunk. Measured on protocol A:
+    # plain hit@5 / nDCG@10 0.703 / 0.624 -> 0.733 / 0.646 (best-window 0.884 -> 0.877)
+    summarize: bool = True
+    summary: Any = None  # SummarySettings (None: defaults)
     lora: LoraSettings | None = None
     # train only a linear map on query vectors (documents and their index unchanged)
     query_adapter: Any = None  # AdapterSettings | None
@@ -104,6 +110,10 @@ class TrainConfig:
 
             qa = self.query_adapter
             self.query_adapter = AdapterSettings(**(qa if isinstance(qa, dict) else {}))
+        from ragtune.train.summary import SummarySettings
+
+        if self.summary is None or isinstance(self.summary, dict):
+            self.summary = SummarySettings(**(self.summary or {}))
         self.interpolate = _interpolate_mode(self.interpolate)
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r}: choose one of {', '.join(LOSSES)}")

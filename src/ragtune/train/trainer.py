@@ -47,6 +47,7 @@ class TrainResult:
     resumed_from: str | None
     interpolation: dict[str, Any] | None = None
     best_step: int | None = None
+    summary: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = self.__dict__.copy()
@@ -134,12 +135,16 @@ def train(
     config: TrainConfig | None = None,
     checkpoint_dir: str | Path | None = None,
     callbacks: Sequence[Any] = (),
+    chunks: Sequence[str] | None = None,
 ) -> TrainResult:
     """Fine-tune ``config.base`` on ``pairs`` and save the model folder to ``out_dir``.
 
     Only pairs whose ``split`` is not ``val`` are trained on. A re-run with the
     same data and config resumes from the newest checkpoint in ``checkpoint_dir``.
     ``callbacks`` are ``transformers.TrainerCallback`` objects (progress, early stop).
+    ``chunks``: the texts of the corpus the model will search; with
+    ``config.summarize`` a last stage teaches the model that its read of a long
+    chunk's start stands for the whole chunk (:mod:`ragtune.train.summary`).
     """
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -161,7 +166,9 @@ def train(
     width = embedding_width(model)
     dims = config.dims_for(width) if config.matryoshka else [width]
     texts = [p.positive for p in train_pairs] + [p.query for p in train_pairs]
+    reads = int(model.max_seq_length)  # what the saved model reads: an index embeds whole chunks
     model.max_seq_length = config.max_seq_length or pick_max_seq_length(model, texts)
+    train_seq_length = int(model.max_seq_length)
     precision = resolve_precision(config.precision)
     rotated = config.rotate == "pca" and len(dims) > 1 and config.lora is None
     if rotated:
@@ -251,6 +258,8 @@ def train(
     out = trainer.train(resume_from_checkpoint=resume)
     best_step = _best_step(trainer.state.best_model_checkpoint) if evaluator is not None else None
     interpolation = _interpolate(model, config, val_pairs, pairs)
+    model.max_seq_length = reads
+    summary = _summaries(model, config, chunks, dims, precision)
     seconds = time.perf_counter() - t0
 
     with atomic_path(out_dir) as tmp:
@@ -261,13 +270,14 @@ def train(
             steps=int(out.global_step),
             train_pairs=len(train_pairs),
             dims=dims,
-            max_seq_length=int(model.max_seq_length),
+            max_seq_length=train_seq_length,
             precision=precision,
             trainable_params=int(trainable),
             total_params=int(total),
             resumed_from=resume,
             interpolation=interpolation,
             best_step=best_step,
+            summary=summary,
         )
         write_json(
             tmp / CARD_FILE,
@@ -337,6 +347,19 @@ def _interpolate(model: Any, config: TrainConfig, val_pairs: Sequence[Pair], pai
     )
     log.info("interpolate: alpha %.2f, %s", alpha, how)
     return {"alpha": alpha, "chosen_by": how}
+
+
+def _summaries(
+    model: Any, config: TrainConfig, chunks: Sequence[str] | None, dims: list[int], precision: str
+) -> dict[str, Any] | None:
+    """The chunk-summary stage when ``chunks`` are given and ``config.summarize`` is on; its record."""
+    if not chunks or not config.summarize:
+        return None
+    from ragtune.train.summary import train_summaries
+
+    return train_summaries(
+        model, chunks, dims, config.summary, param_groups(model, config), precision=precision, seed=config.seed
+    )
 
 
 def _train_adapter(pairs: Sequence[Pair], out_dir: Path, config: TrainConfig) -> TrainResult:
