@@ -17,7 +17,7 @@ from pathlib import Path
 def available() -> bool:
     try:
         import llama_index.finetuning  # noqa: F401
-    except Exception:
+    except Exception:  # noqa: BLE001 - it fails to import in several ways (mistralai, pydantic)
         return False
     return True
 
@@ -27,10 +27,13 @@ def train_anchor(train_json: Path, out_dir: Path, base: str, epochs: int = 2, ba
     import warnings
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    from llama_index.finetuning import EmbeddingQAFinetuneDataset, SentenceTransformersFinetuneEngine
-
     import contextlib
     import tempfile
+
+    from llama_index.finetuning import (
+        EmbeddingQAFinetuneDataset,
+        SentenceTransformersFinetuneEngine,
+    )
 
     out_dir = Path(out_dir).resolve()
     t0 = time.perf_counter()

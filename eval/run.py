@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import M_DIMS, Bench, parse_overrides, require  # noqa: E402
+from common import M_DIMS, Bench, parse_overrides, require
 
 PROTOCOLS = ("T1", "T2", "A", "G", "M", "anchor")
 
@@ -90,6 +90,19 @@ def _prepare_given_pairs(path: Path, base: str | None, repoint: str, bench: Benc
     return pairs
 
 
+def _searched_texts(args) -> list[str] | None:
+    """``--summarize-on searched``: the Uber corpus texts (no questions) for the chunk-summary stage.
+
+    Off by default for T1/T2, whose protocol tunes on Lyft data only; on, it
+    measures the case of pairs from elsewhere plus the corpus you will search.
+    """
+    if args.summarize_on != "searched":
+        return None
+    from ragtune.pairs.schema import read_llamaindex_json
+
+    return list(read_llamaindex_json(require("tenk", "uber_val_pairs.json"))["corpus"].values())
+
+
 def _offline_from_given(path: Path, args, bench: Bench):
     """Offline pairs generated from the given pairs' own corpus (``--augment N``: at most N of them)."""
     from ragtune.models import Encoder
@@ -111,7 +124,9 @@ def protocol_t1(args, bench: Bench, anchor_too: bool = True):
     if args.augment:
         pairs = pairs + _offline_from_given(train_json, args, bench)
     bench.extra["train_pairs"] = len(pairs)
-    tuned = _train(pairs, args.workdir / "t1_model", parse_overrides(args.train), bench, args.base)
+    tuned = _train(
+        pairs, args.workdir / "t1_model", parse_overrides(args.train), bench, args.base, _searched_texts(args)
+    )
     ds = _eval_uber(bench, tuned, args.dims or M_DIMS, args.long, args.base)
     if anchor_too and not args.no_anchor:
         _anchor(args, bench, ds)
@@ -120,6 +135,7 @@ def protocol_t1(args, bench: Bench, anchor_too: bool = True):
 
 def _anchor(args, bench: Bench, ds=None):
     import anchor
+
     from ragtune.evaluation import load_llamaindex
     from ragtune.models import resolve_model
 
@@ -173,7 +189,7 @@ def protocol_generated(args, bench: Bench, pdf: str):
     print(f"  generated {len(gen.pairs)} pairs from {len(corpus.chunks)} chunks in {bench.timings['generate_s']:.1f} s", flush=True)
     # A tunes on the corpus it then searches (what `ragtune run` does), so training
     # gets its chunks; T2 searches Uber after tuning on Lyft: nothing to summarize
-    searched = [c.text for c in corpus.chunks] if pdf == "uber_2021.pdf" else None
+    searched = [c.text for c in corpus.chunks] if pdf == "uber_2021.pdf" else _searched_texts(args)
     tuned = _train(
         gen.pairs, args.workdir / f"{bench.protocol.lower()}_model", parse_overrides(args.train), bench, args.base, searched
     )
@@ -254,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-long", dest="long", action="store_false", help="Skip long-chunk (best-window) evaluation.")
     ap.add_argument("--augment", type=int, default=0, help="T1: add up to N offline pairs generated from the given corpus.")
     ap.add_argument("--no-anchor", action="store_true", help="T1: do not run the anchor.")
+    ap.add_argument(
+        "--summarize-on", choices=("none", "searched"), default="none",
+        help="T1/T2: run the chunk-summary stage on the Uber corpus (the searched one, unlabelled); A always does.",
+    )
     args = ap.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
 

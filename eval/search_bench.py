@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import require  # noqa: E402
+from common import require
 
 MODES = {
     "plain": dict(mode="plain", two_stage=False),

@@ -49,7 +49,7 @@ def training_rows(results: Path) -> list[str]:
         if not tr or not tuned:
             continue
         cfg = tr.get("config", {})
-        mode = "LoRA r=%s" % cfg["lora"]["rank"] if cfg.get("lora") else "query adapter" if cfg.get("query_adapter") else "full"
+        mode = f"LoRA r={cfg['lora']['rank']}" if cfg.get("lora") else "query adapter" if cfg.get("query_adapter") else "full"
         m = tuned[max(tuned, key=int)]
         mix = (tr.get("interpolation") or {}).get("alpha", "off")
         ratio = data.get("time_ratio_vs_anchor", "")

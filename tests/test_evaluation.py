@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import shared_data
+
 from ragtune.errors import InputError
 from ragtune.evaluation import (
     RetrievalDataset,
@@ -100,7 +100,7 @@ def test_loaders_and_shape_errors(tmp_path):
     assert len(load_eval_dataset(good)) == 1
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"queries": ["not", "a", "dict"]}))
-    with pytest.raises(InputError, match="bad.json"):
+    with pytest.raises(InputError, match=r"bad.json"):
         load_eval_dataset(bad)
     dangling = tmp_path / "dangling.json"
     dangling.write_text(json.dumps({"queries": {"q": "x"}, "corpus": {"d": "t"}, "relevant_docs": {"q": ["zz"]}}))

@@ -125,7 +125,7 @@ def test_round_trip_errors_name_the_field(tiny_chunks, by_query):
     with pytest.raises(ConfigError, match="chunks"):
         RoundTripFilter()
     stray = Pair(query=PASS_Q, positive="x", positive_id="not-a-chunk")
-    with pytest.raises(InputError, match="positive_id.*not-a-chunk"):
+    with pytest.raises(InputError, match=r"positive_id.*not-a-chunk"):
         RoundTripFilter(tiny_chunks)([stray])
     dup = tiny_chunks[:1] * 2
     with pytest.raises(InputError, match="appears twice"):
@@ -149,7 +149,7 @@ def test_near_duplicates_only_within_a_chunk(st_model, by_query):
     assert dropped == {"near_duplicates": 1}
     # the exact-wording filter, by contrast, compares across chunks
     assert apply_filters(pairs, [DuplicateFilter()])[1] == {"duplicates": 1}
-    with pytest.raises(ConfigError, match="threshold=1.5"):
+    with pytest.raises(ConfigError, match=r"threshold=1.5"):
         NearDuplicateFilter(st_model, threshold=1.5)
 
 
@@ -277,7 +277,7 @@ def test_long_chunks_give_the_best_window_as_negative_text(encoder):
 
 def test_mining_errors_name_the_field(tiny_chunks, dense, by_query):
     p = pair(PASS_Q, by_query[PASS_Q])
-    with pytest.raises(ConfigError, match="encoder=.*bm25=True"):
+    with pytest.raises(ConfigError, match=r"encoder=.*bm25=True"):
         mine_hard_negatives([p], tiny_chunks)
     with pytest.raises(ConfigError, match="rank_range"):
         mine_hard_negatives([p], dense_index=dense, rank_range=(5, 2))

@@ -50,9 +50,9 @@ def test_windows_find_text_past_the_first_window(qdrant_memory, st_model):
 def test_other_model_is_refused(qdrant_memory, tiny_chunks, st_model, tmp_path):
     idx = open_for_model(qdrant_memory, "c", st_model, "base-model")
     idx.upsert(tiny_chunks[:2], Encoder(st_model))
-    with pytest.raises(IndexMismatchError, match="base-model.*other-model|other-model"):
+    with pytest.raises(IndexMismatchError, match=r"base-model.*other-model|other-model"):
         ChunkIndex(qdrant_memory, "c").ensure("other-model", "0" * 16, 384)
-    with pytest.raises(IndexMismatchError, match="dim 384.*dim 128"):
+    with pytest.raises(IndexMismatchError, match=r"dim 384.*dim 128"):
         ChunkIndex(qdrant_memory, "c").ensure("base-model", model_fingerprint(st_model), 128)
     assert idx.count() == 2  # nothing overwritten
 

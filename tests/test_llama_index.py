@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import FACTS
 
 
 def test_readme_example(tiny_corpus, tmp_path):
     # --- the README example, verbatim but for paths ---
     from llama_index.core import Settings
+
     from llama_index.embeddings.ragtune import RagtuneEmbedding
     from llama_index.retrievers.ragtune import build_index
 
@@ -51,7 +51,6 @@ def test_query_engine_and_long_chunk_retriever(tiny_corpus, tmp_path):
 
     from llama_index.embeddings.ragtune import RagtuneEmbedding
     from llama_index.retrievers.ragtune import RagtuneQdrantRetriever, build_index
-
     from ragtune.index import connect
 
     emb = RagtuneEmbedding(model_path="default")
@@ -69,7 +68,6 @@ def test_query_engine_and_long_chunk_retriever(tiny_corpus, tmp_path):
 def test_reindexing_same_corpus_keeps_point_count(tiny_corpus, tmp_path):
     from llama_index.embeddings.ragtune import RagtuneEmbedding
     from llama_index.retrievers.ragtune import build_index
-
     from ragtune.index import ChunkIndex, connect
 
     emb = RagtuneEmbedding(model_path="default")

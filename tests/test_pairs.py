@@ -7,7 +7,14 @@ import json
 import pytest
 
 from ragtune.errors import InputError
-from ragtune.pairs import GenerationConfig, Pair, generate_pairs, load_pairs, pairs_to_llamaindex, save_pairs
+from ragtune.pairs import (
+    GenerationConfig,
+    Pair,
+    generate_pairs,
+    load_pairs,
+    pairs_to_llamaindex,
+    save_pairs,
+)
 from ragtune.pairs.filters import DuplicateFilter
 from ragtune.pairs.split import split_pairs
 from ragtune.pairs.text import normalize_query
@@ -96,9 +103,9 @@ def test_bad_pair_files(tmp_path):
         load_pairs(bad)
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({"questions": []}))
-    with pytest.raises(InputError, match="wrong.json.*queries"):
+    with pytest.raises(InputError, match=r"wrong.json.*queries"):
         load_pairs(wrong)
-    with pytest.raises(InputError, match="missing.jsonl"):
+    with pytest.raises(InputError, match=r"missing.jsonl"):
         load_pairs(tmp_path / "missing.jsonl")
 
 

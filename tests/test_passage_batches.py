@@ -6,7 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ragtune.train.passage_batches import PassageGroupedBatchSampler, PassageGroupedMNRLoss, unique_rows
+from ragtune.train.passage_batches import (
+    PassageGroupedBatchSampler,
+    PassageGroupedMNRLoss,
+    unique_rows,
+)
 
 
 def _dataset(positives):

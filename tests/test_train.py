@@ -16,7 +16,7 @@ FAST = dict(batch_size=8, max_seq_length=64, save_steps=2, precision="fp32", lea
 @pytest.fixture(scope="module")
 def pairs(tiny_chunks):
     out = []
-    for i, c in enumerate(tiny_chunks):
+    for c in tiny_chunks:
         words = c.text.split()
         out.append(Pair(query=" ".join(words[2:9]), positive=c.text, positive_id=c.id, doc_id=c.doc_id))
         out.append(Pair(query=" ".join(words[-8:]), positive=c.text, positive_id=c.id, doc_id=c.doc_id))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ragtune.errors import ConfigError
@@ -19,7 +21,7 @@ def test_windows_cover_long_text_and_end_at_its_end(st_model):
     assert len(spans) > 5
     assert spans[0][0] == 0
     assert spans[-1][1] == len(text)
-    for (a0, a1), (b0, _) in zip(spans, spans[1:]):
+    for (_, a1), (b0, _) in itertools.pairwise(spans):
         assert b0 < a1  # consecutive windows overlap
     n_tokens = [len(st_model.tokenizer(text[a:b], add_special_tokens=False)["input_ids"]) for a, b in spans]
     assert max(n_tokens) <= spec.size + 2

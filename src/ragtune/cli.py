@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import typer
 
@@ -69,20 +70,20 @@ def _main(
 def run(
     corpus: Path = typer.Argument(..., help="A document or a folder of documents (PDF, Markdown, text, HTML, JSONL)."),
     workdir: Path = typer.Option(..., "--workdir", "-w", help="Run directory for every artifact."),
-    base: Optional[str] = typer.Option(None, "--base", help="Base model: folder or hub id (default: bundled all-MiniLM-L6-v2)."),
+    base: str | None = typer.Option(None, "--base", help="Base model: folder or hub id (default: bundled all-MiniLM-L6-v2)."),
     epochs: float = typer.Option(_Defaults.epochs, "--epochs", help="Training epochs."),
-    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Cap on generated pairs (spread over chunks)."),
-    eval_data: Optional[Path] = typer.Option(None, "--eval", help="Labelled set: LlamaIndex dataset JSON or BEIR folder."),
+    max_pairs: int | None = typer.Option(None, "--max-pairs", help="Cap on generated pairs (spread over chunks)."),
+    eval_data: Path | None = typer.Option(None, "--eval", help="Labelled set: LlamaIndex dataset JSON or BEIR folder."),
     collection: str = typer.Option("ragtune", "--collection", help="Qdrant collection name."),
-    qdrant: Optional[str] = typer.Option(None, "--qdrant", help="Qdrant folder or URL (default: WORKDIR/qdrant)."),
+    qdrant: str | None = typer.Option(None, "--qdrant", help="Qdrant folder or URL (default: WORKDIR/qdrant)."),
     loss: str = typer.Option("mnrl", "--loss", help="mnrl | mnrl-symmetric | cached-mnrl | triplet | cosine | contrastive"),
     batch_size: int = typer.Option(_Defaults.batch_size, "--batch-size"),
     learning_rate: float = typer.Option(_Defaults.learning_rate, "--lr"),
     chunk_size: int = typer.Option(1024, "--chunk-size", help="Chunk size in tokens (LlamaIndex default 1024)."),
     long_chunks: bool = typer.Option(True, "--long/--no-long", help="Also evaluate best-window (long-chunk) search."),
     max_steps: int = typer.Option(-1, "--max-steps", help="Stop training after this many steps (a quick smoke run)."),
-    max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="Training sequence length (default: from the data)."),
-    llm: Optional[str] = typer.Option(None, "--llm", help="provider:model (e.g. openai:gpt-4o-mini, ollama:llama3.1) to write the questions and judge RAG quality; needs ragtune[llm]."),
+    max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="Training sequence length (default: from the data)."),
+    llm: str | None = typer.Option(None, "--llm", help="provider:model (e.g. openai:gpt-4o-mini, ollama:llama3.1) to write the questions and judge RAG quality; needs ragtune[llm]."),
     summarize: bool = typer.Option(
         True, "--summarize/--no-summarize",
         help="Last training stage: the model's read of each long chunk learns to stand for the whole chunk (helps one-vector-per-chunk indexes).",
@@ -115,13 +116,13 @@ def run(
 def generate(
     corpus: Path = typer.Argument(..., help="A document or a folder of documents."),
     out: Path = typer.Option(..., "--out", "-o", help="pairs.jsonl to write (chunks go beside it as OUT.chunks.jsonl)."),
-    base: Optional[str] = typer.Option(None, "--base", help="Model whose tokenizer sets the windows."),
-    max_pairs: Optional[int] = typer.Option(None, "--max-pairs"),
+    base: str | None = typer.Option(None, "--base", help="Model whose tokenizer sets the windows."),
+    max_pairs: int | None = typer.Option(None, "--max-pairs"),
     chunk_size: int = typer.Option(1024, "--chunk-size"),
     val_fraction: float = typer.Option(0.15, "--val-fraction", help="Share of documents held out for validation."),
-    llm: Optional[str] = typer.Option(None, "--llm", help="provider:model to write the questions (default: the offline generator)."),
+    llm: str | None = typer.Option(None, "--llm", help="provider:model to write the questions (default: the offline generator)."),
     questions_per_chunk: int = typer.Option(2, "--questions-per-chunk", help="LLM generator: questions per window."),
-    llm_cache: Optional[Path] = typer.Option(None, "--llm-cache", help="LLM answers cache (default: OUT.llm-cache/); re-runs never pay twice."),
+    llm_cache: Path | None = typer.Option(None, "--llm-cache", help="LLM answers cache (default: OUT.llm-cache/); re-runs never pay twice."),
 ) -> None:
     """Generate synthetic query → passage pairs from a corpus (offline by default, or with an LLM)."""
     import time
@@ -160,16 +161,16 @@ def generate(
 def train_cmd(
     pairs: Path = typer.Argument(..., help="pairs.jsonl or a LlamaIndex EmbeddingQAFinetuneDataset JSON."),
     out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
-    base: Optional[str] = typer.Option(None, "--base"),
+    base: str | None = typer.Option(None, "--base"),
     epochs: float = typer.Option(_Defaults.epochs, "--epochs"),
     loss: str = typer.Option("mnrl", "--loss"),
     batch_size: int = typer.Option(_Defaults.batch_size, "--batch-size"),
     learning_rate: float = typer.Option(_Defaults.learning_rate, "--lr"),
     max_steps: int = typer.Option(-1, "--max-steps", help="Stop after this many steps (overrides epochs)."),
-    max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length"),
-    dims: Optional[str] = typer.Option(None, "--dims", help="Matryoshka dims, comma-separated (default: full, 1/2, 1/4, 1/6)."),
+    max_seq_length: int | None = typer.Option(None, "--max-seq-length"),
+    dims: str | None = typer.Option(None, "--dims", help="Matryoshka dims, comma-separated (default: full, 1/2, 1/4, 1/6)."),
     no_matryoshka: bool = typer.Option(False, "--no-matryoshka"),
-    lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="Train a LoRA adapter of this rank instead of all weights."),
+    lora_rank: int | None = typer.Option(None, "--lora-rank", help="Train a LoRA adapter of this rank instead of all weights."),
     lora_lr: float = typer.Option(_LoraDefaults.learning_rate, "--lora-lr", help="LoRA's learning rate (--lr is for full fine-tuning)."),
     query_adapter: bool = typer.Option(False, "--query-adapter", help="Train only a linear map on query vectors: existing document vectors stay valid."),
     freeze_layers: int = typer.Option(0, "--freeze-layers", help="Freeze embeddings and the lowest N transformer layers."),
@@ -180,7 +181,7 @@ def train_cmd(
     early_stop: int = typer.Option(0, "--early-stop", help="Stop after N validation checks without gain and keep the best checkpoint (needs val pairs)."),
     batching: str = typer.Option("passage", "--batching", help="passage (each passage once per batch with all its queries) | no-duplicates"),
     rotate: str = typer.Option("pca", "--rotate", help="pca (rotate onto principal axes before Matryoshka training) | none"),
-    chunks: Optional[Path] = typer.Option(
+    chunks: Path | None = typer.Option(
         None, "--chunks",
         help="chunks.jsonl of the corpus you will search (ragtune generate writes OUT.chunks.jsonl): a last stage "
         "makes the model's read of each long chunk stand for the whole chunk.",
@@ -233,10 +234,10 @@ def evaluate(
     model: str = typer.Option(..., "--model", "-m", help="Model folder (or hub id) to evaluate."),
     data: Path = typer.Option(..., "--data", "-d", help="LlamaIndex dataset JSON, BEIR folder, or pairs.jsonl."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder to write."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="Model to compare with (default: the model's base; 'none' to skip)."),
-    dims: Optional[str] = typer.Option(None, "--dims", help="Dimensions to evaluate, comma-separated (default: the trained Matryoshka dims)."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Model to compare with (default: the model's base; 'none' to skip)."),
+    dims: str | None = typer.Option(None, "--dims", help="Dimensions to evaluate, comma-separated (default: the trained Matryoshka dims)."),
     long_chunks: bool = typer.Option(True, "--long/--no-long", help="Also evaluate best-window search."),
-    llm: Optional[str] = typer.Option(None, "--llm", help="provider:model to judge RAG quality with ragas (faithfulness, answer relevancy)."),
+    llm: str | None = typer.Option(None, "--llm", help="provider:model to judge RAG quality with ragas (faithfulness, answer relevancy)."),
 ) -> None:
     """Evaluate a model (and a baseline) on a labelled set; writes report.json/.md/.html."""
     from ragtune.evaluation import RetrievalEvaluator, load_eval_dataset
@@ -274,9 +275,9 @@ def index(
     model: str = typer.Option(..., "--model", "-m"),
     qdrant: str = typer.Option(..., "--qdrant", help="Qdrant folder (embedded), ':memory:' or http(s) URL."),
     collection: str = typer.Option(..., "--collection", "-c"),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY"),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY"),
     chunk_size: int = typer.Option(1024, "--chunk-size"),
-    small_dim: Optional[int] = typer.Option(None, "--small-dim", help="Truncated vectors for two-stage search (default width/6; 0: none)."),
+    small_dim: int | None = typer.Option(None, "--small-dim", help="Truncated vectors for two-stage search (default width/6; 0: none)."),
     quantization: str = typer.Option("none", "--quantization", help="none | scalar | binary (a Qdrant server honours it)."),
 ) -> None:
     """Chunk a corpus and upsert it into a Qdrant collection (stable ids: re-runs update)."""
@@ -304,7 +305,7 @@ def query(
     collection: str = typer.Option(..., "--collection", "-c"),
     top_k: int = typer.Option(5, "--top-k", "-k"),
     mode: str = typer.Option("windows", "--mode", help="windows (best window of each chunk) | plain"),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY"),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY"),
     two_stage: bool = typer.Option(False, "--two-stage", help="Candidates on small Matryoshka vectors, rescored on full ones."),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON lines."),
 ) -> None:
@@ -331,14 +332,14 @@ def query(
 @app.command()
 def serve(
     model: str = typer.Option(..., "--model", "-m", help="Model folder (or hub id) to serve."),
-    qdrant: Optional[str] = typer.Option(None, "--qdrant", help="Qdrant folder or URL for /v1/search (optional)."),
+    qdrant: str | None = typer.Option(None, "--qdrant", help="Qdrant folder or URL for /v1/search (optional)."),
     collection: str = typer.Option("ragtune", "--collection", "-c"),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback unless told otherwise)."),
     port: int = typer.Option(8000, "--port"),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="RAGTUNE_API_KEY", help="Require 'Authorization: Bearer KEY'."),
-    qdrant_api_key: Optional[str] = typer.Option(None, "--qdrant-api-key", envvar="QDRANT_API_KEY"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: one per core; fewer on a shared CPU)."),
-    model_name: Optional[str] = typer.Option(None, "--model-name", help="Model id reported to clients (default: the folder name)."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="RAGTUNE_API_KEY", help="Require 'Authorization: Bearer KEY'."),
+    qdrant_api_key: str | None = typer.Option(None, "--qdrant-api-key", envvar="QDRANT_API_KEY"),
+    threads: int | None = typer.Option(None, "--threads", help="torch threads (default: one per core; fewer on a shared CPU)."),
+    model_name: str | None = typer.Option(None, "--model-name", help="Model id reported to clients (default: the folder name)."),
 ) -> None:
     """Serve an OpenAI-compatible /v1/embeddings and a /v1/search API (needs ragtune[server])."""
     try:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ragtune._io import Progress, read_jsonl, sha256_file, sha256_text, write_jsonl
 from ragtune.errors import ConfigError, InputError
@@ -44,7 +45,7 @@ class Chunk:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Chunk":
+    def from_dict(cls, d: dict[str, Any]) -> Chunk:
         return cls(
             id=str(d["id"]),
             text=d["text"],
@@ -221,7 +222,7 @@ def _read_jsonl_docs(path: Path) -> list[Any]:
     docs = []
     for i, row in enumerate(read_jsonl(path)):
         if not isinstance(row, dict):
-            raise ValueError(f"line {i + 1} is not a JSON object")
+            raise ValueError(f"line {i + 1} is not a JSON object")  # noqa: TRY004 - bad input, not a bad call
         text = next((row[k] for k in ("text", "content", "body") if isinstance(row.get(k), str)), None)
         if text is None:
             raise ValueError(f"line {i + 1} has no 'text' field (also accepted: 'content', 'body')")

@@ -22,12 +22,14 @@ model and dimension; opening it with another model fails loudly.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import logging
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,16 +49,14 @@ QUANTIZATIONS = ("none", "scalar", "binary")
 
 #: embedded clients still open at interpreter exit are closed while Python can
 #: still import (qdrant-client's own ``__del__`` otherwise prints a traceback)
-_OPEN_CLIENTS: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_OPEN_CLIENTS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 @atexit.register
 def _close_open_clients() -> None:
     for client in list(_OPEN_CLIENTS):
-        try:
+        with contextlib.suppress(Exception):  # best effort at exit
             client.close()
-        except Exception:  # noqa: BLE001 - best effort at exit
-            pass
 
 
 def connect(location: str | Path, api_key: str | None = None, timeout: int = 60) -> Any:
@@ -140,7 +140,6 @@ class ChunkIndex:
         ``small_dim`` adds truncated vectors for two-stage search (default: a
         sixth of ``dim``; 0 turns them off).
         """
-        from qdrant_client import models
 
         if quantization not in QUANTIZATIONS:
             raise InputError(f"quantization={quantization!r}: choose one of {', '.join(QUANTIZATIONS)}")

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -105,10 +106,7 @@ def model_label(name: str | os.PathLike[str] | None) -> str:
 
 def truncate(vectors: np.ndarray, dim: int | None) -> np.ndarray:
     """Matryoshka truncation: keep the first ``dim`` components and re-normalise."""
-    if dim is None or dim >= vectors.shape[-1]:
-        out = vectors
-    else:
-        out = vectors[..., :dim]
+    out = vectors if dim is None or dim >= vectors.shape[-1] else vectors[..., :dim]
     norms = np.linalg.norm(out, axis=-1, keepdims=True)
     return (out / np.clip(norms, 1e-12, None)).astype(np.float32, copy=False)
 

@@ -9,15 +9,23 @@ interrupted ``ragtune run`` picks up where it stopped. The CLI only calls these.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ragtune._io import Progress, sha256_file
 from ragtune.corpus import Chunk, ChunkConfig, load_chunks, load_corpus, save_chunks
 from ragtune.evaluation import RetrievalDataset, RetrievalEvaluator, from_pairs, load_eval_dataset
 from ragtune.models import Encoder, load_model, model_label, resolve_model
-from ragtune.pairs import GenerationConfig, Pair, generate_pairs, load_pairs, make_generator, save_pairs
+from ragtune.pairs import (
+    GenerationConfig,
+    Pair,
+    generate_pairs,
+    load_pairs,
+    make_generator,
+    save_pairs,
+)
 from ragtune.report import build_report, write_report
 from ragtune.rundir import RunDir, fingerprint
 from ragtune.train import TrainConfig, train

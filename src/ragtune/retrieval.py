@@ -7,8 +7,8 @@ hard-negative mining); the Qdrant index is measured separately for latency.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -12,12 +12,13 @@ import hashlib
 import json
 import platform
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ragtune._io import write_json
 
@@ -59,7 +60,7 @@ def machine_info() -> dict[str, Any]:
 
         info["torch_threads"] = torch.get_num_threads()
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except Exception:  # torch missing or broken: still report the rest
+    except Exception:  # noqa: BLE001 - torch missing or broken: still report the rest
         pass
     return info
 

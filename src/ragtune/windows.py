@@ -10,8 +10,9 @@ holds their answer and the index can store one vector per window.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class WindowSpec:
             raise ConfigError(f"window stride={self.stride}: must be in 1..size ({self.size})")
 
     @classmethod
-    def for_model(cls, max_seq_length: int) -> "WindowSpec":
+    def for_model(cls, max_seq_length: int) -> WindowSpec:
         """Windows that fill the model's input (minus special tokens), overlapping by ~1/4."""
         size = max(8, int(max_seq_length) - 6)
         return cls(size=size, stride=max(1, int(size * 0.77)))

@@ -16,4 +16,4 @@ from ragtune_server.batching import BatchConfig
 from ragtune_server.limits import Limits
 from ragtune_server.server import serve
 
-__all__ = ["create_app", "serve", "Limits", "BatchConfig"]
+__all__ = ["BatchConfig", "Limits", "create_app", "serve"]

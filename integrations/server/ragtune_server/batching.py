@@ -17,11 +17,12 @@ are answered while it works.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -147,10 +148,8 @@ class MicroBatcher:
         self._closed = True
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         waiting = list(self._inflight) + ([self._carry] if self._carry else [])
         while self._queue is not None and not self._queue.empty():
             waiting.append(self._queue.get_nowait())

@@ -10,7 +10,7 @@ prefixes them with the field.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
@@ -72,7 +72,7 @@ def _query(value: Any) -> str:
     return value
 
 
-def _filter(value: Any) -> Optional[dict[str, Any]]:
+def _filter(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -113,16 +113,16 @@ class EmbeddingRequest(_Request):
     input: Annotated[list[str], BeforeValidator(_texts)] = Field(
         description="A string or a list of strings (token-id arrays are not supported)."
     )
-    model: Optional[StrictStr] = Field(
+    model: StrictStr | None = Field(
         None, description="Accepted for compatibility; the served model answers."
     )
-    dimensions: Optional[StrictInt] = Field(
+    dimensions: StrictInt | None = Field(
         None, description="Matryoshka truncation: 1..model width, re-normalised."
     )
-    encoding_format: Optional[Literal["float", "base64"]] = Field(
+    encoding_format: Literal["float", "base64"] | None = Field(
         None, description="float (default) or base64 of little-endian float32, as OpenAI."
     )
-    input_type: Optional[Literal["query", "document"]] = Field(
+    input_type: Literal["query", "document"] | None = Field(
         None, description="Extension: 'query' uses the query encoder; default 'document'."
     )
     user: Any = Field(None, description="Accepted and ignored.")
@@ -133,7 +133,7 @@ class SearchRequest(_Request):
 
     query: Annotated[str, BeforeValidator(_query)]
     top_k: Annotated[StrictInt, Field(ge=1, le=100)] = 5
-    filter: Annotated[Optional[dict[str, Any]], BeforeValidator(_filter)] = Field(
+    filter: Annotated[dict[str, Any] | None, BeforeValidator(_filter)] = Field(
         None, description="Payload key → value (exact) or list of values (any); all must match."
     )
     mode: Literal["windows", "plain"] = Field(
@@ -150,7 +150,7 @@ class SearchRequest(_Request):
 class EmbeddingObject(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: Union[list[float], str]
+    embedding: list[float] | str
 
 
 class Usage(BaseModel):
@@ -194,8 +194,8 @@ class ModelList(BaseModel):
 class ErrorDetail(BaseModel):
     message: str
     type: str
-    param: Optional[str] = None
-    code: Optional[str] = None
+    param: str | None = None
+    code: str | None = None
 
 
 class ErrorBody(BaseModel):

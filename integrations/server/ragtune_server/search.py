@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class SearchBackend:
     @classmethod
     def open(
         cls, location: str, collection: str, model: Any, model_name: str, api_key: str | None = None
-    ) -> "SearchBackend":
+    ) -> SearchBackend:
         """Open ``collection`` at ``location``; refuse a missing one or one built by another model.
 
         Unlike ``ragtune index``, the server never creates a collection: a typo in

@@ -11,8 +11,8 @@ from ragtune.evaluation.evaluator import EvalResult, RetrievalEvaluator, compare
 from ragtune.evaluation.metrics import METRICS, compute_metrics, paired_bootstrap
 
 __all__ = [
-    "EvalResult",
     "METRICS",
+    "EvalResult",
     "RetrievalDataset",
     "RetrievalEvaluator",
     "compare",

@@ -8,9 +8,9 @@ all chunks of the run.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from ragtune._io import read_jsonl
 from ragtune.corpus import Chunk

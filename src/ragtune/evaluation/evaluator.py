@@ -9,15 +9,16 @@ vectors, searches exactly, and returns means, per-query values and rankings
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ragtune.evaluation.datasets import RetrievalDataset
 from ragtune.evaluation.metrics import METRICS, compute_metrics, paired_bootstrap
-from ragtune.retrieval import encode_corpus, exact_search
 from ragtune.models import Encoder
+from ragtune.retrieval import encode_corpus, exact_search
 
 
 @dataclass
@@ -86,7 +87,7 @@ class RetrievalEvaluator:
                 "encode_queries_s": round(t2 - t1, 3),
                 "search_s": round(search_s, 3),
                 "metrics_s": round(t3 - t2 - search_s, 3),
-                "corpus_units": int(len(corpus.vectors)),
+                "corpus_units": len(corpus.vectors),
             },
             long_chunks=self.long_chunks,
         )

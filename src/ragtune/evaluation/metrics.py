@@ -7,7 +7,7 @@ Metric names in reports: ``hit@k`` (LlamaIndex's "hit rate"; ranx ``hit_rate``),
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

@@ -254,7 +254,7 @@ async def _bounded(jobs: Sequence[Callable[[], Awaitable[Any]]], concurrency: in
         async with gate:
             try:
                 return await job()
-            except Exception as exc:  # one bad LLM reply must not sink the whole evaluation
+            except Exception as exc:  # noqa: BLE001 - one bad LLM reply must not sink the whole evaluation
                 log.warning("ragas: a sample failed (%s: %s)", type(exc).__name__, exc)
                 return None
 

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from ragtune._io import Progress
 from ragtune.corpus import Chunk
 from ragtune.pairs.filters import DuplicateFilter, LengthFilter, apply_filters
 from ragtune.pairs.offline import OfflineConfig, OfflineGenerator
-from ragtune.pairs.schema import Pair, load_pairs, pairs_from_llamaindex, pairs_to_llamaindex, save_pairs
+from ragtune.pairs.schema import (
+    Pair,
+    load_pairs,
+    pairs_from_llamaindex,
+    pairs_to_llamaindex,
+    save_pairs,
+)
 from ragtune.pairs.split import split_pairs
 from ragtune.windows import WindowSpec
 
@@ -24,8 +31,8 @@ __all__ = [
     "OfflineGenerator",
     "Pair",
     "generate_pairs",
-    "make_generator",
     "load_pairs",
+    "make_generator",
     "pairs_from_llamaindex",
     "pairs_to_llamaindex",
     "save_pairs",

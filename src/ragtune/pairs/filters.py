@@ -8,17 +8,18 @@ encoder and are opt-in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ragtune.corpus import Chunk
 from ragtune.errors import ConfigError, InputError
-from ragtune.retrieval import EncodedCorpus, exact_search
 from ragtune.models import Encoder
 from ragtune.pairs.schema import Pair
 from ragtune.pairs.text import STOPWORDS, content_words, normalize_query, words
+from ragtune.retrieval import EncodedCorpus, exact_search
 from ragtune.windows import WindowSpec
 
 

@@ -29,8 +29,9 @@ import logging
 import random
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from ragtune._io import Progress
 from ragtune.corpus import Chunk
@@ -271,7 +272,7 @@ def salient_phrase(sentence: str, idf: IDF, max_len: int = 4) -> str | None:
                 best, best_score = toks[i : j + 1], score
     if not best:
         return None
-    return " ".join(t if (t.isupper() or t[:1].isupper() and i > 0) else t.lower() for i, t in enumerate(best))
+    return " ".join(t if (t.isupper() or (t[:1].isupper() and i > 0)) else t.lower() for i, t in enumerate(best))
 
 
 _TEMPLATES_NUMERIC = (

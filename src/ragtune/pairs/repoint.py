@@ -10,8 +10,8 @@ highest against the query, so training matches how long chunks are searched
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import numpy as np
 

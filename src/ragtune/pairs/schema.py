@@ -11,9 +11,10 @@ LlamaIndex's ``EmbeddingQAFinetuneDataset`` JSON is read and written too.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ragtune._io import read_jsonl, write_json, write_jsonl
 from ragtune.errors import InputError
@@ -36,7 +37,7 @@ class Pair:
         return {k: v for k, v in d.items() if v not in (None, [], {})}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "pair") -> "Pair":
+    def from_dict(cls, d: dict[str, Any], where: str = "pair") -> Pair:
         for key in ("query", "positive", "positive_id"):
             if not isinstance(d.get(key), str) or not d[key].strip():
                 raise InputError(f"{where}: field '{key}' is missing or not a non-empty string")

@@ -7,8 +7,8 @@ inflate validation figures; here a document's pairs all land on one side.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 from ragtune.errors import ConfigError
 from ragtune.pairs.schema import Pair

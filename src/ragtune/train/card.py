@@ -9,8 +9,9 @@ whoever finds the folder sees base, data, loss, dimensions, quality and time.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ragtune._io import write_json, write_text
 

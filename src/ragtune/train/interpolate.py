@@ -15,8 +15,9 @@ back the general-domain score the unmixed model lost.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from ragtune.pairs.schema import Pair
 

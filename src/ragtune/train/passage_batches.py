@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -120,7 +121,7 @@ def unique_rows(columns: list[dict[str, Tensor]], pad_id: int = 0) -> tuple[dict
             continue
         fill = pad_id if name == "input_ids" else 0
         out = torch.full((len(picks), width), fill, dtype=first.dtype, device=first.device)
-        for i, (c, r, n) in enumerate(picks):
+        for i, (c, r, _) in enumerate(picks):
             src = columns[c][name][r, :width]
             out[i, : src.shape[0]] = src
         merged[name] = out

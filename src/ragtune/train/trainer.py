@@ -14,9 +14,10 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -147,7 +148,10 @@ def train(
     chunk's start stands for the whole chunk (:mod:`ragtune.train.summary`).
     """
     import torch
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.training_args import BatchSamplers
     from transformers.trainer_utils import get_last_checkpoint
 

@@ -9,7 +9,8 @@ metric keys carry the prefix ``val_``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ragtune.pairs.schema import Pair
 

@@ -12,7 +12,7 @@ Matryoshka vectors (re-normalised).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, List, Optional
+from typing import Any
 
 from llama_index.core.base.embeddings.base import DEFAULT_EMBED_BATCH_SIZE, BaseEmbedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -22,11 +22,11 @@ class RagtuneEmbedding(BaseEmbedding):
     """Embeddings from a ragtune-tuned (or any sentence-transformers) model."""
 
     model_path: str = Field(default="default", description="Model folder, hub id, or 'default' (bundled all-MiniLM-L6-v2).")
-    dimensions: Optional[int] = Field(default=None, description="Truncate vectors to this many dimensions (Matryoshka).", gt=0)
-    query_prompt: Optional[str] = Field(default=None, description="Text prepended to queries (e.g. 'query: ').")
-    text_prompt: Optional[str] = Field(default=None, description="Text prepended to documents (e.g. 'passage: ').")
+    dimensions: int | None = Field(default=None, description="Truncate vectors to this many dimensions (Matryoshka).", gt=0)
+    query_prompt: str | None = Field(default=None, description="Text prepended to queries (e.g. 'query: ').")
+    text_prompt: str | None = Field(default=None, description="Text prepended to documents (e.g. 'passage: ').")
     normalize: bool = Field(default=True, description="L2-normalise vectors (cosine similarity).")
-    device: Optional[str] = Field(default=None, description="torch device; default picks CUDA when present.")
+    device: str | None = Field(default=None, description="torch device; default picks CUDA when present.")
 
     _model: Any = PrivateAttr()
 
@@ -53,7 +53,7 @@ class RagtuneEmbedding(BaseEmbedding):
         """The underlying ``SentenceTransformer`` (for direct use)."""
         return self._model
 
-    def _encode(self, texts: List[str], kind: str) -> List[List[float]]:
+    def _encode(self, texts: list[str], kind: str) -> list[list[float]]:
         from ragtune.models import truncate
 
         prompt = self.query_prompt if kind == "query" else self.text_prompt
@@ -65,20 +65,20 @@ class RagtuneEmbedding(BaseEmbedding):
             vecs = truncate(vecs, self.dimensions) if self.normalize else vecs[:, : self.dimensions]
         return vecs.tolist()
 
-    def _get_query_embedding(self, query: str) -> List[float]:
+    def _get_query_embedding(self, query: str) -> list[float]:
         return self._encode([query], "query")[0]
 
-    def _get_text_embedding(self, text: str) -> List[float]:
+    def _get_text_embedding(self, text: str) -> list[float]:
         return self._encode([text], "document")[0]
 
-    def _get_text_embeddings(self, texts: List[str]) -> List[List[float]]:
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return self._encode(texts, "document")
 
-    async def _aget_query_embedding(self, query: str) -> List[float]:
+    async def _aget_query_embedding(self, query: str) -> list[float]:
         return await asyncio.to_thread(self._get_query_embedding, query)
 
-    async def _aget_text_embedding(self, text: str) -> List[float]:
+    async def _aget_text_embedding(self, text: str) -> list[float]:
         return await asyncio.to_thread(self._get_text_embedding, text)
 
-    async def _aget_text_embeddings(self, texts: List[str]) -> List[List[float]]:
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)

@@ -10,8 +10,9 @@ searches by best window (``mode="windows"``), so text past the model's first
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
@@ -109,7 +110,7 @@ class RagtuneQdrantRetriever(BaseRetriever):
         self._two_stage = two_stage
         super().__init__(**kwargs)
 
-    def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         import numpy as np
 
         vec = np.asarray(self._embed.get_query_embedding(query_bundle.query_str), dtype=np.float32)
