@@ -189,3 +189,22 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, pairs):
 def test_early_stopping_without_validation_pairs_names_the_fix(tmp_path, pairs):
     with pytest.raises(ConfigError, match="val_fraction"):
         train(pairs, tmp_path / "x", TrainConfig(max_steps=2, early_stopping_patience=1, **FAST))
+
+
+def test_bf16_on_a_cpu_without_it_is_warned_about(monkeypatch, caplog):
+    """Emulated bf16 was measured 9x slower than fp32; asking for it there says so."""
+    import logging
+
+    import torch
+
+    from ragtune.train import trainer
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="ragtune.train.trainer"):
+        assert trainer.resolve_precision("auto") == "fp32"
+        assert not caplog.records
+        assert trainer.resolve_precision("bf16") == "bf16"
+    assert "without AVX512-BF16" in caplog.text
+    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: True)
+    assert trainer.resolve_precision("auto") == "bf16"

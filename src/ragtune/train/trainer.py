@@ -66,10 +66,21 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_precision(precision: str) -> str:
-    """``auto`` → bf16 on a GPU or CPU that supports it, else fp32."""
-    if precision != "auto":
-        return precision
+    """``auto`` → bf16 on a GPU or CPU that supports it, else fp32.
+
+    bf16 asked for on a CPU without native bf16 is kept but warned about: it is
+    emulated there, and measured on an AMD EPYC without AVX-512 a training step
+    took 9x as long as in fp32 (112 s vs 12.4 s for 16 chunks).
+    """
     import torch
+
+    if precision != "auto":
+        if precision == "bf16" and not torch.cuda.is_available() and not cpu_has_bf16():
+            log.warning(
+                "precision='bf16' on a CPU without AVX512-BF16/AMX: emulated and several times slower "
+                "than fp32; use precision='auto' (or 'fp32')"
+            )
+        return precision
 
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
