@@ -144,6 +144,19 @@ def tiny_chunks(tiny_corpus):
     return load_corpus(tiny_corpus, ChunkConfig(chunk_size=128, chunk_overlap=16)).chunks
 
 
+@pytest.fixture(scope="session")
+def tiny_pairs(tiny_chunks):
+    """Two questions per tiny chunk (words from its start and its end), for a few training steps."""
+    from ragtune.pairs import Pair
+
+    out = []
+    for c in tiny_chunks:
+        words = c.text.split()
+        out.append(Pair(query=" ".join(words[2:9]), positive=c.text, positive_id=c.id, doc_id=c.doc_id))
+        out.append(Pair(query=" ".join(words[-8:]), positive=c.text, positive_id=c.id, doc_id=c.doc_id))
+    return out
+
+
 @pytest.fixture()
 def qdrant_memory():
     from qdrant_client import QdrantClient

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from ragtune.errors import ConfigError
-from ragtune.pairs import Pair
 from ragtune.train import TrainConfig, train
 from ragtune.train.summary import SummarySettings, summary_loss, summary_targets
 from ragtune.windows import WindowSpec, batch_window_spans, window_texts
@@ -26,15 +25,6 @@ def long_chunks(tiny_chunks):
     for k in range(3):
         rotated = words[k * 37 :] + words[: k * 37]
         out.append(" ".join((rotated * 3)[:330]))
-    return out
-
-
-@pytest.fixture(scope="module")
-def pairs(tiny_chunks):
-    out = []
-    for c in tiny_chunks:
-        words = c.text.split()
-        out.append(Pair(query=" ".join(words[2:9]), positive=c.text, positive_id=c.id, doc_id=c.doc_id))
     return out
 
 
@@ -66,7 +56,7 @@ def test_summary_loss_is_zero_at_the_target_at_every_dimension():
     assert abs(float(summary_loss(off, target, [16, 8, 4])) - full / 3) < 1e-6
 
 
-def test_stage_makes_a_plain_read_see_the_end_of_the_chunk(tmp_path, pairs, long_chunks):
+def test_stage_makes_a_plain_read_see_the_end_of_the_chunk(tmp_path, tiny_pairs, long_chunks):
     """Same seed and steps, with and without the stage: with it, each long chunk's plain vector moves
     towards the vector of its last window (text the truncated read never sees) and the card says so."""
     from sentence_transformers import SentenceTransformer
@@ -74,8 +64,8 @@ def test_stage_makes_a_plain_read_see_the_end_of_the_chunk(tmp_path, pairs, long
     from ragtune.train.card import render_card
 
     cfg = dict(max_steps=2, summary={"epochs": 3}, **FAST)
-    off = train(pairs, tmp_path / "off", TrainConfig(summarize=False, **cfg), chunks=long_chunks)
-    on = train(pairs, tmp_path / "on", TrainConfig(**cfg), chunks=long_chunks)
+    off = train(tiny_pairs, tmp_path / "off", TrainConfig(summarize=False, **cfg), chunks=long_chunks)
+    on = train(tiny_pairs, tmp_path / "on", TrainConfig(**cfg), chunks=long_chunks)
     assert off.summary is None
     s = on.summary
     assert s["chunks"] == 3 and s["epochs"] == 3 and s["distance_after"] < s["distance_before"]
@@ -95,10 +85,10 @@ def test_stage_makes_a_plain_read_see_the_end_of_the_chunk(tmp_path, pairs, long
     assert "Chunk summaries:** 3 long chunks" in render_card(card)
 
 
-def test_no_chunks_or_only_short_ones_skip_the_stage(tmp_path, pairs, tiny_chunks):
-    res = train(pairs, tmp_path / "m", TrainConfig(max_steps=1, **FAST), chunks=[c.text for c in tiny_chunks])
+def test_no_chunks_or_only_short_ones_skip_the_stage(tmp_path, tiny_pairs, tiny_chunks):
+    res = train(tiny_pairs, tmp_path / "m", TrainConfig(max_steps=1, **FAST), chunks=[c.text for c in tiny_chunks])
     assert res.summary == {"chunks": 0, "skipped": "no chunk is longer than the model's window"}
-    assert train(pairs, tmp_path / "n", TrainConfig(max_steps=1, **FAST)).summary is None
+    assert train(tiny_pairs, tmp_path / "n", TrainConfig(max_steps=1, **FAST)).summary is None
 
 
 def test_summary_settings_are_checked():

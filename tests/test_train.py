@@ -7,28 +7,17 @@ import json
 import pytest
 
 from ragtune.errors import ConfigError
-from ragtune.pairs import Pair
 from ragtune.train import LoraSettings, TrainConfig, train
 
 FAST = dict(batch_size=8, max_seq_length=64, save_steps=2, precision="fp32", learning_rate=5e-5)
 
 
-@pytest.fixture(scope="module")
-def pairs(tiny_chunks):
-    out = []
-    for c in tiny_chunks:
-        words = c.text.split()
-        out.append(Pair(query=" ".join(words[2:9]), positive=c.text, positive_id=c.id, doc_id=c.doc_id))
-        out.append(Pair(query=" ".join(words[-8:]), positive=c.text, positive_id=c.id, doc_id=c.doc_id))
-    return out
-
-
-def test_full_finetune_writes_a_loadable_model(tmp_path, pairs, st_model):
+def test_full_finetune_writes_a_loadable_model(tmp_path, tiny_pairs, st_model):
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
     out = tmp_path / "model"
-    res = train(pairs, out, TrainConfig(max_steps=3, **FAST))
+    res = train(tiny_pairs, out, TrainConfig(max_steps=3, **FAST))
     assert res.steps == 3 and res.dims == [384, 192, 96, 64]
     tuned = SentenceTransformer(str(out))
     a = tuned.encode(["night tram interval"], normalize_embeddings=True)
@@ -36,22 +25,22 @@ def test_full_finetune_writes_a_loadable_model(tmp_path, pairs, st_model):
     assert a.shape == (1, 384)
     assert not np.allclose(a, b, atol=1e-4)  # the weights moved
     card = json.loads((out / "ragtune.json").read_text())
-    assert card["result"]["steps"] == 3 and card["data"]["pairs"] == len(pairs)
+    assert card["result"]["steps"] == 3 and card["data"]["pairs"] == len(tiny_pairs)
     assert not (tmp_path / "model.checkpoints").exists()  # cleaned after success
 
 
-def test_lora_adapter_round_trip(tmp_path, pairs):
+def test_lora_adapter_round_trip(tmp_path, tiny_pairs):
     from sentence_transformers import SentenceTransformer
 
     out = tmp_path / "lora"
-    res = train(pairs, out, TrainConfig(max_steps=2, lora=LoraSettings(rank=4, alpha=8), **FAST))
+    res = train(tiny_pairs, out, TrainConfig(max_steps=2, lora=LoraSettings(rank=4, alpha=8), **FAST))
     assert res.trainable_params < res.total_params / 20
     assert (out / "adapter_config.json").exists()
     model = SentenceTransformer(str(out))
     assert model.encode(["depot"]).shape == (1, 384)
 
 
-def test_interrupted_training_resumes_from_checkpoint(tmp_path, pairs):
+def test_interrupted_training_resumes_from_checkpoint(tmp_path, tiny_pairs):
     from transformers import TrainerCallback
 
     class StopAt(TrainerCallback):
@@ -62,39 +51,39 @@ def test_interrupted_training_resumes_from_checkpoint(tmp_path, pairs):
     out, ckpt = tmp_path / "model", tmp_path / "ckpt"
     cfg = TrainConfig(max_steps=4, **FAST)
     with pytest.raises(KeyboardInterrupt):
-        train(pairs, out, cfg, checkpoint_dir=ckpt, callbacks=[StopAt()])
+        train(tiny_pairs, out, cfg, checkpoint_dir=ckpt, callbacks=[StopAt()])
     assert (ckpt / "checkpoint-2").exists() and not out.exists()
-    res = train(pairs, out, cfg, checkpoint_dir=ckpt)
+    res = train(tiny_pairs, out, cfg, checkpoint_dir=ckpt)
     assert res.resumed_from and res.resumed_from.endswith("checkpoint-2")
     assert res.steps == 4 and out.exists()
 
 
-def test_changed_config_does_not_resume_a_stale_checkpoint(tmp_path, pairs):
+def test_changed_config_does_not_resume_a_stale_checkpoint(tmp_path, tiny_pairs):
     ckpt = tmp_path / "ckpt"
     (ckpt / "checkpoint-2").mkdir(parents=True)
     (ckpt / "ragtune_fingerprint.json").write_text('{"fingerprint": "other"}')
-    res = train(pairs, tmp_path / "m", TrainConfig(max_steps=1, **FAST), checkpoint_dir=ckpt)
+    res = train(tiny_pairs, tmp_path / "m", TrainConfig(max_steps=1, **FAST), checkpoint_dir=ckpt)
     assert res.resumed_from is None
 
 
-def test_validation_pairs_are_not_trained_on(tmp_path, pairs):
+def test_validation_pairs_are_not_trained_on(tmp_path, tiny_pairs):
     from dataclasses import replace
 
-    marked = [replace(p, split="val" if i % 2 else "train") for i, p in enumerate(pairs)]
+    marked = [replace(p, split="val" if i % 2 else "train") for i, p in enumerate(tiny_pairs)]
     res = train(marked, tmp_path / "m", TrainConfig(max_steps=1, **FAST))
-    assert res.train_pairs == len(pairs) // 2 + len(pairs) % 2
+    assert res.train_pairs == len(tiny_pairs) // 2 + len(tiny_pairs) % 2
 
 
-def test_config_errors(pairs, tmp_path):
+def test_config_errors(tiny_pairs, tmp_path):
     with pytest.raises(ConfigError, match="loss"):
         TrainConfig(loss="nope")
     with pytest.raises(ConfigError, match="exceed"):
         TrainConfig(matryoshka_dims=(512,)).dims_for(384)
     with pytest.raises(ConfigError, match="negatives"):
-        train(pairs, tmp_path / "m", TrainConfig(loss="triplet", max_steps=1, **FAST))
+        train(tiny_pairs, tmp_path / "m", TrainConfig(loss="triplet", max_steps=1, **FAST))
 
 
-def test_query_adapter_keeps_documents_and_index_valid(tmp_path, pairs, st_model, qdrant_memory, tiny_chunks):
+def test_query_adapter_keeps_documents_and_index_valid(tmp_path, tiny_pairs, st_model, qdrant_memory, tiny_chunks):
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
@@ -103,7 +92,7 @@ def test_query_adapter_keeps_documents_and_index_valid(tmp_path, pairs, st_model
     from ragtune.train import AdapterSettings
 
     out = tmp_path / "qa"
-    res = train(pairs, out, TrainConfig(query_adapter=AdapterSettings(epochs=5), **FAST))
+    res = train(tiny_pairs, out, TrainConfig(query_adapter=AdapterSettings(epochs=5), **FAST))
     assert res.trainable_params == 384 * 384 + 384
     tuned = SentenceTransformer(str(out))  # plain sentence-transformers restores the Router
     docs = ["The Eastfield depot maintains the fleet."]
@@ -123,10 +112,10 @@ def _with_val(pairs, every=4):
     return [replace(p, split="val" if i % every == 0 else "train") for i, p in enumerate(pairs)]
 
 
-def test_interpolation_chooses_a_mix_on_validation(tmp_path, pairs):
+def test_interpolation_chooses_a_mix_on_validation(tmp_path, tiny_pairs):
     """WiSE-FT: every mix is scored on the held-out pairs and the choice is recorded in the card."""
     out = tmp_path / "wise"
-    res = train(_with_val(pairs), out, TrainConfig(max_steps=2, interpolate=True, **FAST))
+    res = train(_with_val(tiny_pairs), out, TrainConfig(max_steps=2, interpolate=True, **FAST))
     mix = res.interpolation
     assert mix is not None and set(mix["val_ndcg@10"]) == {"0.5", "0.7", "0.85", "1.0"}
     best = max(mix["val_ndcg@10"].values())
@@ -136,13 +125,13 @@ def test_interpolation_chooses_a_mix_on_validation(tmp_path, pairs):
     assert card["result"]["interpolation"]["alpha"] == mix["alpha"]
 
 
-def test_without_validation_pairs_the_default_mix_is_half_way(tmp_path, pairs, st_model):
+def test_without_validation_pairs_the_default_mix_is_half_way(tmp_path, tiny_pairs, st_model):
     """interpolate="auto" with no validation pairs mixes 0.5 tuned / 0.5 base: every shared weight lies
     exactly half-way between the unmixed model (same seed, interpolate="off") and the base."""
     from sentence_transformers import SentenceTransformer
 
-    off = train(pairs, tmp_path / "off", TrainConfig(max_steps=2, interpolate="off", **FAST))
-    auto = train(pairs, tmp_path / "auto", TrainConfig(max_steps=2, **FAST))
+    off = train(tiny_pairs, tmp_path / "off", TrainConfig(max_steps=2, interpolate="off", **FAST))
+    auto = train(tiny_pairs, tmp_path / "auto", TrainConfig(max_steps=2, **FAST))
     assert off.interpolation is None
     assert auto.interpolation["alpha"] == 0.5 and auto.interpolation["chosen_by"].startswith("default")
     tuned = SentenceTransformer(str(tmp_path / "off")).state_dict()
@@ -180,15 +169,15 @@ def test_lora_has_its_own_learning_rate():
         LoraSettings(learning_rate=2.0)
 
 
-def test_early_stopping_keeps_the_best_checkpoint(tmp_path, pairs):
-    res = train(_with_val(pairs), tmp_path / "es", TrainConfig(max_steps=8, early_stopping_patience=1, **FAST))
+def test_early_stopping_keeps_the_best_checkpoint(tmp_path, tiny_pairs):
+    res = train(_with_val(tiny_pairs), tmp_path / "es", TrainConfig(max_steps=8, early_stopping_patience=1, **FAST))
     assert res.best_step is not None and res.best_step % FAST["save_steps"] == 0
     assert res.steps <= 8
 
 
-def test_early_stopping_without_validation_pairs_names_the_fix(tmp_path, pairs):
+def test_early_stopping_without_validation_pairs_names_the_fix(tmp_path, tiny_pairs):
     with pytest.raises(ConfigError, match="val_fraction"):
-        train(pairs, tmp_path / "x", TrainConfig(max_steps=2, early_stopping_patience=1, **FAST))
+        train(tiny_pairs, tmp_path / "x", TrainConfig(max_steps=2, early_stopping_patience=1, **FAST))
 
 
 def test_bf16_on_a_cpu_without_it_is_warned_about(monkeypatch, caplog):

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.errors import ConfigError
-from ragtune.windows import WindowSpec, batch_window_spans, window_texts
+from ragtune.windows import WindowSpec, batch_window_spans
 
 log = logging.getLogger(__name__)
 
@@ -73,24 +73,17 @@ def summary_targets(
     Windows follow :meth:`WindowSpec.for_model` at the model's ``max_seq_length``;
     texts that fit in one window get none (the model already reads all of them).
     """
+    from ragtune.models import Encoder
+
     spec = WindowSpec.for_model(int(model.max_seq_length))
     distinct = list(dict.fromkeys(texts))
     spans = batch_window_spans(distinct, model.tokenizer, spec)
-    long_texts = [(t, s) for t, s in zip(distinct, spans) if len(s) > 1]
+    long_texts = [t for t, s in zip(distinct, spans) if len(s) > 1]
     if not long_texts:
         return {}
-    windows: list[str] = []
-    owners: list[int] = []
-    for i, (text, s) in enumerate(long_texts):
-        windows.extend(window_texts(text, s))
-        owners.extend([i] * len(s))
-    vecs = model.encode(
-        windows, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    ).astype(np.float32)
-    owner = np.asarray(owners)
+    windowed = Encoder(model, batch_size=batch_size).encode_windows(long_texts, spec)
     out: dict[str, np.ndarray] = {}
-    for i, (text, _) in enumerate(long_texts):
-        own = vecs[owner == i]
+    for text, own in zip(long_texts, windowed.per_chunk()):
         target = plain_weight * own[0] + own.mean(axis=0)
         out[text] = target / max(float(np.linalg.norm(target)), 1e-12)
     return out
