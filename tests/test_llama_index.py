@@ -83,3 +83,38 @@ def test_wrong_dimension_is_refused():
 
     with pytest.raises(ValueError, match="only 384 wide"):
         RagtuneEmbedding(model_path="default", dimensions=1024)
+
+
+def test_path_and_documents_give_the_same_point_ids(tiny_corpus, tmp_path):
+    """One id recipe: a folder read by ragtune and the same files read by LlamaIndex's
+    SimpleDirectoryReader (whose metadata carries absolute paths, sizes and dates)
+    give the same chunks and ids, so indexing both ways leaves the count unchanged."""
+    import shutil
+
+    from llama_index.core import SimpleDirectoryReader
+
+    from llama_index.embeddings.ragtune import RagtuneEmbedding
+    from llama_index.retrievers.ragtune import build_index
+    from ragtune.corpus import ChunkConfig, chunk_documents, load_corpus
+    from ragtune.index import ChunkIndex, connect
+
+    # the formats both readers read the same way (ragtune reads HTML and JSONL its own way)
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("timetable.md", "history.pdf"):
+        shutil.copy(tiny_corpus / name, folder / name)
+    shutil.copy(tiny_corpus / "fares.txt", folder / "sub" / "fares.txt")
+    cfg = ChunkConfig(chunk_size=128)
+    from_path = load_corpus(folder, cfg).chunks
+    documents = SimpleDirectoryReader(str(folder), recursive=True).load_data()
+    from_docs = chunk_documents(documents, cfg)
+    assert len(from_path) >= 4
+    assert sorted(c.id for c in from_docs) == sorted(c.id for c in from_path)
+    assert {c.source for c in from_docs} == {"timetable.md", "history.pdf", "sub/fares.txt"}
+
+    emb = RagtuneEmbedding(model_path="default")
+    client = connect(tmp_path / "q")
+    build_index(folder, emb, client=client, chunk_size=128)
+    n = ChunkIndex(client, "ragtune").count()
+    build_index(documents, emb, client=client, chunk_size=128)
+    assert ChunkIndex(client, "ragtune").count() == n == len(from_path)

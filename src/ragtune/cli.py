@@ -97,7 +97,7 @@ def run(
 
     cfg = RunConfig(
         corpus=str(corpus),
-        chunk=ChunkConfig(chunk_size=chunk_size, chunk_overlap=min(200, chunk_size // 5)),
+        chunk=ChunkConfig(chunk_size=chunk_size),
         generation=GenerationConfig(max_pairs=max_pairs, llm=llm),
         train=TrainConfig(
             base=base, epochs=epochs, loss=loss, batch_size=batch_size, learning_rate=learning_rate,
@@ -132,7 +132,7 @@ def generate(
     from ragtune.pairs import GenerationConfig, generate_pairs, make_generator, save_pairs
 
     t0 = time.perf_counter()
-    res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size, chunk_overlap=min(200, chunk_size // 5)), _progress)
+    res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size), _progress)
     encoder = Encoder(base)
     cfg = GenerationConfig(max_pairs=max_pairs, val_fraction=val_fraction, llm=llm, questions_per_chunk=questions_per_chunk)
     cache = llm_cache or out.with_name(out.stem + ".llm-cache")
@@ -285,7 +285,7 @@ def index(
     from ragtune.index import connect, open_for_model
     from ragtune.models import Encoder, load_model
 
-    res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size, chunk_overlap=min(200, chunk_size // 5)), _progress)
+    res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size), _progress)
     st = load_model(model)
     enc = Encoder(st)
     client = connect(qdrant, api_key)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from ragtune._io import Progress, read_jsonl, sha256_file, sha256_text, write_jsonl
@@ -25,6 +26,14 @@ log = logging.getLogger(__name__)
 #: Namespace for chunk ids: uuid5(namespace, source + ordinal + text hash) is
 #: stable across runs, so re-indexing the same corpus updates points in place.
 CHUNK_NAMESPACE = uuid.UUID("5b0d6c0e-7a51-4c43-9d1e-2f7f2b6a9c10")
+
+#: Reader metadata that describes the copy on disk rather than the document
+#: (absolute paths, sizes, dates). Dropped before splitting: LlamaIndex's
+#: splitter counts metadata against the chunk size, so keeping them would make
+#: chunk boundaries (and ids) depend on where and when a file was read.
+VOLATILE_METADATA = frozenset(
+    {"file_path", "file_size", "file_type", "creation_date", "last_modified_date", "last_accessed_date"}
+)
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -60,10 +69,13 @@ class ChunkConfig:
     """How documents become chunks. Defaults are LlamaIndex's ``SentenceSplitter`` defaults."""
 
     chunk_size: int = 1024
-    chunk_overlap: int = 200
+    #: None: a fifth of the chunk, at most 200 tokens (LlamaIndex's 200 at its default 1024)
+    chunk_overlap: int | None = None
     recursive: bool = True
 
     def __post_init__(self) -> None:
+        if self.chunk_overlap is None:
+            self.chunk_overlap = min(200, self.chunk_size // 5)
         if self.chunk_size < 16:
             raise ConfigError(f"chunk_size={self.chunk_size}: must be at least 16 tokens")
         if not 0 <= self.chunk_overlap < self.chunk_size:
@@ -116,19 +128,15 @@ def load_corpus(
     One file that cannot be read is logged and skipped; if no file yields text
     the corpus is unusable and :class:`InputError` names the path.
     """
-    from llama_index.core import Document
-    from llama_index.core.node_parser import SentenceSplitter
-
     config = config or ChunkConfig()
     root, files = list_files(path, config.recursive)
-    splitter = SentenceSplitter(chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
     chunks: list[Chunk] = []
     hashes: dict[str, str] = {}
     skipped: dict[str, str] = {}
     n_docs = 0
     iterator = progress(files, "Reading documents") if progress else files
     for f in iterator:
-        rel = f.name if f.parent == root and root == Path(path).expanduser().parent else str(f.relative_to(root))
+        rel = f.name if f.parent == root and root == Path(path).expanduser().parent else f.relative_to(root).as_posix()
         try:
             docs = read_file(f)
         except Exception as exc:  # noqa: BLE001 - a reader may raise anything on a corrupt file
@@ -142,22 +150,99 @@ def load_corpus(
             skipped[rel] = "no text extracted"
             continue
         hashes[rel] = sha256_file(f)
-        for d_i, doc in enumerate(docs):
-            n_docs += 1
-            meta = {k: v for k, v in (doc.metadata or {}).items() if _jsonable(v)}
-            meta.setdefault("file_name", f.name)
-            doc_key = f"{rel}#{d_i}"
-            ldoc = Document(text=doc.text, metadata=meta)
-            for ordinal, node in enumerate(splitter.get_nodes_from_documents([ldoc])):
-                text = node.get_content()
-                if not text.strip():
-                    continue
-                cid = str(uuid.uuid5(CHUNK_NAMESPACE, f"{doc_key}:{ordinal}:{sha256_text(text)}"))
-                chunks.append(Chunk(id=cid, text=text, doc_id=doc_key, source=rel, metadata=dict(meta)))
+        n_docs += len(docs)
+        chunks.extend(chunk_documents(docs, config, source=rel))
     if not chunks:
         detail = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
         raise InputError(f"{path}: no text could be read from any file ({detail})")
     return CorpusResult(chunks=chunks, files=hashes, skipped=skipped, documents=n_docs)
+
+
+def chunk_documents(
+    documents: Sequence[Any],
+    config: ChunkConfig | None = None,
+    *,
+    source: str | None = None,
+    root: str | Path | None = None,
+) -> list[Chunk]:
+    """Split LlamaIndex ``Document``s into chunks with ragtune's one id recipe.
+
+    Every route into ragtune (a path through :func:`load_corpus`, or
+    ``Document``s handed to the LlamaIndex helpers) ends here, so the same file
+    gives the same chunk ids whichever way it came in, and indexing it both ways
+    updates points instead of duplicating them.
+
+    A chunk id is ``uuid5(CHUNK_NAMESPACE, "{source}#{part}:{ordinal}:{sha256(text)}")``:
+    ``source`` is the file's path relative to the corpus root (its name for a
+    single file), ``part`` the document's place among that file's documents (a
+    PDF's pages), ``ordinal`` the chunk's place in its document.
+
+    Args:
+        documents: LlamaIndex ``Document`` objects, in reading order.
+        config: chunk size and overlap (LlamaIndex's defaults when omitted).
+        source: the source of *all* documents (``load_corpus`` passes each
+            file's relative path). Without it each document's source comes from
+            its ``file_path`` metadata relative to ``root``, else its
+            ``file_name``, else its ``doc_id``.
+        root: folder that ``file_path`` metadata is taken relative to (default:
+            the deepest folder holding every document's file).
+
+    Example:
+        >>> from llama_index.core import SimpleDirectoryReader
+        >>> docs = SimpleDirectoryReader("examples/sample_corpus").load_data()  # doctest: +SKIP
+        >>> chunks = chunk_documents(docs)  # same ids as load_corpus("examples/sample_corpus")  # doctest: +SKIP
+    """
+    from llama_index.core import Document
+    from llama_index.core.node_parser import SentenceSplitter
+
+    config = config or ChunkConfig()
+    splitter = SentenceSplitter(chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
+    sources = [source] * len(documents) if source is not None else _document_sources(documents, root)
+    parts: dict[str, int] = {}
+    chunks: list[Chunk] = []
+    for doc, src in zip(documents, sources):
+        if not (doc.text or "").strip():
+            continue
+        part = parts.get(src, 0)
+        parts[src] = part + 1
+        meta = {k: v for k, v in (doc.metadata or {}).items() if k not in VOLATILE_METADATA and _jsonable(v)}
+        meta.setdefault("file_name", PurePath(src).name)
+        doc_key = f"{src}#{part}"
+        # a fresh Document: the splitter sees the same metadata (and no reader's
+        # excluded-keys lists) whichever reader made the original
+        for ordinal, node in enumerate(splitter.get_nodes_from_documents([Document(text=doc.text, metadata=meta)])):
+            text = node.get_content()
+            if text.strip():
+                chunks.append(
+                    Chunk(id=chunk_id(doc_key, ordinal, text), text=text, doc_id=doc_key, source=src, metadata=dict(meta))
+                )
+    return chunks
+
+
+def chunk_id(doc_key: str, ordinal: int, text: str) -> str:
+    """The stable UUID of chunk ``ordinal`` of document ``doc_key`` (``source#part``) with ``text``."""
+    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{doc_key}:{ordinal}:{sha256_text(text)}"))
+
+
+def _document_sources(documents: Sequence[Any], root: str | Path | None) -> list[str]:
+    """Each document's source: ``file_path`` relative to ``root``, else ``file_name``, else its id."""
+    paths = [(d.metadata or {}).get("file_path") for d in documents]
+    located = [Path(p).expanduser().absolute() for p in paths if p]
+    if root is not None:
+        base: Path | None = Path(root).expanduser().absolute()
+    elif located:
+        base = Path(os.path.commonpath([p.parent for p in located]))
+    else:
+        base = None
+    out = []
+    for doc, p in zip(documents, paths):
+        meta = doc.metadata or {}
+        if p and base is not None:
+            full = Path(p).expanduser().absolute()
+            out.append(full.relative_to(base).as_posix() if full.is_relative_to(base) else full.name)
+        else:
+            out.append(str(meta.get("file_name") or doc.doc_id))
+    return out
 
 
 def read_file(path: Path) -> list[Any]:
@@ -167,7 +252,7 @@ def read_file(path: Path) -> list[Any]:
     suffix = path.suffix.lower()
     if suffix in TEXT_SUFFIXES:
         text = path.read_text(encoding="utf-8")
-        return [Document(text=text, metadata={"file_name": path.name, "file_path": str(path)})]
+        return [Document(text=text, metadata={"file_name": path.name})]
     if suffix in HTML_SUFFIXES:
         return [Document(text=html_to_text(path.read_text(encoding="utf-8")), metadata={"file_name": path.name})]
     if suffix == ".jsonl":

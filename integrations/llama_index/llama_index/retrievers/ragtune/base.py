@@ -10,7 +10,6 @@ searches by best window (``mode="windows"``), so text past the model's first
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +42,15 @@ def build_index(
     ``location`` is an embedded on-disk Qdrant folder (``url`` a server); the
     same corpus indexed twice keeps the same point count (ids are stable).
     """
-    from ragtune.corpus import Chunk, ChunkConfig, load_corpus
+    from ragtune.corpus import ChunkConfig, chunk_documents, load_corpus
     from ragtune.index import open_for_model
     from ragtune.models import Encoder
 
-    cfg = ChunkConfig(chunk_size=chunk_size, chunk_overlap=min(200, chunk_size // 5))
+    cfg = ChunkConfig(chunk_size=chunk_size)
     if isinstance(documents_or_path, (str, Path)):
         chunks = load_corpus(documents_or_path, cfg).chunks
     else:
-        chunks = _chunks_from_documents(documents_or_path, cfg, Chunk)
+        chunks = chunk_documents(list(documents_or_path), cfg)
     qc = _client(location, url, api_key, client)
     st = embed_model.sentence_transformer
     open_for_model(qc, collection, st, embed_model.model_path).upsert(chunks, Encoder(st))
@@ -124,22 +123,3 @@ class RagtuneQdrantRetriever(BaseRetriever):
 def _public_meta(meta: dict[str, Any]) -> dict[str, Any]:
     drop = {"windows", "document_id", "ref_doc_id"}
     return {k: v for k, v in meta.items() if k not in drop}
-
-
-def _chunks_from_documents(documents: Sequence[Any], cfg: Any, chunk_cls: Any) -> list[Any]:
-    import uuid
-
-    from llama_index.core.node_parser import SentenceSplitter
-
-    from ragtune._io import sha256_text
-    from ragtune.corpus import CHUNK_NAMESPACE
-
-    splitter = SentenceSplitter(chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap)
-    chunks = []
-    for d_i, doc in enumerate(documents):
-        key = doc.metadata.get("file_name") or doc.doc_id or f"doc{d_i}"
-        for ordinal, node in enumerate(splitter.get_nodes_from_documents([doc])):
-            text = node.get_content()
-            cid = str(uuid.uuid5(CHUNK_NAMESPACE, f"{key}:{ordinal}:{sha256_text(text)}"))
-            chunks.append(chunk_cls(id=cid, text=text, doc_id=str(key), source=str(key), metadata=dict(doc.metadata)))
-    return chunks
