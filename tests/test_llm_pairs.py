@@ -26,12 +26,12 @@ from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
 from ragtune.errors import ConfigError, RagtuneError
+from ragtune.llm import llm_from_spec
 from ragtune.pairs import generate_pairs
 from ragtune.pairs.llm import (
     DEFAULT_PROMPT,
     LLMConfig,
     LLMGenerator,
-    llm_from_spec,
     parse_questions,
     screen_questions,
     split_candidates,

@@ -135,7 +135,8 @@ def make_generator(config: GenerationConfig, cache_dir: Any = None) -> Callable[
     """The generator ``config`` asks for: the offline one, or an LLM from its spec."""
     if not config.llm:
         return OfflineGenerator(config.offline)
-    from ragtune.pairs.llm import LLMConfig, LLMGenerator, llm_from_spec
+    from ragtune.llm import llm_from_spec
+    from ragtune.pairs.llm import LLMConfig, LLMGenerator
 
     return LLMGenerator(
         llm_from_spec(config.llm),
