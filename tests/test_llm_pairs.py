@@ -255,18 +255,20 @@ def test_junk_is_dropped_and_counted(baseline):
 
 def test_plugs_into_generate_pairs_with_progress(tiny_chunks, tokenizer):
     """ScriptedLLM (deterministic stand-in, no LLM runs here) through ragtune.pairs.generate_pairs."""
-    seen: list[tuple[int, str]] = []
+    from ragtune import progress
 
-    def progress(items, description):
-        items = list(items)
-        seen.append((len(items), description))
-        return items
+    seen: list[tuple[int, int | None, str]] = []
+
+    class Recorder(progress.Display):
+        def on_finish(self, task):
+            seen.append((task.completed, task.total, task.description))
 
     gen = LLMGenerator(ScriptedLLM(), config())
-    result = generate_pairs(tiny_chunks, tokenizer, SPEC, generator=gen, progress=progress)
+    with progress.use(Recorder()):
+        result = generate_pairs(tiny_chunks, tokenizer, SPEC, generator=gen)
     assert result.windows == gen.stats.windows > 0
     assert result.pairs and set(result.by_kind) == {"llm"}
-    assert seen == [(gen.stats.requests, "Asking the LLM")]
+    assert (gen.stats.requests, gen.stats.requests, "Asking the LLM") in seen
 
 
 def test_whole_chunks_when_window_level_is_off(tiny_chunks, tokenizer):

@@ -12,14 +12,9 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
-
-#: A progress callback: ``progress(items, description)`` returns an iterable over
-#: ``items`` (the CLI passes a progress bar; library callers pass none).
-Progress = Callable[[Any, str], Any]
-
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:

@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
-from ragtune._io import Progress, read_jsonl, sha256_file, sha256_text, write_jsonl
+from ragtune._io import read_jsonl, sha256_file, sha256_text, write_jsonl
 from ragtune.errors import ConfigError, InputError
+from ragtune.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,6 @@ def list_files(path: str | Path, recursive: bool = True) -> tuple[Path, list[Pat
 def load_corpus(
     path: str | Path,
     config: ChunkConfig | None = None,
-    progress: Progress | None = None,
 ) -> CorpusResult:
     """Read every supported file under ``path`` and split it into chunks.
 
@@ -134,8 +134,7 @@ def load_corpus(
     hashes: dict[str, str] = {}
     skipped: dict[str, str] = {}
     n_docs = 0
-    iterator = progress(files, "Reading documents") if progress else files
-    for f in iterator:
+    for f in track(files, "Reading documents", unit="files"):
         rel = f.name if f.parent == root and root == Path(path).expanduser().parent else f.relative_to(root).as_posix()
         try:
             docs = read_file(f)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ragtune._io import Progress
+from ragtune.progress import track
 from ragtune.corpus import Chunk
 from ragtune.errors import IndexMismatchError, InputError
 from ragtune.models import Encoder, embedding_width, truncate
@@ -180,14 +180,13 @@ class ChunkIndex:
         chunks: Sequence[Chunk],
         encoder: Encoder,
         batch_size: int = 64,
-        progress: Progress | None = None,
     ) -> int:
         """Embed chunks (plain + windows) and upsert them; returns the number written."""
         from qdrant_client import models
 
         batches = [chunks[i : i + batch_size] for i in range(0, len(chunks), batch_size)]
         written = 0
-        for batch in progress(batches, "Indexing chunks") if progress else batches:
+        for batch in track(batches, "Indexing chunks", unit="batches"):
             texts = [c.text for c in batch]
             wv = encoder.encode_windows(texts)
             plain = wv.vectors[np.r_[0, np.flatnonzero(np.diff(wv.owner)) + 1]]

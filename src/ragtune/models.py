@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.errors import ConfigError, InputError
+from ragtune.progress import track
 from ragtune.windows import WindowSpec, batch_window_spans
 
 log = logging.getLogger(__name__)
@@ -126,18 +127,35 @@ class WindowedVectors:
 
 
 class Encoder:
-    """Encode queries, documents and document windows with one model, normalised.
+    """Encode queries, documents and document windows with one model: every caller's one path.
 
-    Vectors are computed at the model's full width; :func:`truncate` derives any
-    Matryoshka dimension from them, so one encoding pass serves every dimension.
+    Pair mining, training's validation, indexing, evaluation, ``ragtune query``,
+    the LlamaIndex embedding and the server all encode through this class, so
+    a new inference backend plugs in here once. Vectors are computed at the
+    model's full width; :func:`truncate` derives any Matryoshka dimension from
+    them, so one encoding pass serves every dimension.
+
+    Args:
+        model: a loaded ``SentenceTransformer``, or a name for :func:`load_model`.
+        batch_size: texts per forward pass.
+        prompts: text put before each input of a kind (``{"query": "query: "}``).
+
+    Example:
+        >>> enc = Encoder("default")  # doctest: +SKIP
+        >>> enc.encode_queries(["battery warranty"]).shape  # doctest: +SKIP
+        (1, 384)
     """
 
-    def __init__(self, model: Any, batch_size: int = 64, show_progress: bool = False) -> None:
+    #: texts per progress update: a multiple of the batch size keeps batches as
+    #: one call would make them (texts are length-sorted across blocks)
+    BLOCK_BATCHES = 8
+
+    def __init__(self, model: Any, batch_size: int = 64, prompts: dict[str, str] | None = None) -> None:
         if isinstance(model, (str, os.PathLike)) or model is None:
             model = load_model(model)
         self.model = model
         self.batch_size = batch_size
-        self.show_progress = show_progress
+        self.prompts = dict(prompts or {})
 
     @property
     def dimension(self) -> int:
@@ -154,29 +172,51 @@ class Encoder:
     def window_spec(self) -> WindowSpec:
         return WindowSpec.for_model(self.max_seq_length)
 
-    def _encode(self, texts: Sequence[str], kind: str) -> np.ndarray:
+    def encode(self, texts: Sequence[str], kind: str = "document", normalize: bool = True) -> np.ndarray:
+        """``(len(texts), dimension)`` float32 vectors of ``kind`` ``query`` or ``document``.
+
+        A query-only adapter (``Router``) routes queries through its adapter;
+        long inputs are reported to the progress display in blocks.
+        """
+        if kind not in ("query", "document"):
+            raise ValueError(f"kind={kind!r}: choose 'query' or 'document'")
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        prompt = self.prompts.get(kind)
+        texts = [prompt + t for t in texts] if prompt else list(texts)
+        block = self.batch_size * self.BLOCK_BATCHES
+        if len(texts) <= block:
+            return self._forward(texts, kind, normalize)
+        # longest first, as sentence-transformers orders one call's batches
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        starts = range(0, len(texts), block)
+        for start in track(starts, "Encoding", total=len(starts), unit="blocks", transient=True):
+            idx = order[start : start + block]
+            out[idx] = self._forward([texts[i] for i in idx], kind, normalize)
+        return out
+
+    def _forward(self, texts: list[str], kind: str, normalize: bool) -> np.ndarray:
         fn = getattr(self.model, f"encode_{kind}", None)
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             batch_size=self.batch_size,
-            normalize_embeddings=True,
+            normalize_embeddings=normalize,
             convert_to_numpy=True,
-            show_progress_bar=self.show_progress,
+            show_progress_bar=False,
         )
         if fn is None:  # sentence-transformers < 5
             prompts = getattr(self.model, "prompts", {}) or {}
             if kind in prompts:
                 kwargs["prompt_name"] = kind
             fn = self.model.encode
-        return np.asarray(fn(list(texts), **kwargs), dtype=np.float32)
+        return np.asarray(fn(texts, **kwargs), dtype=np.float32)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts, "query")
+        return self.encode(texts, "query")
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         """One vector per text; the model reads only its first ``max_seq_length`` tokens."""
-        return self._encode(texts, "document")
+        return self.encode(texts, "document")
 
     def encode_windows(self, texts: Sequence[str], spec: WindowSpec | None = None) -> WindowedVectors:
         """One vector per token window of each text (one window for a short text)."""
@@ -191,5 +231,5 @@ class Encoder:
             for a, b in sp:
                 flat.append(text[a:b])
                 owner.append(i)
-        vecs = self._encode(flat, "document")
+        vecs = self.encode(flat, "document")
         return WindowedVectors(vectors=vecs, owner=np.asarray(owner, dtype=np.int64), spans=spans)

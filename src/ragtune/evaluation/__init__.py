@@ -7,7 +7,7 @@ from ragtune.evaluation.datasets import (
     load_eval_dataset,
     load_llamaindex,
 )
-from ragtune.evaluation.evaluator import EvalResult, RetrievalEvaluator, compare
+from ragtune.evaluation.evaluator import EvalResult, RetrievalEvaluator, compare, evaluate_models
 from ragtune.evaluation.metrics import METRICS, compute_metrics, paired_bootstrap
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "RetrievalEvaluator",
     "compare",
     "compute_metrics",
+    "evaluate_models",
     "from_pairs",
     "load_beir",
     "load_eval_dataset",

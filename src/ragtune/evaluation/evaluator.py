@@ -8,8 +8,9 @@ vectors, searches exactly, and returns means, per-query values and rankings
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 from ragtune.evaluation.datasets import RetrievalDataset
 from ragtune.evaluation.metrics import METRICS, compute_metrics, paired_bootstrap
 from ragtune.models import Encoder
+from ragtune.progress import task
 from ragtune.retrieval import encode_corpus, exact_search
 
 
@@ -43,7 +45,6 @@ class RetrievalEvaluator:
         top_k: int = 100,
         batch_size: int = 64,
         metrics: Sequence[str] = tuple(METRICS),
-        show_progress: bool = False,
     ) -> None:
         self.dataset = dataset
         self.dims = list(dims) if dims else None
@@ -51,10 +52,9 @@ class RetrievalEvaluator:
         self.top_k = top_k
         self.batch_size = batch_size
         self.metrics = list(metrics)
-        self.show_progress = show_progress
 
     def __call__(self, model: Any, label: str = "model") -> EvalResult:
-        encoder = model if isinstance(model, Encoder) else Encoder(model, self.batch_size, self.show_progress)
+        encoder = model if isinstance(model, Encoder) else Encoder(model, self.batch_size)
         ds = self.dataset
         doc_ids = list(ds.corpus)
         qids = sorted(ds.queries)
@@ -91,6 +91,54 @@ class RetrievalEvaluator:
             },
             long_chunks=self.long_chunks,
         )
+
+
+def evaluate_models(
+    dataset: RetrievalDataset,
+    models: Mapping[str, Any],
+    dims: Sequence[int] | None = None,
+    long_chunks: bool = True,
+    batch_size: int = 64,
+) -> dict[str, EvalResult]:
+    """Every model × search mode × dimension on one dataset: the one evaluation loop.
+
+    The pipeline's evaluate stage, ``ragtune evaluate`` and the ``eval/``
+    benchmarks all call this, so their figures are computed the same way.
+
+    Args:
+        dataset: queries, corpus and relevance labels.
+        models: label → model (a folder, hub id, ``default``, a loaded
+            ``SentenceTransformer`` or an :class:`Encoder`). Each distinct model
+            loads once and serves both modes.
+        dims: Matryoshka dimensions to score (default: each model's full width).
+        long_chunks: also score each chunk by its best window, as ``{label}+long``.
+        batch_size: encoding batch size.
+
+    Returns:
+        label → :class:`EvalResult`: every plain label first, then the ``+long`` ones.
+
+    Example:
+        >>> results = evaluate_models(ds, {"base": "default", "tuned": "runs/demo/model"}, dims=[384, 64])  # doctest: +SKIP
+        >>> results["tuned+long"].metrics["384"]["ndcg@10"]  # doctest: +SKIP
+    """
+    loaded: dict[str, Encoder] = {}  # one Encoder per distinct model, shared by its labels
+    encoders: dict[str, Encoder] = {}
+    for label, model in models.items():
+        if isinstance(model, Encoder):
+            encoders[label] = model
+            continue
+        key = str(model) if model is None or isinstance(model, (str, os.PathLike)) else f"object-{id(model)}"
+        if key not in loaded:
+            loaded[key] = Encoder(model, batch_size)
+        encoders[label] = loaded[key]
+    modes = (False, True) if long_chunks else (False,)
+    results: dict[str, EvalResult] = {}
+    for long in modes:
+        for label, encoder in encoders.items():
+            name = f"{label}+long" if long else label
+            with task(f"Evaluating {name}"):
+                results[name] = RetrievalEvaluator(dataset, dims=dims, long_chunks=long, batch_size=batch_size)(encoder, name)
+    return results
 
 
 def compare(

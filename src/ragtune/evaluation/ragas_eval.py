@@ -223,9 +223,10 @@ def _llm_judges(ragas: _Ragas, llm: Any, embed_model: Any | None) -> dict[str, A
     if not hasattr(llm, "acomplete"):
         raise ConfigError(f"llm={type(llm).__name__}: pass a LlamaIndex LLM (an object with complete/acomplete)")
     if embed_model is None:
-        from llama_index.embeddings.ragtune import RagtuneEmbedding
+        from ragtune.embedding import EncoderEmbedding
+        from ragtune.models import Encoder
 
-        embed_model = RagtuneEmbedding(model_path="default")
+        embed_model = EncoderEmbedding(Encoder("default"), model_name="all-MiniLM-L6-v2")
     if not hasattr(embed_model, "get_query_embedding"):
         raise ConfigError(f"embed_model={type(embed_model).__name__}: pass a LlamaIndex embedding (BaseEmbedding)")
     with warnings.catch_warnings():

@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ragtune._io import Progress
 from ragtune.corpus import Chunk
 from ragtune.pairs.filters import DuplicateFilter, LengthFilter, apply_filters
 from ragtune.pairs.offline import OfflineConfig, OfflineGenerator
@@ -80,7 +79,6 @@ def generate_pairs(
     spec: WindowSpec,
     config: GenerationConfig | None = None,
     generator: Callable[..., list[Pair]] | None = None,
-    progress: Progress | None = None,
     encoder: Any = None,
 ) -> GenerationResult:
     """Generate, filter, cap and split pairs for ``chunks``.
@@ -94,7 +92,7 @@ def generate_pairs(
         from ragtune.errors import ConfigError
 
         raise ConfigError(f"positive={config.positive!r}: choose 'window', 'chunk' or 'both'")
-    raw = gen(chunks, tokenizer, spec, progress=progress)
+    raw = gen(chunks, tokenizer, spec)
     filters: list[Any] = [LengthFilter(), DuplicateFilter()]
     if config.round_trip:
         from ragtune.pairs.filters import RoundTripFilter

@@ -33,9 +33,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ragtune._io import Progress
 from ragtune.corpus import Chunk
 from ragtune.errors import ConfigError
+from ragtune.progress import track
 from ragtune.pairs.schema import Pair
 from ragtune.pairs.text import HEADING_RE, IDF, STOPWORDS, content_words, sentences, words
 from ragtune.windows import WindowSpec, batch_window_spans
@@ -98,7 +98,6 @@ class OfflineGenerator:
         chunks: Sequence[Chunk],
         tokenizer: Any,
         spec: WindowSpec,
-        progress: Progress | None = None,
     ) -> list[Pair]:
         self.stats = GenerationStats()
         rng = random.Random(self.config.seed)
@@ -107,7 +106,7 @@ class OfflineGenerator:
         spans = batch_window_spans([c.text for c in chunks], tokenizer, spec)
         pairs: list[Pair] = []
         items = list(zip(chunks, spans))
-        for chunk, chunk_spans in progress(items, "Generating pairs") if progress else items:
+        for chunk, chunk_spans in track(items, "Generating pairs", unit="chunks"):
             for span in chunk_spans:
                 win = Window(chunk, span, heading=_heading_for(chunk.text, span[0]))
                 self.stats.windows += 1

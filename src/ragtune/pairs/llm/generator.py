@@ -57,11 +57,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragtune._io import Progress, write_json
+from ragtune._io import write_json
 from ragtune.corpus import Chunk
 from ragtune.errors import ConfigError, RagtuneError
 from ragtune.pairs.llm.config import LLMConfig, LLMStats
 from ragtune.pairs.llm.parsing import screen_questions, split_candidates
+from ragtune.progress import track
 from ragtune.pairs.schema import Pair
 from ragtune.windows import WindowSpec, batch_window_spans
 
@@ -85,7 +86,7 @@ class _Window:
 
 
 class LLMGenerator:
-    """Callable: ``LLMGenerator(llm, config)(chunks, tokenizer, spec, progress=None) -> list[Pair]``.
+    """Callable: ``LLMGenerator(llm, config)(chunks, tokenizer, spec) -> list[Pair]``.
 
     Pairs come out in corpus order (chunk, window, question), whatever order
     the answers arrive in. :attr:`stats` describes the last call.
@@ -112,7 +113,6 @@ class LLMGenerator:
         chunks: Sequence[Chunk],
         tokenizer: Any,
         spec: WindowSpec,
-        progress: Progress | None = None,
     ) -> list[Pair]:
         self.stats = LLMStats()
         windows = self._windows(chunks, tokenizer, spec)
@@ -120,7 +120,7 @@ class LLMGenerator:
         todo = _unique_by_key(w for w in windows if w.key not in answers)
         self.stats.requests = len(todo)
         if todo:
-            outcome = _run_sync(self._ask_all(todo, progress))
+            outcome = _run_sync(self._ask_all(todo))
             answers.update(outcome.answers)
             if outcome.failed:
                 raise RagtuneError(self._failure_message(outcome, len(todo)))
@@ -188,7 +188,7 @@ class LLMGenerator:
             write_json(path, {"version": CACHE_VERSION, "llm": self._identity, "answer": answer})
 
     # requests --------------------------------------------------------------
-    async def _ask_all(self, todo: Sequence[_Window], progress: Progress | None) -> _Outcome:
+    async def _ask_all(self, todo: Sequence[_Window]) -> _Outcome:
         outcome = _Outcome()
         sem = asyncio.Semaphore(self.config.max_concurrency)
         # A blocking LLM gets its own pool, as wide as max_concurrency (asyncio's default
@@ -202,7 +202,7 @@ class LLMGenerator:
         )
         tasks = [asyncio.ensure_future(self._ask_window(w, sem, outcome)) for w in todo]
         try:
-            for task in progress(tasks, "Asking the LLM") if progress else tasks:
+            for task in track(tasks, "Asking the LLM", unit="requests"):
                 await task
         finally:
             for task in tasks:

@@ -44,7 +44,6 @@ def build_index(
     """
     from ragtune.corpus import ChunkConfig, chunk_documents, load_corpus
     from ragtune.index import open_for_model
-    from ragtune.models import Encoder
 
     cfg = ChunkConfig(chunk_size=chunk_size)
     if isinstance(documents_or_path, (str, Path)):
@@ -52,8 +51,7 @@ def build_index(
     else:
         chunks = chunk_documents(list(documents_or_path), cfg)
     qc = _client(location, url, api_key, client)
-    st = embed_model.sentence_transformer
-    open_for_model(qc, collection, st, embed_model.model_path).upsert(chunks, Encoder(st))
+    open_for_model(qc, collection, embed_model.encoder.model, embed_model.model_path).upsert(chunks, embed_model.encoder)
     return open_index(embed_model, collection, client=qc)
 
 
@@ -72,7 +70,7 @@ def open_index(
     from ragtune.index import PLAIN, open_for_model
 
     qc = _client(location, url, api_key, client)
-    open_for_model(qc, collection, embed_model.sentence_transformer, embed_model.model_path, create=False)
+    open_for_model(qc, collection, embed_model.encoder.model, embed_model.model_path, create=False)
     store = QdrantVectorStore(collection_name=collection, client=qc, dense_vector_name=PLAIN)
     return VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
 
@@ -102,7 +100,7 @@ class RagtuneQdrantRetriever(BaseRetriever):
         self._embed = embed_model
         self._client = _client(location, url, api_key, client)
         self._index = open_for_model(
-            self._client, collection, embed_model.sentence_transformer, embed_model.model_path, create=False
+            self._client, collection, embed_model.encoder.model, embed_model.model_path, create=False
         )
         self._top_k = similarity_top_k
         self._mode = mode
