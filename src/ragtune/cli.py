@@ -6,18 +6,18 @@ option, and exit code 1; one unreadable file in a corpus is a warning.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
-import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from ragtune import __version__
+from ragtune import __version__, console, progress
 from ragtune.errors import RagtuneError
+from ragtune.train.config import LOSSES
 from ragtune.train.config import LoraSettings as _LoraDefaults
 from ragtune.train.config import TrainConfig as _Defaults
 
@@ -31,25 +31,15 @@ app = typer.Typer(
 _QUIET = False
 
 
-def _progress(items: Iterable[Any], description: str) -> Iterable[Any]:
-    if _QUIET:
-        return items
-    from rich.progress import track
-
-    return track(list(items), description=description, transient=False)
+@contextlib.contextmanager
+def _showing_progress() -> Iterator[None]:
+    """ragtune's one progress display for the command's long work (none with --quiet)."""
+    with progress.use(console.display(_QUIET)):
+        yield
 
 
 def _echo(msg: str) -> None:
     typer.echo(msg)
-
-
-def _setup(quiet: bool) -> None:
-    global _QUIET
-    _QUIET = quiet
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
-    for noisy in ("httpx", "sentence_transformers", "transformers", "datasets"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def _version(value: bool) -> None:
@@ -60,56 +50,70 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display: print only the result."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also show third-party logs and progress bars (always kept in WORKDIR/logs/ by run)."
+    ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
-    _setup(quiet)
+    global _QUIET
+    _QUIET = quiet
+    console.setup(quiet=quiet, verbose=verbose)
 
 
 @app.command()
 def run(
     corpus: Path = typer.Argument(..., help="A document or a folder of documents (PDF, Markdown, text, HTML, JSONL)."),
     workdir: Path = typer.Option(..., "--workdir", "-w", help="Run directory for every artifact."),
+    config: Path | None = typer.Option(
+        None, "--config", help="Settings file: TOML ([chunk], [generation], [train], [train.lora] ...) or a run.json to replay."
+    ),
+    sets: list[str] = typer.Option(
+        [], "--set", metavar="SECTION.FIELD=VALUE",
+        help="Any setting of any stage, e.g. --set train.lora.rank=16 --set generation.negatives=3 (repeatable; wins over --config and the options below).",
+    ),
     base: str | None = typer.Option(None, "--base", help="Base model: folder or hub id (default: bundled all-MiniLM-L6-v2)."),
-    epochs: float = typer.Option(_Defaults.epochs, "--epochs", help="Training epochs."),
+    epochs: float | None = typer.Option(None, "--epochs", help=f"Training epochs (default {_Defaults.epochs})."),
     max_pairs: int | None = typer.Option(None, "--max-pairs", help="Cap on generated pairs (spread over chunks)."),
     eval_data: Path | None = typer.Option(None, "--eval", help="Labelled set: LlamaIndex dataset JSON or BEIR folder."),
-    collection: str = typer.Option("ragtune", "--collection", help="Qdrant collection name."),
+    collection: str | None = typer.Option(None, "--collection", help="Qdrant collection name (default ragtune)."),
     qdrant: str | None = typer.Option(None, "--qdrant", help="Qdrant folder or URL (default: WORKDIR/qdrant)."),
-    loss: str = typer.Option("mnrl", "--loss", help="mnrl | mnrl-symmetric | cached-mnrl | triplet | cosine | contrastive"),
-    batch_size: int = typer.Option(_Defaults.batch_size, "--batch-size"),
-    learning_rate: float = typer.Option(_Defaults.learning_rate, "--lr"),
-    chunk_size: int = typer.Option(1024, "--chunk-size", help="Chunk size in tokens (LlamaIndex default 1024)."),
-    long_chunks: bool = typer.Option(True, "--long/--no-long", help="Also evaluate best-window (long-chunk) search."),
-    max_steps: int = typer.Option(-1, "--max-steps", help="Stop training after this many steps (a quick smoke run)."),
+    loss: str | None = typer.Option(None, "--loss", help=f"{' | '.join(LOSSES)} (default {_Defaults.loss})."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help=f"default {_Defaults.batch_size}"),
+    learning_rate: float | None = typer.Option(None, "--lr", help=f"default {_Defaults.learning_rate}"),
+    chunk_size: int | None = typer.Option(None, "--chunk-size", help="Chunk size in tokens (LlamaIndex default 1024)."),
+    long_chunks: bool | None = typer.Option(None, "--long/--no-long", help="Also evaluate best-window (long-chunk) search (default on)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop training after this many steps (a quick smoke run)."),
     max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="Training sequence length (default: from the data)."),
     llm: str | None = typer.Option(None, "--llm", help="provider:model (e.g. openai:gpt-4o-mini, ollama:llama3.1) to write the questions and judge RAG quality; needs ragtune[llm]."),
-    summarize: bool = typer.Option(
-        True, "--summarize/--no-summarize",
-        help="Last training stage: the model's read of each long chunk learns to stand for the whole chunk (helps one-vector-per-chunk indexes).",
+    summarize: bool | None = typer.Option(
+        None, "--summarize/--no-summarize",
+        help="Last training stage: the model's read of each long chunk learns to stand for the whole chunk (default on; helps one-vector-per-chunk indexes).",
     ),
 ) -> None:
-    """The main job: chunks → pairs → tuned model → Qdrant index → before/after report."""
-    from ragtune.corpus import ChunkConfig
-    from ragtune.pairs import GenerationConfig
-    from ragtune.pipeline import RunConfig, run_pipeline
-    from ragtune.train import TrainConfig
+    """The main job: chunks → pairs → tuned model → Qdrant index → before/after report.
 
-    cfg = RunConfig(
-        corpus=str(corpus),
-        chunk=ChunkConfig(chunk_size=chunk_size),
-        generation=GenerationConfig(max_pairs=max_pairs, llm=llm),
-        train=TrainConfig(
-            base=base, epochs=epochs, loss=loss, batch_size=batch_size, learning_rate=learning_rate,
-            max_steps=max_steps, max_seq_length=max_seq_length, summarize=summarize,
-        ),
-        eval_data=str(eval_data) if eval_data else None,
-        collection=collection,
-        qdrant=qdrant,
-        long_chunks=long_chunks,
-    )
-    report = run_pipeline(cfg, workdir, progress=_progress)
+    Settings come from --config, then these options, then --set; run.json records the result.
+    """
+    from ragtune.config import load_config_file, merge, parse_sets
+    from ragtune.pipeline import resolve_run_config, run_pipeline
+
+    options = {
+        "train.base": base, "train.epochs": epochs, "generation.max_pairs": max_pairs,
+        "eval_data": str(eval_data) if eval_data else None, "collection": collection, "qdrant": qdrant,
+        "train.loss": loss, "train.batch_size": batch_size, "train.learning_rate": learning_rate,
+        "chunk.chunk_size": chunk_size, "long_chunks": long_chunks, "train.max_steps": max_steps,
+        "train.max_seq_length": max_seq_length, "generation.llm": llm, "train.summarize": summarize,
+    }
+    given = parse_sets(f"{k}={json.dumps(v)}" for k, v in options.items() if v is not None)
+    layers = merge(load_config_file(config) if config else {}, given, parse_sets(sets), {"corpus": str(corpus)})
+    cfg = resolve_run_config(layers)
+    log_file = console.log_to(Path(workdir) / "logs")
+    with _showing_progress():
+        report = run_pipeline(cfg, workdir)
     _print_summary(report, workdir)
+    if not _QUIET:
+        _echo(f"log: {log_file}")
 
 
 @app.command()
@@ -132,18 +136,20 @@ def generate(
     from ragtune.pairs import GenerationConfig, generate_pairs, make_generator, save_pairs
 
     t0 = time.perf_counter()
-    res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size), _progress)
+    with _showing_progress():
+        res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size))
     encoder = Encoder(base)
     cfg = GenerationConfig(max_pairs=max_pairs, val_fraction=val_fraction, llm=llm, questions_per_chunk=questions_per_chunk)
     cache = llm_cache or out.with_name(out.stem + ".llm-cache")
-    gen = generate_pairs(
-        res.chunks,
-        encoder.tokenizer,
-        encoder.window_spec(),
-        cfg,
-        generator=make_generator(cfg, cache_dir=cache if llm else None),
-        progress=_progress,
-    )
+    with _showing_progress():
+        gen = generate_pairs(
+            res.chunks,
+            encoder.tokenizer,
+            encoder.window_spec(),
+            cfg,
+            generator=make_generator(cfg, cache_dir=cache if llm else None),
+            encoder=encoder,
+        )
     save_pairs(out, gen.pairs)
     chunks_out = out.with_name(out.stem + ".chunks.jsonl")
     save_chunks(chunks_out, res.chunks)
@@ -163,7 +169,7 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
     base: str | None = typer.Option(None, "--base"),
     epochs: float = typer.Option(_Defaults.epochs, "--epochs"),
-    loss: str = typer.Option("mnrl", "--loss"),
+    loss: str = typer.Option(_Defaults.loss, "--loss", help=" | ".join(LOSSES)),
     batch_size: int = typer.Option(_Defaults.batch_size, "--batch-size"),
     learning_rate: float = typer.Option(_Defaults.learning_rate, "--lr"),
     max_steps: int = typer.Option(-1, "--max-steps", help="Stop after this many steps (overrides epochs)."),
@@ -214,7 +220,8 @@ def train_cmd(
     )
     data = load_pairs(pairs)
     texts = [c.text for c in load_chunks(chunks)] if chunks else None
-    result = train(data, out, cfg, chunks=texts)
+    with _showing_progress():
+        result = train(data, out, cfg, chunks=texts)
     _echo(
         f"trained {result.steps} steps on {result.train_pairs} pairs in {result.seconds:.1f} s "
         f"({result.precision}, seq {result.max_seq_length}, dims {result.dims}"
@@ -240,8 +247,8 @@ def evaluate(
     llm: str | None = typer.Option(None, "--llm", help="provider:model to judge RAG quality with ragas (faithfulness, answer relevancy)."),
 ) -> None:
     """Evaluate a model (and a baseline) on a labelled set; writes report.json/.md/.html."""
-    from ragtune.evaluation import RetrievalEvaluator, load_eval_dataset
-    from ragtune.models import Encoder, model_label
+    from ragtune.evaluation import evaluate_models, load_eval_dataset
+    from ragtune.models import model_label
     from ragtune.report import build_report, write_report
 
     dataset = load_eval_dataset(data)
@@ -250,18 +257,14 @@ def evaluate(
     card = read_card(model)
     base = baseline if baseline is not None else card.get("base_model", "default")
     dim_list = _parse_dims(dims) or (card.get("result", {}).get("dims") or None)
-    labels: list[tuple[str, str]] = [("tuned", model)]
+    labels: dict[str, str] = {"tuned": model}
     if base and base.lower() != "none":
-        labels.insert(0, ("base", base))
-    results = {}
-    for label, m in labels:
-        enc = Encoder(m)
-        results[label] = RetrievalEvaluator(dataset, dims=dim_list)(enc, label)
-        if long_chunks:
-            results[f"{label}+long"] = RetrievalEvaluator(dataset, dims=dim_list, long_chunks=True)(enc, f"{label}+long")
+        labels = {"base": base, "tuned": model}
+    with _showing_progress():
+        results = evaluate_models(dataset, labels, dim_list, long_chunks)
     from ragtune.pipeline import rag_metrics
 
-    models = {label: (model_label(m) if label == "base" else m) for label, m in labels}
+    models = {label: (model_label(m) if label == "base" else m) for label, m in labels.items()}
     rag = rag_metrics(dataset, results, llm)
     report = build_report(dataset, results, models, extra={"ragas": rag} if rag else None)
     write_report(report, out)
@@ -285,13 +288,15 @@ def index(
     from ragtune.index import connect, open_for_model
     from ragtune.models import Encoder, load_model
 
-    res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size), _progress)
+    with _showing_progress():
+        res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size))
     st = load_model(model)
     enc = Encoder(st)
     client = connect(qdrant, api_key)
     try:
         idx = open_for_model(client, collection, st, model, small_dim=small_dim, quantization=quantization)
-        n = idx.upsert(res.chunks, enc, progress=_progress)
+        with _showing_progress():
+            n = idx.upsert(res.chunks, enc)
         _echo(f"upserted {n} chunks into {collection!r} at {qdrant}; the collection holds {idx.count()} points")
     finally:
         client.close()
@@ -363,12 +368,15 @@ def _parse_dims(dims: str | None) -> tuple[int, ...] | None:
 
 
 def _print_summary(report: dict[str, Any], workdir: Path | None) -> None:
-    from ragtune.report.markdown import metrics_rows, verdict
+    from ragtune.report.markdown import verdict
 
     _echo("")
     _echo(verdict(report))
-    for label, dim, vals in metrics_rows(report):
-        _echo(f"  {label:<11} dim {dim:>4}  hit@5 {vals[1]:.3f}  mrr@10 {vals[3]:.3f}  ndcg@10 {vals[4]:.3f}")
+    for label, by_dim in (report.get("metrics") or {}).items():
+        for dim in sorted(by_dim, key=int, reverse=True):
+            m = by_dim[dim]
+            cells = "  ".join(f"{k} {m[k]:.3f}" for k in ("hit@5", "mrr@10", "ndcg@10") if k in m)
+            _echo(f"  {label:<11} dim {dim:>4}  {cells}")
     if workdir is not None:
         _echo(f"report: {Path(workdir) / 'report' / 'report.html'}")
 

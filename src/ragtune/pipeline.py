@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtune._io import Progress, sha256_file
+from ragtune._io import sha256_file
+from ragtune.config import build_config, to_data
 from ragtune.corpus import Chunk, ChunkConfig, load_chunks, load_corpus, save_chunks
-from ragtune.evaluation import RetrievalDataset, RetrievalEvaluator, from_pairs, load_eval_dataset
+from ragtune.evaluation import RetrievalDataset, evaluate_models, from_pairs, load_eval_dataset
 from ragtune.models import Encoder, load_model, model_label, resolve_model
+from ragtune.progress import task
 from ragtune.pairs import (
     GenerationConfig,
     Pair,
@@ -47,16 +49,26 @@ class RunConfig:
     long_chunks: bool = True  # also evaluate best-window (long-chunk) search
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_data(self)
 
 
-def stage_chunks(rd: RunDir, corpus: str | Path, config: ChunkConfig, progress: Progress | None = None) -> list[Chunk]:
+def resolve_run_config(data: dict[str, Any]) -> RunConfig:
+    """A :class:`RunConfig` from merged plain data (config file, CLI options, ``--set``); errors name the field.
+
+    Example:
+        >>> resolve_run_config({"corpus": "docs", "train": {"lora": {"rank": 16}, "epochs": 1}}).train.lora.rank
+        16
+    """
+    return build_config(RunConfig, data)
+
+
+def stage_chunks(rd: RunDir, corpus: str | Path, config: ChunkConfig) -> list[Chunk]:
     """Corpus → ``chunks.jsonl``."""
     fp = fingerprint("chunks", str(Path(corpus).resolve()), asdict(config), _tree_hash(corpus))
     if rd.stage_done("chunks", fp, rd.chunks):
         return load_chunks(rd.chunks)
-    with rd.stage("chunks", fp) as info:
-        res = load_corpus(corpus, config, progress=progress)
+    with rd.stage("chunks", fp) as info, task("Chunking the corpus"):
+        res = load_corpus(corpus, config)
         save_chunks(rd.chunks, res.chunks)
         info.update(files=len(res.files), documents=res.documents, chunks=len(res.chunks), skipped=res.skipped)
         rd.record.setdefault("inputs", {})["corpus_files"] = res.files
@@ -64,18 +76,17 @@ def stage_chunks(rd: RunDir, corpus: str | Path, config: ChunkConfig, progress: 
 
 
 def stage_pairs(
-    rd: RunDir, chunks: Sequence[Chunk], base: str | None, config: GenerationConfig, progress: Progress | None = None
+    rd: RunDir, chunks: Sequence[Chunk], base: str | None, config: GenerationConfig
 ) -> list[Pair]:
     """``chunks.jsonl`` → ``pairs.jsonl`` (offline generator, filters, split)."""
     fp = fingerprint("pairs", sha256_file(rd.chunks), asdict(config), model_label(base))
     if rd.stage_done("pairs", fp, rd.pairs):
         return load_pairs(rd.pairs)
-    with rd.stage("pairs", fp) as info:
+    with rd.stage("pairs", fp) as info, task("Generating pairs"):
         encoder = Encoder(base)
         generator = make_generator(config, cache_dir=rd.cache / "llm")
         res = generate_pairs(
-            chunks, encoder.tokenizer, encoder.window_spec(), config, generator=generator, progress=progress,
-            encoder=encoder,
+            chunks, encoder.tokenizer, encoder.window_spec(), config, generator=generator, encoder=encoder,
         )
         save_pairs(rd.pairs, res.pairs)
         info.update(
@@ -98,7 +109,7 @@ def stage_train(rd: RunDir, pairs: Sequence[Pair], config: TrainConfig, chunks: 
     fp = fingerprint("train", sha256_file(rd.pairs), sha256_file(rd.chunks) if chunks else "", config.to_dict())
     if rd.stage_done("train", fp, rd.model):
         return rd.model
-    with rd.stage("train", fp) as info:
+    with rd.stage("train", fp) as info, task("Training the encoder"):
         result = train(
             pairs, rd.model, config, checkpoint_dir=rd.checkpoints, chunks=[c.text for c in chunks] or None
         )
@@ -113,7 +124,6 @@ def stage_index(
     model_dir: str | Path,
     collection: str,
     location: str | None = None,
-    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Chunks + model → a Qdrant collection (``RUN/qdrant`` by default)."""
     from ragtune.index import connect, model_fingerprint, open_for_model
@@ -124,12 +134,12 @@ def stage_index(
     fp = fingerprint("index", sha256_file(rd.chunks), mfp, collection, loc)
     if rd.stage_done("index", fp, Path(loc) if "://" not in loc else rd.root):
         return rd.record["stages"]["index"]
-    with rd.stage("index", fp) as info:
+    with rd.stage("index", fp) as info, task("Indexing in Qdrant"):
         encoder = Encoder(model)
         client = connect(loc)
         try:
             index = open_for_model(client, collection, model, str(model_dir))
-            index.upsert(list(chunks), encoder, progress=progress)
+            index.upsert(list(chunks), encoder)
             info.update(location=loc, collection=collection, points=index.count(), dim=encoder.dimension)
         finally:
             client.close()
@@ -151,34 +161,22 @@ def stage_evaluate(
     RAG metrics from ragas go into the report too: the ID-based ones always
     (when ragas is installed), the LLM-judged ones when ``judge_llm`` is a spec.
     """
-    labels: list[tuple[str, Any, bool]] = [("base", base, False)]
-    if tuned is not None:
-        labels.append(("tuned", tuned, False))
-    if long_chunks:
-        labels += [(f"{name}+long", m, True) for name, m, _ in list(labels)]
+    models: dict[str, Any] = {"base": base} if tuned is None else {"base": base, "tuned": tuned}
     fp = fingerprint("evaluate", dataset.source, len(dataset.queries), model_label(base), str(tuned), list(dims or []), long_chunks, judge_llm,
                      rd.record.get("stages", {}).get("train", {}).get("fingerprint"))
     if rd.stage_done("evaluate", fp, rd.report / "report.json"):
         import json
 
         return json.loads((rd.report / "report.json").read_text())
-    with rd.stage("evaluate", fp) as info:
-        results = {}
-        encoders: dict[str, Encoder] = {}
-        for label, model, long in labels:
-            key = str(model)
-            if key not in encoders:
-                encoders[key] = Encoder(model)
-            results[label] = RetrievalEvaluator(dataset, dims=dims, long_chunks=long)(encoders[key], label=label)
+    with rd.stage("evaluate", fp) as info, task("Evaluating base and tuned"):
+        results = evaluate_models(dataset, models, dims, long_chunks)
         info.update({label: r.seconds for label, r in results.items()})
-    models = {"base": model_label(base)}
-    if tuned is not None:
-        models["tuned"] = str(tuned)
+    names = {label: model_label(m) if label == "base" else str(m) for label, m in models.items()}
     extra = dict(extra or {})
     rag = rag_metrics(dataset, results, judge_llm)
     if rag:
         extra["ragas"] = rag
-    report = build_report(dataset, results, models, timings=rd.timings(), extra=extra)
+    report = build_report(dataset, results, names, timings=rd.timings(), extra=extra)
     write_report(report, rd.report)
     return report
 
@@ -207,7 +205,7 @@ def rag_metrics(dataset: RetrievalDataset, results: dict[str, Any], judge_llm: s
         return {}
 
 
-def run_pipeline(config: RunConfig, workdir: str | Path, progress: Progress | None = None) -> dict[str, Any]:
+def run_pipeline(config: RunConfig, workdir: str | Path) -> dict[str, Any]:
     """Run every stage into ``workdir``; returns the report record."""
     rd = RunDir(Path(workdir))
     resolve_model(config.train.base)  # fail early on a bad --base, before reading the corpus
@@ -220,10 +218,10 @@ def run_pipeline(config: RunConfig, workdir: str | Path, progress: Progress | No
             inputs["eval_sha256"] = sha256_file(dataset_path)
     rd.set_config(config.to_dict(), inputs)
 
-    chunks = stage_chunks(rd, config.corpus, config.chunk, progress)
-    pairs = stage_pairs(rd, chunks, config.train.base, config.generation, progress)
+    chunks = stage_chunks(rd, config.corpus, config.chunk)
+    pairs = stage_pairs(rd, chunks, config.train.base, config.generation)
     model_dir = stage_train(rd, pairs, config.train, chunks)
-    stage_index(rd, chunks, model_dir, config.collection, config.qdrant, progress)
+    stage_index(rd, chunks, model_dir, config.collection, config.qdrant)
     dataset = given or from_pairs(pairs, chunks, split="val", name="held-out generated pairs")
     dims = rd.record["stages"]["train"].get("dims")  # what training used, recorded by stage_train
     if not dims:
