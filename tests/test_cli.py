@@ -148,6 +148,29 @@ def test_one_bad_file_is_a_warning_not_a_failure(tmp_path, tiny_corpus, capsys):
     assert "(1 skipped)" in stdout
 
 
+class _BrokenEntryPoint:
+    name = "serve"
+
+    def load(self):
+        raise ImportError("No module named 'fastapi'")
+
+
+@pytest.mark.parametrize("entry_points", [[], [_BrokenEntryPoint()]], ids=["absent", "unimportable"])
+def test_serve_without_the_server_extra_is_one_line(capsys, monkeypatch, entry_points):
+    import typer
+
+    from ragtune import cli as cli_mod
+
+    app = typer.Typer()
+    app.callback()(cli_mod._main)  # ragtune's own -q / --version
+    cli_mod.load_commands(app, entry_points)
+    monkeypatch.setattr(cli_mod, "app", app)
+    code, _, err = run_inprocess(capsys, "serve", "--model", "m", "--port", "1")
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith('error: ragtune serve needs the server extra: pip install "ragtune[server]"')
+    assert len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.slow
 def test_readme_main_command_on_sample_corpus(tmp_path):
     """Acceptance: the README's main command, unshortened."""

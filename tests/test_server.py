@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -447,9 +451,60 @@ def test_serve_refuses_a_missing_folder(tmp_path):
     assert not missing.exists()
 
 
-def test_cli_serve_error_is_one_line(tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def ragtune_cli():
+    """ragtune's CLI module with ``serve`` registered as the ``ragtune.commands`` entry point
+    does (explicitly here: a source checkout's installed metadata may predate the entry point)."""
     from ragtune import cli
+    from ragtune_server.cli import register
 
+    register(cli.app)
+    return cli
+
+
+def _option_names(help_text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", help_text))
+
+
+SERVE_OPTIONS = {
+    "--model", "--model-name", "--qdrant", "--collection", "--host", "--port", "--api-key",
+    "--qdrant-api-key", "--device", "--threads", "--max-inputs", "--max-input-chars",
+    "--max-batch-size", "--max-wait-ms", "--log-level", "--help",
+}
+
+
+def test_ragtune_serve_and_python_m_have_the_same_options(ragtune_cli):
+    from typer.testing import CliRunner
+
+    env = {"COLUMNS": "200", "TERMINAL_WIDTH": "200", "NO_COLOR": "1"}
+    res = CliRunner().invoke(ragtune_cli.app, ["serve", "--help"], env=env)
+    assert res.exit_code == 0, res.output
+    proc = subprocess.run(
+        [sys.executable, "-m", "ragtune_server", "--help"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **env},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert _option_names(res.output) == _option_names(proc.stdout) == SERVE_OPTIONS
+
+
+def test_serve_defaults_are_the_servers_own():
+    import typer.main
+
+    from ragtune_server.cli import register
+
+    app = typer.Typer()
+    register(app)
+    register(app)  # replaces, never duplicates
+    assert [c.name for c in app.registered_commands] == ["serve"]
+    params = {p.name: p.default for p in typer.main.get_command(app).params}
+    assert params["max_inputs"] == Limits.max_inputs
+    assert params["max_input_chars"] == Limits.max_input_chars
+    assert params["max_batch_size"] == BatchConfig.max_batch_size
+    assert params["max_wait_ms"] == BatchConfig.max_wait_ms
+
+
+def test_cli_serve_error_is_one_line(tmp_path, capsys, monkeypatch, ragtune_cli):
+    cli = ragtune_cli
     missing = tmp_path / "nope"
     argv = ["ragtune", "serve", "--model", "default", "--qdrant", str(missing), "--port", "1"]
     monkeypatch.setattr("sys.argv", argv)

@@ -334,28 +334,49 @@ def query(
             _echo(f"{rank}. [{h.score:.3f}] {h.metadata.get('source', '')}\n   {snippet}")
 
 
-@app.command()
-def serve(
-    model: str = typer.Option(..., "--model", "-m", help="Model folder (or hub id) to serve."),
-    qdrant: str | None = typer.Option(None, "--qdrant", help="Qdrant folder or URL for /v1/search (optional)."),
-    collection: str = typer.Option("ragtune", "--collection", "-c"),
-    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback unless told otherwise)."),
-    port: int = typer.Option(8000, "--port"),
-    api_key: str | None = typer.Option(None, "--api-key", envvar="RAGTUNE_API_KEY", help="Require 'Authorization: Bearer KEY'."),
-    qdrant_api_key: str | None = typer.Option(None, "--qdrant-api-key", envvar="QDRANT_API_KEY"),
-    threads: int | None = typer.Option(None, "--threads", help="torch threads (default: one per core; fewer on a shared CPU)."),
-    model_name: str | None = typer.Option(None, "--model-name", help="Model id reported to clients (default: the folder name)."),
-) -> None:
-    """Serve an OpenAI-compatible /v1/embeddings and a /v1/search API (needs ragtune[server])."""
-    try:
-        from ragtune_server import serve as run_server
-    except ImportError as exc:
-        raise RagtuneError(f"ragtune serve needs the server extra: pip install \"ragtune[server]\" ({exc})") from exc
-    run_server(
-        model=model, qdrant=qdrant, collection=collection, host=host, port=port,
-        api_key=api_key, qdrant_api_key=qdrant_api_key, threads=threads,
-        model_name=model_name or Path(model).name or model,
+# Commands that other packages contribute (``ragtune serve`` comes from ragtune_server):
+# an entry point in the ``ragtune.commands`` group names ``register(app)``, which
+# adds its command to this app. The core never imports those packages itself.
+COMMAND_GROUP = "ragtune.commands"
+# command → the extra that provides it, for the error when it is not installed
+_EXTRA_COMMANDS = {"serve": "server"}
+
+
+def _stand_in(target: typer.Typer, name: str, extra: str, reason: str) -> None:
+    """Register ``name`` as a command that only explains how to get the real one."""
+
+    @target.command(
+        name,
+        help=f"Not installed: needs the {extra} extra.",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
     )
+    def _missing() -> None:
+        raise RagtuneError(f'ragtune {name} needs the {extra} extra: pip install "ragtune[{extra}]"{reason}')
+
+
+def load_commands(target: typer.Typer, entry_points: Iterable[Any] | None = None) -> None:
+    """Add the commands of installed packages (entry point group ``ragtune.commands``) to ``target``.
+
+    A command whose package cannot be imported, or that no installed package
+    provides, becomes a stand-in that ends in a one-line ``error:`` naming the extra.
+    """
+    if entry_points is None:
+        from importlib.metadata import entry_points as _entry_points
+
+        entry_points = _entry_points(group=COMMAND_GROUP)
+    failed: dict[str, str] = {}
+    for ep in entry_points:
+        try:
+            register = ep.load()
+        except ImportError as exc:
+            failed[ep.name] = f" ({exc})"
+            continue
+        register(target)
+    have = {c.name for c in target.registered_commands}
+    for name, extra in _EXTRA_COMMANDS.items():
+        if name not in have:
+            _stand_in(target, name, extra, failed.get(name, ""))
 
 
 def _parse_dims(dims: str | None) -> tuple[int, ...] | None:
@@ -392,6 +413,8 @@ def main() -> None:
         typer.echo("interrupted: re-run the same command to resume", err=True)
         sys.exit(130)
 
+
+load_commands(app)
 
 if __name__ == "__main__":
     main()
