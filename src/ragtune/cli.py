@@ -18,6 +18,7 @@ import typer
 
 from ragtune import __version__
 from ragtune.errors import RagtuneError
+from ragtune.train.config import LOSSES as _LOSSES
 from ragtune.train.config import LoraSettings as _LoraDefaults
 from ragtune.train.config import TrainConfig as _Defaults
 
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 
 _QUIET = False
+_LOSS_HELP = " | ".join(_LOSSES)
 
 
 def _progress(items: Iterable[Any], description: str) -> Iterable[Any]:
@@ -76,7 +78,7 @@ def run(
     eval_data: Path | None = typer.Option(None, "--eval", help="Labelled set: LlamaIndex dataset JSON or BEIR folder."),
     collection: str = typer.Option("ragtune", "--collection", help="Qdrant collection name."),
     qdrant: str | None = typer.Option(None, "--qdrant", help="Qdrant folder or URL (default: WORKDIR/qdrant)."),
-    loss: str = typer.Option("mnrl", "--loss", help="mnrl | mnrl-symmetric | cached-mnrl | triplet | cosine | contrastive"),
+    loss: str = typer.Option(_Defaults.loss, "--loss", help=_LOSS_HELP),
     batch_size: int = typer.Option(_Defaults.batch_size, "--batch-size"),
     learning_rate: float = typer.Option(_Defaults.learning_rate, "--lr"),
     chunk_size: int = typer.Option(1024, "--chunk-size", help="Chunk size in tokens (LlamaIndex default 1024)."),
@@ -163,7 +165,7 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
     base: str | None = typer.Option(None, "--base"),
     epochs: float = typer.Option(_Defaults.epochs, "--epochs"),
-    loss: str = typer.Option("mnrl", "--loss"),
+    loss: str = typer.Option(_Defaults.loss, "--loss", help=_LOSS_HELP),
     batch_size: int = typer.Option(_Defaults.batch_size, "--batch-size"),
     learning_rate: float = typer.Option(_Defaults.learning_rate, "--lr"),
     max_steps: int = typer.Option(-1, "--max-steps", help="Stop after this many steps (overrides epochs)."),
