@@ -186,14 +186,34 @@ def test_bf16_on_a_cpu_without_it_is_warned_about(monkeypatch, caplog):
 
     import torch
 
-    from ragtune.train import trainer
+    from ragtune.train import hardware
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="ragtune.train.trainer"):
-        assert trainer.resolve_precision("auto") == "fp32"
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="ragtune.train.hardware"):
+        assert hardware.resolve_precision("auto") == "fp32"
         assert not caplog.records
-        assert trainer.resolve_precision("bf16") == "bf16"
+        assert hardware.resolve_precision("bf16") == "bf16"
     assert "without AVX512-BF16" in caplog.text
-    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: True)
-    assert trainer.resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: True)
+    assert hardware.resolve_precision("auto") == "bf16"
+
+
+def test_loss_names_and_choices_come_from_one_place():
+    """The loss registry feeds the config's check and the column sets; choice errors read as before."""
+    from ragtune.train import trainer
+    from ragtune.train.config import LOSSES
+    from ragtune.train.losses import LABELLED, NEEDS_NEGATIVES, PASSAGE_GROUPED, REGISTRY
+
+    assert tuple(REGISTRY) == LOSSES
+    assert set(NEEDS_NEGATIVES) == {"triplet"} and set(LABELLED) == {"cosine", "contrastive"}
+    assert set(PASSAGE_GROUPED) == {"mnrl", "mnrl-symmetric"}
+    assert all(callable(getattr(trainer, name)) for name in trainer.__all__)
+    with pytest.raises(ConfigError, match="choose one of mnrl, mnrl-symmetric, cached-mnrl, triplet"):
+        TrainConfig(loss="nope")
+    with pytest.raises(ConfigError, match=r"rotate='x': choose 'pca' or 'none'$"):
+        TrainConfig(rotate="x")
+    with pytest.raises(ConfigError, match=r"batching='x': choose 'passage' or 'no-duplicates'$"):
+        TrainConfig(batching="x")
+    with pytest.raises(ConfigError, match=r"precision='x': choose auto, fp32, bf16 or fp16$"):
+        TrainConfig(precision="x")

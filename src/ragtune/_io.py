@@ -97,6 +97,12 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-serialisable parts (stage config + input hashes)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 def _default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)

@@ -17,7 +17,7 @@ import typer
 
 from ragtune import __version__, console, progress
 from ragtune.errors import RagtuneError
-from ragtune.train.config import LOSSES
+from ragtune.train.config import LOSSES as _LOSSES
 from ragtune.train.config import LoraSettings as _LoraDefaults
 from ragtune.train.config import TrainConfig as _Defaults
 
@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 
 _QUIET = False
+_LOSS_HELP = " | ".join(_LOSSES)
 
 
 @contextlib.contextmanager
@@ -78,7 +79,7 @@ def run(
     eval_data: Path | None = typer.Option(None, "--eval", help="Labelled set: LlamaIndex dataset JSON or BEIR folder."),
     collection: str | None = typer.Option(None, "--collection", help="Qdrant collection name (default ragtune)."),
     qdrant: str | None = typer.Option(None, "--qdrant", help="Qdrant folder or URL (default: WORKDIR/qdrant)."),
-    loss: str | None = typer.Option(None, "--loss", help=f"{' | '.join(LOSSES)} (default {_Defaults.loss})."),
+    loss: str | None = typer.Option(None, "--loss", help=f"{_LOSS_HELP} (default {_Defaults.loss})."),
     batch_size: int | None = typer.Option(None, "--batch-size", help=f"default {_Defaults.batch_size}"),
     learning_rate: float | None = typer.Option(None, "--lr", help=f"default {_Defaults.learning_rate}"),
     chunk_size: int | None = typer.Option(None, "--chunk-size", help="Chunk size in tokens (LlamaIndex default 1024)."),
@@ -169,7 +170,7 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
     base: str | None = typer.Option(None, "--base"),
     epochs: float = typer.Option(_Defaults.epochs, "--epochs"),
-    loss: str = typer.Option(_Defaults.loss, "--loss", help=" | ".join(LOSSES)),
+    loss: str = typer.Option(_Defaults.loss, "--loss", help=_LOSS_HELP),
     batch_size: int = typer.Option(_Defaults.batch_size, "--batch-size"),
     learning_rate: float = typer.Option(_Defaults.learning_rate, "--lr"),
     max_steps: int = typer.Option(-1, "--max-steps", help="Stop after this many steps (overrides epochs)."),

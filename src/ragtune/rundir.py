@@ -8,7 +8,6 @@ interrupted ``ragtune run`` resumes where it stopped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
@@ -20,6 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+# fingerprint lives in _io (the trainer needs it without this module); re-exported here
+from ragtune._io import fingerprint as fingerprint
 from ragtune._io import write_json
 
 RUN_FILE = "run.json"
@@ -63,12 +64,6 @@ def machine_info() -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - torch missing or broken: still report the rest
         pass
     return info
-
-
-def fingerprint(*parts: Any) -> str:
-    """A short stable hash of JSON-serialisable parts (stage config + input hashes)."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 @dataclass

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from ragtune.errors import ConfigError
+from ragtune.train.losses import REGISTRY, LossName
 
-LOSSES = ("mnrl", "mnrl-symmetric", "cached-mnrl", "triplet", "cosine", "contrastive")
+if TYPE_CHECKING:
+    from ragtune.train.query_adapter import AdapterSettings
+    from ragtune.train.summary import SummarySettings
+
+#: the loss names, from the registry in :mod:`ragtune.train.losses`
+LOSSES: tuple[str, ...] = tuple(REGISTRY)
+
+Rotate = Literal["pca", "none"]
+Batching = Literal["passage", "no-duplicates"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 @dataclass
@@ -44,13 +54,13 @@ class TrainConfig:
     """
 
     base: str | None = None
-    loss: str = "mnrl"
+    loss: LossName = "mnrl"
     matryoshka: bool = True
     matryoshka_dims: tuple[int, ...] | None = None
     # "pca": rotate the base model's vector space onto the principal axes of the
     # training texts before Matryoshka training (ragtune.train.rotation; full-width
     # cosines unchanged, truncated vectors keep more); "none": leave it
-    rotate: str = "pca"
+    rotate: Rotate = "pca"
     # weight of each dimension's loss, largest dimension first (None: all 1)
     matryoshka_weights: tuple[float, ...] | None = None
     # measured on protocol T1 (eval/README.md): lr 3e-5 x 1 epoch hit@5 0.692,
@@ -61,15 +71,16 @@ class TrainConfig:
     # with batching="passage": distinct passages per batch, each with all its queries
     batch_size: int = 32
     # "passage": batches of distinct passages with all their queries, each passage
-    # embedded once (mnrl and mnrl-symmetric; see ragtune.train.passage_batches);
+    # embedded once (losses with a grouped form, PASSAGE_GROUPED in ragtune.train.losses;
+    # see ragtune.train.passage_batches);
     # "no-duplicates": one row per pair, no text twice in a batch (any loss)
-    batching: str = "passage"
+    batching: Batching = "passage"
     learning_rate: float = 1e-4
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     max_seq_length: int | None = None
     seed: int = 13
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    precision: Precision = "auto"
     save_steps: int = 50
     max_steps: int = -1
     mini_batch_size: int = 16  # for cached-mnrl
@@ -95,10 +106,10 @@ class TrainConfig:
     # read towards the model's view of the whole chunk. Measured on protocol A:
     # plain hit@5 / nDCG@10 0.703 / 0.624 -> 0.733 / 0.646 (best-window 0.884 -> 0.877)
     summarize: bool = True
-    summary: Any = None  # SummarySettings (None: defaults)
+    summary: SummarySettings | None = None  # None: defaults
     lora: LoraSettings | None = None
     # train only a linear map on query vectors (documents and their index unchanged)
-    query_adapter: Any = None  # AdapterSettings | None
+    query_adapter: AdapterSettings | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -129,12 +140,12 @@ class TrainConfig:
             raise ConfigError(f"early_stopping_patience={self.early_stopping_patience}: must be >= 0")
         if self.freeze_layers < 0:
             raise ConfigError(f"freeze_layers={self.freeze_layers}: must be >= 0")
-        if self.rotate not in ("pca", "none"):
-            raise ConfigError(f"rotate={self.rotate!r}: choose 'pca' or 'none'")
-        if self.batching not in ("passage", "no-duplicates"):
-            raise ConfigError(f"batching={self.batching!r}: choose 'passage' or 'no-duplicates'")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError(f"precision={self.precision!r}: choose auto, fp32, bf16 or fp16")
+        if self.rotate not in get_args(Rotate):
+            raise ConfigError(f"rotate={self.rotate!r}: choose {_either(get_args(Rotate))}")
+        if self.batching not in get_args(Batching):
+            raise ConfigError(f"batching={self.batching!r}: choose {_either(get_args(Batching))}")
+        if self.precision not in get_args(Precision):
+            raise ConfigError(f"precision={self.precision!r}: choose {_either(get_args(Precision), quote=False)}")
         if self.lora is not None and self.query_adapter is not None:
             raise ConfigError("lora and query_adapter: choose one way to train, not both")
         if self.matryoshka_dims is not None and any(d < 1 for d in self.matryoshka_dims):
@@ -166,6 +177,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _either(choices: tuple[str, ...], quote: bool = True) -> str:
+    """``'a' or 'b'``; ``a, b or c`` unquoted."""
+    words = [repr(c) if quote else c for c in choices]
+    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
 
 
 def _interpolate_mode(value: Any) -> str | float:

@@ -113,7 +113,7 @@ def train_summaries(
     """Pull each long chunk's (truncated) embedding towards its summary target, in place; returns a record.
 
     ``param_groups`` are AdamW groups with their learning rates (the trainer's
-    :func:`~ragtune.train.trainer.param_groups`: the embedding layer keeps its lower rate). The record holds the chunks used, the
+    :func:`~ragtune.train.optim.param_groups`: the embedding layer keeps its lower rate). The record holds the chunks used, the
     mean cosine distance to the targets before and after, steps and seconds.
     """
     import torch
