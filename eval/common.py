@@ -8,7 +8,6 @@ the Markdown/HTML report beside it.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -58,20 +57,23 @@ class Bench:
 
         return _T()
 
-    def evaluate(self, dataset: Any, label: str, model: Any, dims: list[int] | None, long_chunks: bool = False) -> Any:
-        from ragtune.evaluation import RetrievalEvaluator
+    def evaluate(self, dataset: Any, models: dict[str, Any], dims: list[int] | None, long_chunks: bool = False) -> dict[str, Any]:
+        """Score ``models`` (label → model) through ragtune's one evaluation loop; record and print each label."""
+        from ragtune.evaluation import evaluate_models
 
-        res = RetrievalEvaluator(dataset, dims=dims, long_chunks=long_chunks)(model, label)
-        self.results[label] = res
-        self.metrics[label] = res.metrics
-        self.timings[f"eval_{label}_s"] = round(sum(v for k, v in res.seconds.items() if k.endswith("_s")), 2)
-        m = res.metrics[max(res.metrics, key=int)]
-        print(f"  {label:<11} hit@5 {m['hit@5']:.3f}  ndcg@10 {m['ndcg@10']:.3f}  mrr@10 {m['mrr@10']:.3f}", flush=True)
-        return res
+        results = evaluate_models(dataset, models, dims, long_chunks)
+        for label, res in results.items():
+            self.results[label] = res
+            self.metrics[label] = res.metrics
+            self.timings[f"eval_{label}_s"] = round(sum(v for k, v in res.seconds.items() if k.endswith("_s")), 2)
+            m = res.metrics[max(res.metrics, key=int)]
+            print(f"  {label:<11} hit@5 {m['hit@5']:.3f}  ndcg@10 {m['ndcg@10']:.3f}  mrr@10 {m['mrr@10']:.3f}", flush=True)
+        return results
 
     def write(self, out: str | Path, dataset: Any) -> dict[str, Any]:
+        from ragtune._io import write_json
+        from ragtune.machine import machine_info, package_versions
         from ragtune.report import build_report, write_report
-        from ragtune.rundir import machine_info, package_versions
 
         out = Path(out)
         report = build_report(dataset, self.results, self.models, timings=self.timings, extra=self.extra)
@@ -85,29 +87,13 @@ class Bench:
             **self.extra,
             "comparison": report.get("comparison", {}),
         }
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2, default=_default) + "\n")
-        tmp.replace(out)
+        write_json(out, result)
         write_report(report, out.with_name(out.stem + "_report"))
         return result
 
 
-def _default(o: Any) -> Any:
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
-
-
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs (values parsed as JSON where possible) for TrainConfig fields."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, _, raw = item.partition("=")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+    """``key=value`` pairs for TrainConfig fields, parsed as ``ragtune run --set train.key=value`` is."""
+    from ragtune.config import parse_sets
+
+    return parse_sets(items)

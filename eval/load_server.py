@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import secrets
 import socket
 import subprocess
@@ -31,6 +29,9 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+from ragtune._io import write_json
+from ragtune.machine import machine_info, package_versions
 
 HOST = "127.0.0.1"
 
@@ -63,44 +64,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
-
-
-def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
-                break
-    except OSError:
-        pass
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        info["torch"] = None
-    try:
-        import ragtune
-
-        info["ragtune"] = ragtune.__version__
-    except ImportError:
-        pass
-    return info
 
 
 def start_server(args: argparse.Namespace, port: int, key: str) -> subprocess.Popen:
@@ -266,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     key = secrets.token_urlsafe(16)
     port = free_port()
     url = f"http://{HOST}:{port}"
-    info = machine_info()
+    info = machine_info() | {"versions": package_versions()}
     proc = start_server(args, port, key)
     try:
         t0 = time.perf_counter()
@@ -313,8 +276,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     print_table(results)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.out, report)
         print(f"wrote {args.out}")
     return report
 

@@ -31,9 +31,10 @@ PROTOCOLS = ("T1", "T2", "A", "G", "M", "anchor")
 
 def _train(pairs, out_dir: Path, overrides: dict, bench: Bench, base: str | None, chunks=None):
     """Train with ragtune's defaults (+ overrides); ``chunks``: texts of the corpus to be searched, if trained on."""
+    from ragtune.config import build_config, merge
     from ragtune.train import TrainConfig, train
 
-    cfg = TrainConfig(base=base, **overrides)
+    cfg = build_config(TrainConfig, merge({"base": base}, overrides))
     with bench.timed("train_s"):
         result = train(pairs, out_dir, cfg, checkpoint_dir=out_dir.with_name(out_dir.name + ".ckpt"), chunks=chunks)
     size = sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file())
@@ -45,18 +46,12 @@ def _train(pairs, out_dir: Path, overrides: dict, bench: Bench, base: str | None
 
 def _eval_uber(bench: Bench, tuned: Path | None, dims, long_chunks: bool, base: str | None):
     from ragtune.evaluation import load_llamaindex
-    from ragtune.models import Encoder, model_label
+    from ragtune.models import model_label
 
     ds = load_llamaindex(require("tenk", "uber_val_pairs.json"))
     bench.models.setdefault("base", model_label(base))
-    encs = {"base": Encoder(base)}
-    if tuned is not None:
-        encs["tuned"] = Encoder(str(tuned))
-    for label, enc in encs.items():
-        bench.evaluate(ds, label, enc, dims)
-    if long_chunks:
-        for label, enc in encs.items():
-            bench.evaluate(ds, f"{label}+long", enc, dims, long_chunks=True)
+    models = {"base": base} if tuned is None else {"base": base, "tuned": str(tuned)}
+    bench.evaluate(ds, models, dims, long_chunks)
     return ds
 
 
@@ -148,7 +143,7 @@ def _anchor(args, bench: Bench, ds=None):
     bench.models["anchor"] = "llama-index-finetuning SentenceTransformersFinetuneEngine (MNRL, batch 10, 2 epochs)"
     print(f"  anchor trained in {secs:.1f} s", flush=True)
     ds = ds or load_llamaindex(require("tenk", "uber_val_pairs.json"))
-    bench.evaluate(ds, "anchor", str(out), args.dims or [384])
+    bench.evaluate(ds, {"anchor": str(out)}, args.dims or [384])
     if "train_s" in bench.timings:
         bench.extra["time_ratio_vs_anchor"] = round(bench.timings["train_s"] / secs, 3)
     return ds
@@ -221,8 +216,8 @@ def protocol_g(args, bench: Bench):
     bench.models.setdefault("base", model_label(args.base))
     # binary relevance, as sentence-transformers' evaluator (and the thresholds in
     # BENCHMARK.md) score it; the graded nDCG@10 (trec_eval's) goes beside it
-    base = bench.evaluate(ds, "base", args.base, [384])
-    tuned = bench.evaluate(ds, "tuned", str(model), [384])
+    results = bench.evaluate(ds, {"base": args.base, "tuned": str(model)}, [384])
+    base, tuned = results["base"], results["tuned"]
     bench.extra["graded_ndcg@10"] = {
         label: compute_metrics(graded.relevant, {q: r for q, r in res.rankings["384"].items()}, ["ndcg@10"])[0]["ndcg@10"]
         for label, res in (("base", base), ("tuned", tuned))
@@ -247,7 +242,7 @@ def protocol_anchor(args, bench: Bench):
 
     ds = load_llamaindex(require("tenk", "uber_val_pairs.json"))
     bench.models["base"] = model_label(args.base)
-    bench.evaluate(ds, "base", args.base, args.dims or [384])
+    bench.evaluate(ds, {"base": args.base}, args.dims or [384])
     return _anchor(args, bench, ds)
 
 

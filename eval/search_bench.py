@@ -75,10 +75,10 @@ def bench_model(label: str, model_path: str | None, ds, workdir: Path, top_k: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    import json
 
+    from ragtune._io import write_json
     from ragtune.evaluation import load_llamaindex
-    from ragtune.rundir import machine_info, package_versions
+    from ragtune.machine import machine_info, package_versions
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
@@ -101,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             result["metrics"][f"{label}+long"] = {"384": {k: v for k, v in r["modes"]["windows"].items() if "@" in k}}
     result["machine"] = machine_info()
     result["versions"] = package_versions()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 

@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from ragtune.progress import track
 from ragtune.corpus import Chunk
 from ragtune.errors import IndexMismatchError, InputError
 from ragtune.models import Encoder, embedding_width, truncate
+from ragtune.progress import track
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from ragtune.config import build_config, to_data
 from ragtune.corpus import Chunk, ChunkConfig, load_chunks, load_corpus, save_chunks
 from ragtune.evaluation import RetrievalDataset, evaluate_models, from_pairs, load_eval_dataset
 from ragtune.models import Encoder, load_model, model_label, resolve_model
-from ragtune.progress import task
 from ragtune.pairs import (
     GenerationConfig,
     Pair,
@@ -28,6 +27,7 @@ from ragtune.pairs import (
     make_generator,
     save_pairs,
 )
+from ragtune.progress import task
 from ragtune.report import build_report, write_report
 from ragtune.rundir import RunDir, fingerprint
 from ragtune.train import TrainConfig, train
@@ -67,7 +67,7 @@ def stage_chunks(rd: RunDir, corpus: str | Path, config: ChunkConfig) -> list[Ch
     fp = fingerprint("chunks", str(Path(corpus).resolve()), asdict(config), _tree_hash(corpus))
     if rd.stage_done("chunks", fp, rd.chunks):
         return load_chunks(rd.chunks)
-    with rd.stage("chunks", fp) as info, task("Chunking the corpus"):
+    with rd.stage("chunks", fp) as info, task("[1/5] chunks"):
         res = load_corpus(corpus, config)
         save_chunks(rd.chunks, res.chunks)
         info.update(files=len(res.files), documents=res.documents, chunks=len(res.chunks), skipped=res.skipped)
@@ -82,7 +82,7 @@ def stage_pairs(
     fp = fingerprint("pairs", sha256_file(rd.chunks), asdict(config), model_label(base))
     if rd.stage_done("pairs", fp, rd.pairs):
         return load_pairs(rd.pairs)
-    with rd.stage("pairs", fp) as info, task("Generating pairs"):
+    with rd.stage("pairs", fp) as info, task("[2/5] pairs"):
         encoder = Encoder(base)
         generator = make_generator(config, cache_dir=rd.cache / "llm")
         res = generate_pairs(
@@ -109,7 +109,7 @@ def stage_train(rd: RunDir, pairs: Sequence[Pair], config: TrainConfig, chunks: 
     fp = fingerprint("train", sha256_file(rd.pairs), sha256_file(rd.chunks) if chunks else "", config.to_dict())
     if rd.stage_done("train", fp, rd.model):
         return rd.model
-    with rd.stage("train", fp) as info, task("Training the encoder"):
+    with rd.stage("train", fp) as info, task("[3/5] training"):
         result = train(
             pairs, rd.model, config, checkpoint_dir=rd.checkpoints, chunks=[c.text for c in chunks] or None
         )
@@ -134,7 +134,7 @@ def stage_index(
     fp = fingerprint("index", sha256_file(rd.chunks), mfp, collection, loc)
     if rd.stage_done("index", fp, Path(loc) if "://" not in loc else rd.root):
         return rd.record["stages"]["index"]
-    with rd.stage("index", fp) as info, task("Indexing in Qdrant"):
+    with rd.stage("index", fp) as info, task("[4/5] index"):
         encoder = Encoder(model)
         client = connect(loc)
         try:
@@ -168,7 +168,7 @@ def stage_evaluate(
         import json
 
         return json.loads((rd.report / "report.json").read_text())
-    with rd.stage("evaluate", fp) as info, task("Evaluating base and tuned"):
+    with rd.stage("evaluate", fp) as info, task("[5/5] evaluation"):
         results = evaluate_models(dataset, models, dims, long_chunks)
         info.update({label: r.seconds for label, r in results.items()})
     names = {label: model_label(m) if label == "base" else str(m) for label, m in models.items()}

@@ -72,11 +72,15 @@ class Task:
 
     def status(self) -> str:
         """``description: 12/40 steps (30%), 8s, ETA 19s`` — what a line display prints."""
-        count = f"{self.completed}/{self.total}" if self.total else f"{self.completed}"
-        pct = f" ({100 * self.completed // self.total}%)" if self.total else ""
+        parts = []
+        if self.total:
+            parts.append(f"{self.completed}/{self.total} {self.unit}".rstrip() + f" ({100 * self.completed // self.total}%)")
+        elif self.completed:
+            parts.append(f"{self.completed} {self.unit}".rstrip())
+        parts.append(_secs(self.elapsed))
         eta = self.eta()
-        tail = "done" if self.finished is not None else (f"ETA {_secs(eta)}" if eta is not None else "working")
-        return f"{self.description}: {count} {self.unit}{pct}, {_secs(self.elapsed)}, {tail}"
+        parts.append("done" if self.finished is not None else (f"ETA {_secs(eta)}" if eta is not None else "working"))
+        return f"{self.description}: {', '.join(parts)}"
 
 
 class Display:

@@ -9,63 +9,20 @@ interrupted ``ragtune run`` resumes where it stopped.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 # fingerprint lives in _io (the trainer needs it without this module); re-exported here
 from ragtune._io import fingerprint as fingerprint
 from ragtune._io import write_json
+from ragtune.machine import machine_info, package_versions
 
 RUN_FILE = "run.json"
-_VERSIONED = (
-    "ragtune",
-    "torch",
-    "sentence-transformers",
-    "transformers",
-    "llama-index-core",
-    "qdrant-client",
-    "peft",
-    "ranx",
-)
-
-
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that shape a run's numbers."""
-    out = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def machine_info() -> dict[str, Any]:
-    """What ran this: CPU, cores, accelerator. Timings mean little without it."""
-    import os
-
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-    }
-    try:
-        import torch
-
-        info["torch_threads"] = torch.get_num_threads()
-        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except Exception:  # noqa: BLE001 - torch missing or broken: still report the rest
-        pass
-    return info
-
-
 @dataclass
 class RunDir:
     """Paths of a run's artifacts and the bookkeeping in ``run.json``."""

@@ -35,9 +35,9 @@ from typing import Any
 
 from ragtune.corpus import Chunk
 from ragtune.errors import ConfigError
-from ragtune.progress import track
 from ragtune.pairs.schema import Pair
 from ragtune.pairs.text import HEADING_RE, IDF, STOPWORDS, content_words, sentences, words
+from ragtune.progress import track
 from ragtune.windows import WindowSpec, batch_window_spans
 
 log = logging.getLogger(__name__)

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 from ragtune.errors import ConfigError
 from ragtune.train.losses import REGISTRY, LossName
-
-if TYPE_CHECKING:
-    from ragtune.train.query_adapter import AdapterSettings
-    from ragtune.train.summary import SummarySettings
 
 #: the loss names, from the registry in :mod:`ragtune.train.losses`
 LOSSES: tuple[str, ...] = tuple(REGISTRY)
@@ -40,6 +36,43 @@ class LoraSettings:
             raise ConfigError(f"lora dropout={self.dropout}: must be in [0, 1)")
         if not 0 < self.learning_rate < 1:
             raise ConfigError(f"lora learning_rate={self.learning_rate}: must be in (0, 1)")
+
+
+@dataclass
+class SummarySettings:
+    """How chunk summaries are trained (see the module docstring for the measurements)."""
+
+    # protocol A (plain hit@5 / nDCG@10): 2 epochs 0.726 / 0.641, 3 epochs 0.733 / 0.646
+    epochs: int = 3
+    batch_size: int = 16
+    # weight of the first window (what a plain index reads) in a chunk's target
+    plain_weight: float = 0.5
+    warmup_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"summary epochs={self.epochs}: must be >= 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"summary batch_size={self.batch_size}: must be >= 1")
+        if self.plain_weight < 0:
+            raise ConfigError(f"summary plain_weight={self.plain_weight}: must be >= 0")
+
+
+@dataclass
+class AdapterSettings:
+    """Training knobs of the query adapter (seconds on a CPU for thousands of pairs)."""
+
+    epochs: int = 40
+    learning_rate: float = 2e-3
+    batch_size: int = 128
+    identity_weight: float = 1.0  # strength of the pull towards the identity map
+    scale: float = 20.0  # inverse temperature, as sentence-transformers' MNRL
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"adapter epochs={self.epochs}: must be >= 1")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"adapter learning_rate={self.learning_rate}: must be > 0")
 
 
 @dataclass
@@ -117,12 +150,8 @@ class TrainConfig:
         if isinstance(self.lora, dict) or self.lora is True:
             self.lora = LoraSettings(**(self.lora if isinstance(self.lora, dict) else {}))
         if isinstance(self.query_adapter, dict) or self.query_adapter is True:
-            from ragtune.train.query_adapter import AdapterSettings
-
             qa = self.query_adapter
             self.query_adapter = AdapterSettings(**(qa if isinstance(qa, dict) else {}))
-        from ragtune.train.summary import SummarySettings
-
         if self.summary is None or isinstance(self.summary, dict):
             self.summary = SummarySettings(**(self.summary or {}))
         self.interpolate = _interpolate_mode(self.interpolate)

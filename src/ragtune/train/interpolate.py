@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ragtune.pairs.schema import Pair
+from ragtune.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def choose_mix(
     evaluator = validation_evaluator(val_pairs, all_pairs)
     reference = base_state(base)
     scores: dict[float, float] = {}
-    for a in sorted(set(alphas)):
+    for a in track(sorted(set(alphas)), "Choosing the WiSE-FT mix", unit="mixes"):
         saved = mix_weights(tuned, reference, a)
         scores[a] = round(float(evaluator(tuned)[NDCG_KEY]), 4)
         restore_weights(tuned, saved)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +31,9 @@ from ragtune.errors import ConfigError
 from ragtune.models import Encoder, embedding_width, load_model, model_label
 from ragtune.pairs.schema import Pair
 from ragtune.train.card import CARD_FILE
+from ragtune.train.config import AdapterSettings
 
 QUERY_ROUTE_MARKER = ".sub_modules.query."
-
-
-@dataclass
-class AdapterSettings:
-    """Training knobs of the query adapter (seconds on a CPU for thousands of pairs)."""
-
-    epochs: int = 40
-    learning_rate: float = 2e-3
-    batch_size: int = 128
-    identity_weight: float = 1.0  # strength of the pull towards the identity map
-    scale: float = 20.0  # inverse temperature, as sentence-transformers' MNRL
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"adapter epochs={self.epochs}: must be >= 1")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"adapter learning_rate={self.learning_rate}: must be > 0")
 
 
 def train_query_adapter(

@@ -34,35 +34,15 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ragtune.errors import ConfigError
+from ragtune.progress import task
+from ragtune.train.config import SummarySettings
 from ragtune.windows import WindowSpec, batch_window_spans
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SummarySettings:
-    """How chunk summaries are trained (see the module docstring for the measurements)."""
-
-    # protocol A (plain hit@5 / nDCG@10): 2 epochs 0.726 / 0.641, 3 epochs 0.733 / 0.646
-    epochs: int = 3
-    batch_size: int = 16
-    # weight of the first window (what a plain index reads) in a chunk's target
-    plain_weight: float = 0.5
-    warmup_ratio: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"summary epochs={self.epochs}: must be >= 1")
-        if self.batch_size < 1:
-            raise ConfigError(f"summary batch_size={self.batch_size}: must be >= 1")
-        if self.plain_weight < 0:
-            raise ConfigError(f"summary plain_weight={self.plain_weight}: must be >= 0")
 
 
 def summary_targets(
@@ -139,17 +119,19 @@ def train_summaries(
     rng = random.Random(seed)
     order = list(range(len(texts)))
     model.train()
-    for _ in range(settings.epochs):
-        rng.shuffle(order)
-        for start in range(0, len(order), settings.batch_size):
-            idx = order[start : start + settings.batch_size]
-            with _autocast(device, precision):
-                emb = _embed(model, [texts[i] for i in idx])
-                loss = summary_loss(emb.float(), target[idx], dims)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    with task("Chunk summaries", total=total, unit="steps") as steps:
+        for _ in range(settings.epochs):
+            rng.shuffle(order)
+            for start in range(0, len(order), settings.batch_size):
+                idx = order[start : start + settings.batch_size]
+                with _autocast(device, precision):
+                    emb = _embed(model, [texts[i] for i in idx])
+                    loss = summary_loss(emb.float(), target[idx], dims)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                steps.advance()
     model.eval()
     after = _distance(model, texts, target, dims, precision)
     seconds = time.perf_counter() - t0

@@ -244,7 +244,7 @@ def _training_args(
         seed=config.seed,
         data_seed=config.seed,
         dataloader_drop_last=batches.units >= 2 * batches.batch_size,
-        disable_tqdm=False,
+        disable_tqdm=True,  # steps go to ragtune's progress display (train.callbacks)
         **eval_args,
     )
 
@@ -255,17 +255,23 @@ def _trainer(
     """The ``SentenceTransformerTrainer``, with AdamW over :func:`param_groups`."""
     import torch
     from sentence_transformers import SentenceTransformerTrainer
+    from transformers.trainer_callback import PrinterCallback
+
+    from ragtune.train.callbacks import ProgressCallback
 
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.effective_learning_rate)
-    return SentenceTransformerTrainer(
+    trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
         train_dataset=batches.dataset,
         loss=batches.loss,
         evaluator=evaluator,
-        callbacks=callbacks or None,
+        callbacks=[ProgressCallback(), *callbacks],
         optimizers=(optimizer, None),
     )
+    # with tqdm off the Trainer prints its log dicts; ProgressCallback logs them instead
+    trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def _finish(

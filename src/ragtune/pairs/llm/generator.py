@@ -62,8 +62,8 @@ from ragtune.corpus import Chunk
 from ragtune.errors import ConfigError, RagtuneError
 from ragtune.pairs.llm.config import LLMConfig, LLMStats
 from ragtune.pairs.llm.parsing import screen_questions, split_candidates
-from ragtune.progress import track
 from ragtune.pairs.schema import Pair
+from ragtune.progress import track
 from ragtune.windows import WindowSpec, batch_window_spans
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
