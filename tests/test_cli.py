@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import SAMPLE_CORPUS, shared_data
@@ -38,17 +39,35 @@ def run_inprocess(capsys, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+def cli_timed(*args: str, timeout: int = 900) -> tuple[subprocess.CompletedProcess, list[tuple[float, str]]]:
+    """Run the console script as a person would (no -q, output not a terminal), noting when
+    each line of its console output arrives (seconds from the start)."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", RAGTUNE_PROGRESS_INTERVAL="2")
+    exe = os.path.join(os.path.dirname(sys.executable), "ragtune")
+    t0 = time.monotonic()
+    proc = subprocess.Popen([exe, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: list[tuple[float, str]] = []
+    for line in proc.stdout:  # ends when the process closes its output
+        lines.append((time.monotonic() - t0, line.rstrip("\n")))
+    code = proc.wait(timeout=timeout)
+    lines.append((time.monotonic() - t0, "<exit>"))
+    out = "\n".join(text for _, text in lines)
+    if code != 0:
+        raise AssertionError(f"ragtune {' '.join(args)} failed ({code}):\n{out[-3000:]}")
+    return subprocess.CompletedProcess(proc.args, code, out, ""), lines
+
+
 @pytest.fixture(scope="module")
 def sample_run(tmp_path_factory):
-    """The main job on the shipped sample corpus, shortened to a few training steps."""
+    """The main job on the shipped sample corpus, shortened to a few training steps, as a person runs it."""
     work = tmp_path_factory.mktemp("run")
-    proc = cli("run", str(SAMPLE_CORPUS), "--workdir", str(work), "--max-pairs", "64", "--max-steps", "2",
-               "--max-seq-length", "96", "--batch-size", "16")
-    return work, proc
+    proc, lines = cli_timed("run", str(SAMPLE_CORPUS), "--workdir", str(work), "--max-pairs", "64", "--max-steps", "2",
+                            "--max-seq-length", "96", "--batch-size", "16")
+    return work, proc, lines
 
 
 def test_run_leaves_every_artifact(sample_run):
-    work, proc = sample_run
+    work, proc, _ = sample_run
     for name in ("chunks.jsonl", "pairs.jsonl", "run.json", "model/ragtune.json", "qdrant",
                  "report/report.json", "report/report.md", "report/report.html"):
         assert (work / name).exists(), name
@@ -76,13 +95,13 @@ def test_run_leaves_every_artifact(sample_run):
 def test_tuned_model_loads_with_sentence_transformers(sample_run):
     from sentence_transformers import SentenceTransformer
 
-    work, _ = sample_run
+    work, _, _ = sample_run
     model = SentenceTransformer(str(work / "model"))
     assert model.encode(["inverter error"]).shape == (1, 384)
 
 
 def test_query_returns_chunks_from_embedded_qdrant(sample_run):
-    work, _ = sample_run
+    work, _, _ = sample_run
     proc = cli("query", "What does error E-214 mean on the inverter?", "--model", str(work / "model"),
                "--qdrant", str(work / "qdrant"), "--collection", "ragtune", "--top-k", "3", "--json")
     hits = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -92,7 +111,7 @@ def test_query_returns_chunks_from_embedded_qdrant(sample_run):
 
 
 def test_rerun_resumes_and_skips_finished_stages(sample_run):
-    work, _ = sample_run
+    work, _, _ = sample_run
     before = json.loads((work / "run.json").read_text())["stages"]
     cli("run", str(SAMPLE_CORPUS), "--workdir", str(work), "--max-pairs", "64", "--max-steps", "2",
         "--max-seq-length", "96", "--batch-size", "16")
@@ -187,3 +206,74 @@ def test_uber_with_given_eval_set(tmp_path):
     report = json.loads((tmp_path / "w" / "report" / "report.json").read_text())
     assert report["dataset"]["queries"] == 881
     assert {"base", "tuned"} <= set(report["metrics"])
+
+
+def test_console_shows_only_ragtune_progress_and_never_goes_quiet(sample_run):
+    """One progress display: every stage prints ragtune's own lines (with counts), no third-party
+    bars or Trainer log dicts reach the console, and no stretch of the run is silent for 10 s
+    (the line display repeats the running task's status every RAGTUNE_PROGRESS_INTERVAL=2 s)."""
+    work, proc, lines = sample_run
+    text = proc.stdout
+    for stage in ("[1/5] chunks", "[2/5] pairs", "[3/5] training", "[4/5] index", "[5/5] evaluation"):
+        assert f"{stage}: " in text and "done" in text, stage
+    for step in ("Reading documents: 37/37 files", "Training steps: 2/2 steps", "Chunk summaries: ", "Evaluating tuned+long"):
+        assert step in text, step
+    # tqdm bars ("it/s", "|██"), Trainer dicts ("{'loss'"), transformers' load report
+    for noise in ("it/s]", "█", "{'", "Loading weights", "Computing widget examples", "warmup_ratio"):
+        assert noise not in text, noise
+    times = [0.0] + [t for t, _ in lines]
+    gaps = [(b - a, line) for a, b, (_, line) in zip(times, times[1:], lines)]
+    worst = max(gaps)
+    assert worst[0] <= 10.0, f"silent for {worst[0]:.1f} s before: {worst[1]!r}"
+    assert (work / "logs" / "ragtune.log").read_text().count("step ") >= 1  # Trainer logs kept in the log file
+
+
+def test_model_card_snippet_runs_and_gives_the_tuned_vectors(sample_run):
+    """RAGTUNE.md's usage snippet, executed as printed: RagtuneEmbedding returns the tuned model's vectors."""
+    import re
+
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    work, _, _ = sample_run
+    md = (work / "model" / "RAGTUNE.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", md, re.S).group(1)
+    assert 'RagtuneEmbedding(model_path="' in snippet
+    scope: dict = {}
+    exec(snippet, scope)
+    text = "How do I claim the battery warranty?"
+    ref = SentenceTransformer(str(work / "model")).encode([text], normalize_embeddings=True)[0]
+    assert np.allclose(scope["vector"], ref, atol=1e-5)
+    assert np.allclose(scope["model"].encode([text], normalize_embeddings=True)[0], ref, atol=1e-5)
+
+
+def test_set_reaches_lora_and_config_file_replays_it(tmp_path):
+    """--set reaches nested settings (train.lora.rank trains a LoRA adapter); the same settings
+    from a TOML --config resolve to the same run.json config, so the re-run skips every stage."""
+    work = tmp_path / "w"
+    settings = {"train.lora.rank": 16, "train.epochs": 1, "train.max_steps": 2, "train.max_seq_length": 96,
+                "train.summarize": False, "train.batch_size": 8, "generation.max_pairs": 40, "long_chunks": False}
+    sets = [a for k, v in settings.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    cli("run", str(SAMPLE_CORPUS), "--workdir", str(work), *sets)
+    first = json.loads((work / "run.json").read_text())
+    assert first["config"]["train"]["lora"]["rank"] == 16
+    assert (work / "model" / "adapter_config.json").exists()  # a LoRA adapter, as peft saves it
+    assert json.loads((work / "model" / "adapter_config.json").read_text())["r"] == 16
+    toml = tmp_path / "ragtune.toml"
+    toml.write_text(
+        "long_chunks = false\n[generation]\nmax_pairs = 40\n"
+        "[train]\nepochs = 1\nmax_steps = 2\nmax_seq_length = 96\nsummarize = false\nbatch_size = 8\n"
+        "[train.lora]\nrank = 16\n"
+    )
+    cli("run", str(SAMPLE_CORPUS), "--workdir", str(work), "--config", str(toml))
+    second = json.loads((work / "run.json").read_text())
+    assert second["config"] == first["config"]
+    for stage in ("chunks", "pairs", "train", "index", "evaluate"):
+        assert second["stages"][stage]["finished"] == first["stages"][stage]["finished"], stage
+
+
+def test_unknown_setting_is_one_line_error(tmp_path, capsys):
+    code, _, err = run_inprocess(capsys, "run", str(SAMPLE_CORPUS), "--workdir", str(tmp_path / "w"),
+                                 "--set", "train.epoch=1")
+    assert code == 1
+    assert err.strip() == "error: train.epoch: no such setting; did you mean train.epochs?"

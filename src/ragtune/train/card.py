@@ -47,11 +47,28 @@ def add_evaluation(model_dir: str | Path, report: Mapping[str, Any]) -> Path:
         },
     }
     write_json(model_dir / CARD_FILE, card)
-    return write_text(model_dir / CARD_MD, render_card(card))
+    return write_text(model_dir / CARD_MD, render_card(card, model_dir))
 
 
-def render_card(card: Mapping[str, Any]) -> str:
-    """Markdown summary of a card (base, data, training, metrics before/after, time)."""
+def usage_lines(model_dir: str | Path | None) -> list[str]:
+    """How to load the folder: sentence-transformers and LlamaIndex (a test runs this snippet)."""
+    path = json.dumps(str(Path(model_dir).resolve())) if model_dir is not None else '"PATH/TO/THIS/FOLDER"'
+    return [
+        "## Use it",
+        "",
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        f"model = SentenceTransformer({path})",
+        "",
+        "from llama_index.embeddings.ragtune import RagtuneEmbedding  # pip install ragtune",
+        f"embed_model = RagtuneEmbedding(model_path={path})",
+        'vector = embed_model.get_text_embedding("How do I claim the battery warranty?")',
+        "```",
+    ]
+
+
+def render_card(card: Mapping[str, Any], model_dir: str | Path | None = None) -> str:
+    """Markdown summary of a card (base, data, training, metrics before/after, time, how to load it)."""
     train = card.get("train", {})
     result = card.get("result", {})
     data = card.get("data", {})
@@ -84,10 +101,7 @@ def render_card(card: Mapping[str, Any]) -> str:
             f" distance of each chunk's read to its whole-chunk target {summary['distance_before']} → {summary['distance_after']}"
             f" ({summary['seconds']} s)"
         )
-    lines += [
-        "",
-        "Load it with `SentenceTransformer(path)` or `ragtune.integrations`' `RagtuneEmbedding(model_name=path)`.",
-    ]
+    lines += ["", *usage_lines(model_dir)]
     ev = card.get("evaluation")
     if ev:
         ds = ev.get("dataset", {})

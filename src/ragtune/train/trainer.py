@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragtune._io import atomic_path, fingerprint, write_json
+from ragtune._io import atomic_path, fingerprint, write_json, write_text
 from ragtune.errors import ConfigError
 from ragtune.models import embedding_width, load_model, model_label
 from ragtune.pairs.schema import Pair
-from ragtune.train.card import CARD_FILE
+from ragtune.train.card import CARD_FILE, CARD_MD, render_card
 from ragtune.train.checkpoints import best_step, prepare_checkpoints
 from ragtune.train.config import LoraSettings, TrainConfig
 from ragtune.train.data import build_dataset, pick_max_seq_length
@@ -313,15 +313,14 @@ def _finish(
             best_step=best,
             summary=summary,
         )
-        write_json(
-            tmp / CARD_FILE,
-            {
-                "base_model": model_label(config.base),
-                "train": config.to_dict(),
-                "result": result.to_dict(),
-                "data": _data_summary(train_pairs),
-            },
-        )
+        card = {
+            "base_model": model_label(config.base),
+            "train": config.to_dict(),
+            "result": result.to_dict(),
+            "data": _data_summary(train_pairs),
+        }
+        write_json(tmp / CARD_FILE, card)
+        write_text(tmp / CARD_MD, render_card(card, out_dir))
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return result
 
