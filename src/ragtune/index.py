@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import logging
 import weakref
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ import numpy as np
 
 from ragtune.corpus import Chunk
 from ragtune.errors import IndexMismatchError, InputError
-from ragtune.models import Encoder, embedding_width, truncate
+from ragtune.models import Encoder, embedding_width, model_fingerprint, truncate
 from ragtune.progress import track
 
 log = logging.getLogger(__name__)
@@ -78,21 +77,6 @@ def connect(location: str | Path, api_key: str | None = None, timeout: int = 60)
         raise InputError(f"{path}: cannot open the embedded Qdrant store ({exc})") from exc
     _OPEN_CLIENTS.add(client)
     return client
-
-
-def model_fingerprint(model: Any) -> str:
-    """A short hash of the weights documents pass through, so a collection knows which model filled it."""
-    from ragtune.train.query_adapter import is_query_route
-
-    h = hashlib.sha256()
-    state = model.state_dict() if hasattr(model, "state_dict") else {}
-    # only what documents pass through: a query-only adapter leaves the index valid
-    names = sorted(n for n in state if not is_query_route(n))
-    for name in names[:8] + names[-8:]:
-        t = state[name]
-        h.update(name.encode())
-        h.update(t.detach().float().cpu().numpy().tobytes()[:4096])
-    return h.hexdigest()[:16]
 
 
 @dataclass

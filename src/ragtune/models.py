@@ -10,6 +10,7 @@ query-only adapter) through its ``Router`` module and ``encode_query``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -90,6 +91,29 @@ def load_model(name: str | os.PathLike[str] | None = None, device: str | None = 
             "folder, or a hub id on a machine that can reach the hub"
         ) from exc
     return model
+
+
+#: parameters under this path serve queries only (a query adapter's ``Router``
+#: route): documents never pass through them, so their index stays valid
+QUERY_ROUTE_MARKER = ".sub_modules.query."
+
+
+def is_query_route(param_name: str) -> bool:
+    """True for parameters that only queries pass through (the adapter)."""
+    return QUERY_ROUTE_MARKER in f".{param_name}"
+
+
+def model_fingerprint(model: Any) -> str:
+    """A short hash of the weights documents pass through, so a collection knows which model filled it."""
+    h = hashlib.sha256()
+    state = model.state_dict() if hasattr(model, "state_dict") else {}
+    # only what documents pass through: a query-only adapter leaves the index valid
+    names = sorted(n for n in state if not is_query_route(n))
+    for name in names[:8] + names[-8:]:
+        t = state[name]
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().numpy().tobytes()[:4096])
+    return h.hexdigest()[:16]
 
 
 def embedding_width(model: Any) -> int:

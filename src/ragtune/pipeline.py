@@ -126,7 +126,8 @@ def stage_index(
     location: str | None = None,
 ) -> dict[str, Any]:
     """Chunks + model → a Qdrant collection (``RUN/qdrant`` by default)."""
-    from ragtune.index import connect, model_fingerprint, open_for_model
+    from ragtune.index import connect, open_for_model
+    from ragtune.models import model_fingerprint
 
     loc = location or str(rd.qdrant)
     model = load_model(model_dir)

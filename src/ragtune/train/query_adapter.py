@@ -28,12 +28,16 @@ import numpy as np
 
 from ragtune._io import atomic_path, write_json
 from ragtune.errors import ConfigError
-from ragtune.models import Encoder, embedding_width, load_model, model_label
+from ragtune.models import (
+    Encoder,
+    embedding_width,
+    is_query_route,
+    load_model,
+    model_label,
+)
 from ragtune.pairs.schema import Pair
 from ragtune.train.card import CARD_FILE
 from ragtune.train.config import AdapterSettings
-
-QUERY_ROUTE_MARKER = ".sub_modules.query."
 
 
 def train_query_adapter(
@@ -121,11 +125,6 @@ def train_query_adapter(
             {"base_model": model_label(base), "train": {"method": "query-adapter", **asdict(settings)}, "result": result},
         )
     return result
-
-
-def is_query_route(param_name: str) -> bool:
-    """True for parameters that only queries pass through (the adapter)."""
-    return QUERY_ROUTE_MARKER in f".{param_name}"
 
 
 def query_adapter_shift(model: Any) -> float | None:
