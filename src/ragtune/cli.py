@@ -286,21 +286,17 @@ def index(
 ) -> None:
     """Chunk a corpus and upsert it into a Qdrant collection (stable ids: re-runs update)."""
     from ragtune.corpus import ChunkConfig, load_corpus
-    from ragtune.index import connect, open_for_model
+    from ragtune.index import open_index
     from ragtune.models import Encoder, load_model
 
     with _showing_progress():
         res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size))
     st = load_model(model)
     enc = Encoder(st)
-    client = connect(qdrant, api_key)
-    try:
-        idx = open_for_model(client, collection, st, model, small_dim=small_dim, quantization=quantization)
+    with open_index(qdrant, collection, st, model, api_key=api_key, small_dim=small_dim, quantization=quantization) as idx:
         with _showing_progress():
             n = idx.upsert(res.chunks, enc)
         _echo(f"upserted {n} chunks into {collection!r} at {qdrant}; the collection holds {idx.count()} points")
-    finally:
-        client.close()
 
 
 @app.command()
@@ -316,17 +312,14 @@ def query(
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON lines."),
 ) -> None:
     """Search a ragtune Qdrant collection with a model."""
-    from ragtune.index import connect, open_for_model
+    from ragtune.index import check_location, open_index
     from ragtune.models import Encoder, load_model
 
+    check_location(qdrant)  # a typo fails before the model loads
     st = load_model(model)
     enc = Encoder(st)
-    client = connect(qdrant, api_key)
-    try:
-        idx = open_for_model(client, collection, st, model, create=False)
+    with open_index(qdrant, collection, st, model, api_key=api_key, create=False) as idx:
         hits = idx.search(enc.encode_queries([text])[0], top_k=top_k, mode=mode, two_stage=two_stage)
-    finally:
-        client.close()
     for rank, h in enumerate(hits, 1):
         if as_json:
             _echo(json.dumps({"rank": rank, "id": h.id, "score": h.score, "source": h.metadata.get("source"), "text": h.text}))

@@ -58,12 +58,27 @@ def _close_open_clients() -> None:
             client.close()
 
 
+def is_remote(location: str | Path) -> bool:
+    """True for a Qdrant server URL (``http(s)://``), False for a folder or ``:memory:``."""
+    return str(location).startswith(("http://", "https://"))
+
+
+def check_location(location: str | Path) -> str:
+    """Refuse a Qdrant folder that does not exist (``connect`` would create an empty one); readers call this."""
+    loc = str(location)
+    if not is_remote(loc) and loc != ":memory:" and not Path(loc).expanduser().is_dir():
+        raise InputError(
+            f"--qdrant {loc}: no such folder; give the folder `ragtune index --qdrant` wrote, or a Qdrant server URL"
+        )
+    return loc
+
+
 def connect(location: str | Path, api_key: str | None = None, timeout: int = 60) -> Any:
     """A ``QdrantClient`` for a folder (embedded, on disk), ``:memory:``, or a server URL."""
     from qdrant_client import QdrantClient
 
     loc = str(location)
-    if loc.startswith(("http://", "https://")):
+    if is_remote(loc):
         return QdrantClient(url=loc, api_key=api_key, timeout=timeout)
     if loc == ":memory:":
         return QdrantClient(":memory:")
@@ -90,12 +105,24 @@ class Hit:
 class ChunkIndex:
     """A Qdrant collection of chunks, with plain and per-window vectors."""
 
-    def __init__(self, client: Any, collection: str) -> None:
+    def __init__(self, client: Any, collection: str, owns_client: bool = False) -> None:
         if not collection or not collection.replace("-", "").replace("_", "").isalnum():
             raise InputError(f"collection={collection!r}: use letters, digits, '-' and '_'")
         self.client = client
         self.collection = collection
+        self.owns_client = owns_client
         self._meta: dict[str, Any] | None = None
+
+    def close(self) -> None:
+        """Close the client when this index opened it (:func:`open_index`); frees an embedded store's lock."""
+        if self.owns_client:
+            self.client.close()
+
+    def __enter__(self) -> ChunkIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # lifecycle ------------------------------------------------------------
     def exists(self) -> bool:
@@ -155,8 +182,9 @@ class ChunkIndex:
         )
         self._meta = meta
 
-    def count(self) -> int:
-        return int(self.client.count(self.collection, exact=True).count)
+    def count(self, exact: bool = True) -> int:
+        """Points in the collection (``exact=False``: a server's fast estimate)."""
+        return int(self.client.count(self.collection, exact=exact).count)
 
     # writing --------------------------------------------------------------
     def upsert(
@@ -253,9 +281,60 @@ def open_for_model(
     Readers pass ``create=False`` so a mistyped name is an error, not an empty index.
     """
     index = ChunkIndex(client, collection)
-    if not create and not index.exists():
-        raise InputError(f"collection {collection!r} does not exist (build it with ragtune index or ragtune run)")
+    try:
+        exists = index.exists()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise InputError(f"cannot reach Qdrant ({first})") from exc
+    if not create and not exists:
+        raise InputError(
+            f"collection {collection!r} does not exist: build it with `ragtune index CORPUS --model MODEL "
+            f"--collection {collection}` (or ragtune run), or pass the right --collection"
+        )
     index.ensure(model_name, model_fingerprint(model), embedding_width(model), **options)
+    return index
+
+
+def open_index(
+    location: str | Path,
+    collection: str,
+    model: Any,
+    model_name: str,
+    *,
+    api_key: str | None = None,
+    create: bool = True,
+    timeout: int = 60,
+    **options: Any,
+) -> ChunkIndex:
+    """The store facade: connect to ``location`` and open ``collection`` as built by ``model``.
+
+    Every caller (``ragtune index/query``, the pipeline, the server, the
+    LlamaIndex helpers) opens its store here, so a new engine plugs in once.
+    The returned index owns its client: close it (or use it as a context
+    manager) to release an embedded store's folder lock.
+
+    Args:
+        location: a folder (embedded Qdrant, on disk), ``:memory:``, or a server URL.
+        collection: the collection name.
+        model: the ``SentenceTransformer`` whose vectors the collection holds.
+        model_name: how the collection's metadata names the model.
+        api_key: a Qdrant server's API key.
+        create: create a missing collection; readers pass False, so that a
+            mistyped folder or name is an error instead of an empty index.
+        options: ``small_dim``, ``quantization`` for a new collection.
+
+    Example:
+        >>> with open_index("runs/demo/qdrant", "ragtune", model, "runs/demo/model", create=False) as idx:  # doctest: +SKIP
+        ...     hits = idx.search(Encoder(model).encode_queries(["battery warranty"])[0])
+    """
+    loc = str(location) if create else check_location(location)
+    client = connect(loc, api_key, timeout)
+    try:
+        index = open_for_model(client, collection, model, model_name, create=create, **options)
+    except BaseException:
+        client.close()
+        raise
+    index.owns_client = True
     return index
 
 

@@ -126,7 +126,7 @@ def stage_index(
     location: str | None = None,
 ) -> dict[str, Any]:
     """Chunks + model → a Qdrant collection (``RUN/qdrant`` by default)."""
-    from ragtune.index import connect, open_for_model
+    from ragtune.index import open_index
     from ragtune.models import model_fingerprint
 
     loc = location or str(rd.qdrant)
@@ -137,13 +137,9 @@ def stage_index(
         return rd.record["stages"]["index"]
     with rd.stage("index", fp) as info, task("[4/5] index"):
         encoder = Encoder(model)
-        client = connect(loc)
-        try:
-            index = open_for_model(client, collection, model, str(model_dir))
+        with open_index(loc, collection, model, str(model_dir)) as index:
             index.upsert(list(chunks), encoder)
             info.update(location=loc, collection=collection, points=index.count(), dim=encoder.dimension)
-        finally:
-            client.close()
     return info
 
 

@@ -12,43 +12,21 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ragtune.errors import InputError
-from ragtune.index import ChunkIndex, Hit, connect, open_for_model
+from ragtune.index import ChunkIndex, Hit, is_remote, open_index
 
 log = logging.getLogger("ragtune_server")
 
 FilterValue = str | int | bool | list[str] | list[int]
 
 
-def is_remote(location: str) -> bool:
-    return str(location).startswith(("http://", "https://"))
-
-
-def check_location(location: str | Path) -> str:
-    """Refuse a Qdrant folder that does not exist (``connect`` would create an empty one)."""
-    location = str(location)
-    if (
-        not is_remote(location)
-        and location != ":memory:"
-        and not Path(location).expanduser().is_dir()
-    ):
-        raise InputError(
-            f"--qdrant {location}: no such folder; give the folder `ragtune index --qdrant` wrote, "
-            "or a Qdrant server URL"
-        )
-    return location
-
-
 class SearchBackend:
     """A :class:`ChunkIndex` built by the served model, with its client and threads."""
 
-    def __init__(self, client: Any, index: ChunkIndex, location: str) -> None:
-        self.client = client
+    def __init__(self, index: ChunkIndex, location: str) -> None:
         self.index = index
         self.location = location
         self.collection = index.collection
@@ -66,31 +44,9 @@ class SearchBackend:
         Unlike ``ragtune index``, the server never creates a collection: a typo in
         ``--collection`` or ``--qdrant`` must fail at start-up, not serve an empty index.
         """
-        location = check_location(location)
-        client = connect(location, api_key)
-        try:
-            index = ChunkIndex(client, collection)
-            try:
-                exists = index.exists()
-            except Exception as exc:  # server unreachable, wrong key
-                raise InputError(
-                    f"--qdrant {location}: cannot reach Qdrant ({_first_line(exc)})"
-                ) from exc
-            if not exists:
-                raise InputError(
-                    f"collection {collection!r} does not exist at {location}: run "
-                    f"`ragtune index CORPUS --model MODEL --qdrant {location} "
-                    f"--collection {collection}` first, "
-                    "or pass the right --collection"
-                )
-            open_for_model(
-                client, collection, model, model_name
-            )  # IndexMismatchError for another model
-        except BaseException:
-            client.close()
-            raise
+        index = open_index(location, collection, model, model_name, api_key=api_key, create=False)
         log.info("search: collection %r at %s", collection, location)
-        return cls(client, index, location)
+        return cls(index, str(location))
 
     async def search(
         self, vector: np.ndarray, top_k: int, mode: str, query_filter: Any = None, two_stage: bool = False
@@ -100,10 +56,7 @@ class SearchBackend:
     async def count(self) -> int:
         """Points in the collection: exact in the embedded store, Qdrant's estimate on a server
         (an exact count of a large remote collection is too slow for a health probe)."""
-        exact = not is_remote(self.location)
-        return await self._in_thread(
-            lambda: int(self.client.count(self.collection, exact=exact).count)
-        )
+        return await self._in_thread(self.index.count, not is_remote(self.location))
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -112,7 +65,7 @@ class SearchBackend:
         """Release the threads and the client (and with it the embedded store's file lock)."""
         self._executor.shutdown(wait=True)
         try:
-            self.client.close()
+            self.index.close()
         except Exception:  # closing must not mask the reason for shutting down
             log.warning("closing the Qdrant client failed", exc_info=True)
 
@@ -137,8 +90,3 @@ def build_filter(spec: Mapping[str, FilterValue] | None) -> Any:
         )
         must.append(models.FieldCondition(key=key, match=match))
     return models.Filter(must=must)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]

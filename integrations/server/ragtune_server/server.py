@@ -15,10 +15,10 @@ import os
 from typing import Any
 
 from ragtune.errors import ConfigError, RagtuneError
+from ragtune.index import check_location
 from ragtune_server.app import create_app
 from ragtune_server.batching import BatchConfig
 from ragtune_server.limits import Limits
-from ragtune_server.search import check_location
 
 log = logging.getLogger("ragtune_server")
 

@@ -19,12 +19,33 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from llama_index.embeddings.ragtune import RagtuneEmbedding
 
 
-def _client(location: str | Path | None, url: str | None, api_key: str | None, client: Any) -> Any:
-    from ragtune.index import connect
+def _open(
+    embed_model: RagtuneEmbedding,
+    collection: str,
+    location: str | Path | None,
+    url: str | None,
+    api_key: str | None,
+    client: Any,
+    create: bool,
+) -> Any:
+    """ragtune's store facade over the given client, or over one it opens (and owns)."""
+    from ragtune.index import open_for_model, open_index
 
+    model, name = embed_model.encoder.model, embed_model.model_path
     if client is not None:
-        return client
-    return connect(url or location or ":memory:", api_key=api_key)
+        return open_for_model(client, collection, model, name, create=create)
+    return open_index(url or location or ":memory:", collection, model, name, api_key=api_key, create=create)
+
+
+def _vector_index(embed_model: RagtuneEmbedding, index: Any) -> Any:
+    """A ``VectorStoreIndex`` on LlamaIndex's ``QdrantVectorStore`` over a ragtune collection."""
+    from llama_index.core import VectorStoreIndex
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+
+    from ragtune.index import PLAIN
+
+    store = QdrantVectorStore(collection_name=index.collection, client=index.client, dense_vector_name=PLAIN)
+    return VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
 
 
 def build_index(
@@ -43,16 +64,15 @@ def build_index(
     same corpus indexed twice keeps the same point count (ids are stable).
     """
     from ragtune.corpus import ChunkConfig, chunk_documents, load_corpus
-    from ragtune.index import open_for_model
 
     cfg = ChunkConfig(chunk_size=chunk_size)
     if isinstance(documents_or_path, (str, Path)):
         chunks = load_corpus(documents_or_path, cfg).chunks
     else:
         chunks = chunk_documents(list(documents_or_path), cfg)
-    qc = _client(location, url, api_key, client)
-    open_for_model(qc, collection, embed_model.encoder.model, embed_model.model_path).upsert(chunks, embed_model.encoder)
-    return open_index(embed_model, collection, client=qc)
+    index = _open(embed_model, collection, location, url, api_key, client, create=True)
+    index.upsert(chunks, embed_model.encoder)
+    return _vector_index(embed_model, index)
 
 
 def open_index(
@@ -64,15 +84,7 @@ def open_index(
     client: Any = None,
 ) -> Any:
     """A ``VectorStoreIndex`` over an existing ragtune collection (checks the model matches)."""
-    from llama_index.core import VectorStoreIndex
-    from llama_index.vector_stores.qdrant import QdrantVectorStore
-
-    from ragtune.index import PLAIN, open_for_model
-
-    qc = _client(location, url, api_key, client)
-    open_for_model(qc, collection, embed_model.encoder.model, embed_model.model_path, create=False)
-    store = QdrantVectorStore(collection_name=collection, client=qc, dense_vector_name=PLAIN)
-    return VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
+    return _vector_index(embed_model, _open(embed_model, collection, location, url, api_key, client, create=False))
 
 
 class RagtuneQdrantRetriever(BaseRetriever):
@@ -95,13 +107,8 @@ class RagtuneQdrantRetriever(BaseRetriever):
         two_stage: bool = False,
         **kwargs: Any,
     ) -> None:
-        from ragtune.index import open_for_model
-
         self._embed = embed_model
-        self._client = _client(location, url, api_key, client)
-        self._index = open_for_model(
-            self._client, collection, embed_model.encoder.model, embed_model.model_path, create=False
-        )
+        self._index = _open(embed_model, collection, location, url, api_key, client, create=False)
         self._top_k = similarity_top_k
         self._mode = mode
         self._two_stage = two_stage
