@@ -18,6 +18,11 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from ragtune import console
+
+# benchmarks print ragtune's progress lines and their own results, not third-party bars
+console.setup()
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RAGTUNE_DATA", ROOT.parent / "shared" / "data"))
 M_DIMS = [384, 256, 128, 64]

@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import M_DIMS, Bench, parse_overrides, require
 
+from ragtune import console, progress
+
 PROTOCOLS = ("T1", "T2", "A", "G", "M", "anchor")
 
 
@@ -275,22 +277,22 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args.protocol)
     t0 = time.perf_counter()
     print(f"protocol {args.protocol}", flush=True)
-    if args.protocol == "T1":
-        ds = protocol_t1(args, bench)
-    elif args.protocol == "T2":
-        ds = protocol_generated(args, bench, "lyft_2021.pdf")
-    elif args.protocol == "A":
-        ds = protocol_generated(args, bench, "uber_2021.pdf")
-    elif args.protocol == "G":
-        ds = protocol_g(args, bench)
-    elif args.protocol == "M":
-        ds = protocol_m(args, bench)
-    else:
-        ds = protocol_anchor(args, bench)
+    with progress.use(console.display()):
+        ds = PROTOCOL_RUNNERS[args.protocol](args, bench)
     bench.timings["total_s"] = round(time.perf_counter() - t0, 2)
     bench.write(args.out, ds)
     print(f"wrote {args.out}", flush=True)
     return 0
+
+
+PROTOCOL_RUNNERS = {
+    "T1": protocol_t1,
+    "T2": lambda args, bench: protocol_generated(args, bench, "lyft_2021.pdf"),
+    "A": lambda args, bench: protocol_generated(args, bench, "uber_2021.pdf"),
+    "G": protocol_g,
+    "M": protocol_m,
+    "anchor": protocol_anchor,
+}
 
 
 if __name__ == "__main__":
