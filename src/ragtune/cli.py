@@ -313,9 +313,10 @@ def query(
 ) -> None:
     """Search a ragtune Qdrant collection with a model."""
     from ragtune.index import check_location, open_index
-    from ragtune.models import Encoder, load_model
+    from ragtune.models import Encoder, load_model, resolve_model
 
-    check_location(qdrant)  # a typo fails before the model loads
+    resolve_model(model)  # a bad model or folder fails in a second, before anything loads
+    check_location(qdrant)
     st = load_model(model)
     enc = Encoder(st)
     with open_index(qdrant, collection, st, model, api_key=api_key, create=False) as idx:

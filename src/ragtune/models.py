@@ -74,8 +74,21 @@ def resolve_model(name: str | os.PathLike[str] | None) -> str:
     return key
 
 
-def load_model(name: str | os.PathLike[str] | None = None, device: str | None = None) -> Any:
-    """Load a ``SentenceTransformer`` from a folder, hub id or ``default``."""
+def load_model(
+    name: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    backend: str = "torch",
+    file: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Load a ``SentenceTransformer`` from a folder, hub id or ``default``.
+
+    Args:
+        name: a model folder, hub id, or ``default`` (the bundled all-MiniLM-L6-v2).
+        device: torch device (default: CUDA when present).
+        backend: ``torch``, or ``onnx`` / ``openvino`` to run the transformer
+            from a file ``ragtune export`` wrote (:mod:`ragtune.backends`).
+        file: that exported file (default: the int8 one in the folder, when present).
+    """
     from sentence_transformers import SentenceTransformer
 
     path = resolve_model(name)
@@ -90,6 +103,10 @@ def load_model(name: str | os.PathLike[str] | None = None, device: str | None = 
             f"{name or 'default'}: cannot load the model ({first}); give a sentence-transformers "
             "folder, or a hub id on a machine that can reach the hub"
         ) from exc
+    if backend != "torch":
+        from ragtune.backends import attach
+
+        attach(model, backend, file, model_dir=path if Path(path).exists() else None)
     return model
 
 

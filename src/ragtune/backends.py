@@ -1,0 +1,299 @@
+"""Inference backends: the tuned model in the fastest form a machine runs, on ragtune's own stack.
+
+``ragtune export`` writes a model folder's transformer as ONNX (fp32, or int8
+quantized for this CPU by onnxruntime) or OpenVINO IR (fp32/bf16, or int8
+calibrated by NNCF on the run's own texts), laid out where sentence-transformers
+looks for them (``onnx/model.onnx``, ``onnx/model_qint8_avx512_vnni.onnx``,
+``openvino/openvino_model.xml``, ``openvino/openvino_model_qint8_quantized.xml``)
+so users with a matching optimum can load them with
+``SentenceTransformer(DIR, backend=...)``.
+
+ragtune itself does not need optimum (whose releases pin transformers far
+below the version ragtune runs on): :func:`attach` swaps the forward pass of
+a loaded model's transformer module for an onnxruntime or OpenVINO session,
+and everything after it (pooling, the PCA rotation, a query adapter,
+normalisation) stays the model's own modules. That is written here by hand
+because no installed library runs an exported transformer inside a current
+sentence-transformers model. The model's weights fingerprint is unchanged, so
+an index built with one backend is searched with another.
+
+Example:
+    >>> path = export_model("runs/demo/model", "onnx-int8")  # doctest: +SKIP
+    >>> model = load_model("runs/demo/model", backend="onnx", file=path)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import platform
+import shutil
+import types
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragtune.errors import ConfigError, InputError
+from ragtune.progress import task
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx", "openvino")
+FORMATS = ("onnx", "onnx-int8", "openvino", "openvino-int8")
+ONNX_FILE = "onnx/model.onnx"
+OPENVINO_FILE = "openvino/openvino_model.xml"
+OPENVINO_INT8_FILE = "openvino/openvino_model_qint8_quantized.xml"
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+#: calibration texts NNCF sees for static int8 (sentence-transformers' default is 300)
+CALIBRATION_SIZE = 300
+
+
+def cpu_isa() -> str:
+    """The int8 kernel family of this CPU, named as sentence-transformers names its files."""
+    machine = platform.machine().lower()
+    if machine in ("arm64", "aarch64"):
+        return "arm64"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    if "avx512_vnni" in flags:
+        return "avx512_vnni"
+    if "avx512f" in flags:
+        return "avx512"
+    return "avx2"
+
+
+def backend_of(fmt: str) -> str:
+    """``onnx-int8`` → ``onnx``; ``openvino-int8`` → ``openvino``."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"format={fmt!r}: choose one of {', '.join(FORMATS)}")
+    return fmt.split("-", 1)[0]
+
+
+def default_file(model_dir: str | Path, backend: str) -> Path:
+    """The exported file ``backend`` uses in ``model_dir`` when none is named: int8 when present."""
+    model_dir = Path(model_dir)
+    if backend == "onnx":
+        quantized = sorted((model_dir / "onnx").glob("model_qint8_*.onnx"))
+        return quantized[0] if quantized else model_dir / ONNX_FILE
+    if backend == "openvino":
+        q = model_dir / OPENVINO_INT8_FILE
+        return q if q.exists() else model_dir / OPENVINO_FILE
+    raise ConfigError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}")
+
+
+# --- export ----------------------------------------------------------------
+
+
+def export_model(
+    model_dir: str | Path,
+    fmt: str,
+    out: str | Path | None = None,
+    calibration: Sequence[str] | None = None,
+) -> Path:
+    """Export ``model_dir``'s transformer in ``fmt``; returns the written file.
+
+    Args:
+        model_dir: a sentence-transformers folder (what ``ragtune train`` writes).
+        fmt: ``onnx``, ``onnx-int8``, ``openvino`` or ``openvino-int8``.
+        out: the model folder to write into (default: ``model_dir`` itself; a
+            copy of the folder is made first when ``out`` is elsewhere).
+        calibration: texts for ``openvino-int8``'s static quantization (the
+            run's own chunks; at most :data:`CALIBRATION_SIZE` are used).
+    """
+    from ragtune.models import load_model
+
+    backend_of(fmt)
+    model_dir = Path(model_dir)
+    out = Path(out) if out is not None else model_dir
+    if out.resolve() != model_dir.resolve():
+        shutil.copytree(model_dir, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("onnx", "openvino"))
+    model = load_model(model_dir)
+    onnx_path = out / ONNX_FILE
+    if fmt == "onnx" or not onnx_path.exists():
+        _export_onnx(model, onnx_path)
+    if fmt == "onnx":
+        return onnx_path
+    if fmt == "onnx-int8":
+        return _quantize_onnx(onnx_path, out / "onnx" / f"model_qint8_{cpu_isa()}.onnx")
+    if fmt == "openvino":
+        return _to_openvino(onnx_path, out / OPENVINO_FILE)
+    if not calibration:
+        raise InputError("openvino-int8 needs calibration texts (the run's own chunks): pass --calibration CHUNKS.jsonl")
+    return _quantize_openvino(model, onnx_path, out / OPENVINO_INT8_FILE, calibration)
+
+
+def _export_onnx(model: Any, path: Path) -> Path:
+    """The transformer module (token ids → token embeddings) as ONNX, dynamic batch and length."""
+    import torch
+
+    transformer = model[0]
+    auto_model = getattr(transformer, "auto_model", None) or transformer.model
+    names = [n for n in _INPUTS if n != "token_type_ids" or _takes_token_types(auto_model)]
+
+    class _Graph(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs: Any) -> Any:
+            return self.inner(**dict(zip(names, inputs)), return_dict=True).last_hidden_state
+
+    sample = model.tokenizer(["ragtune exports this", "a second, longer sentence for the dynamic axes"],
+                             padding=True, return_tensors="pt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with torch.inference_mode():
+        # the TorchScript exporter: the dynamo one needs onnxscript rewrites this
+        # BERT graph does not gain from, and is slower to run here
+        torch.onnx.export(
+            _Graph(auto_model).eval(),
+            tuple(sample[n] for n in names),
+            str(tmp),
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]},
+            opset_version=17,
+            dynamo=False,
+        )
+    os.replace(tmp, path)
+    log.info("exported %s", path)
+    return path
+
+
+def _takes_token_types(auto_model: Any) -> bool:
+    return getattr(getattr(auto_model, "config", None), "type_vocab_size", 0) > 0
+
+
+def _quantize_onnx(src: Path, dst: Path) -> Path:
+    """Dynamic int8 quantization by onnxruntime, configured for this CPU's int8 kernels."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    isa = cpu_isa()
+    tmp = dst.with_name(dst.name + ".tmp")
+    quantize_dynamic(
+        str(src),
+        str(tmp),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        # without VNNI, x86 int8 multiply-adds can saturate: 7-bit weights avoid it
+        reduce_range=isa in ("avx2", "avx512"),
+        op_types_to_quantize=["MatMul", "Gemm"],
+    )
+    os.replace(tmp, dst)
+    return dst
+
+
+def _to_openvino(onnx_path: Path, dst: Path) -> Path:
+    import openvino as ov
+
+    model = ov.convert_model(str(onnx_path))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(dst), compress_to_fp16=False)
+    return dst
+
+
+def _quantize_openvino(model: Any, onnx_path: Path, dst: Path, texts: Sequence[str]) -> Path:
+    """Static int8 by NNCF, calibrated on ``texts`` tokenized as the model reads them."""
+    import nncf
+    import openvino as ov
+
+    ov_model = ov.convert_model(str(onnx_path))
+    names = {p.get_any_name() for p in ov_model.inputs}
+    step = max(1, len(texts) // CALIBRATION_SIZE)
+    sample = list(texts)[::step][:CALIBRATION_SIZE]
+    items = []
+    for i in range(0, len(sample), 8):
+        enc = model.tokenizer(sample[i : i + 8], padding=True, truncation=True,
+                              max_length=int(model.max_seq_length), return_tensors="np")
+        items.append({k: v.astype(np.int64) for k, v in enc.items() if k in names})
+    # NNCF draws its own rich bars on stdout: ragtune's progress line stands for them
+    with task("Calibrating int8 (NNCF)"), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        quantized = nncf.quantize(ov_model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
+                                  subset_size=len(items))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(quantized, str(dst), compress_to_fp16=False)
+    return dst
+
+
+# --- running ----------------------------------------------------------------
+
+
+def attach(model: Any, backend: str, file: str | Path | None = None, model_dir: str | Path | None = None) -> Any:
+    """Run ``model``'s transformer module through ``backend`` (``torch`` leaves it as it is).
+
+    Args:
+        model: a loaded ``SentenceTransformer``.
+        backend: ``torch``, ``onnx`` or ``openvino``.
+        file: the exported file (default: the int8 one in ``model_dir`` when present).
+        model_dir: the folder the exports live in.
+    """
+    if backend == "torch":
+        return model
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}")
+    path = Path(file) if file is not None else (default_file(model_dir, backend) if model_dir else None)
+    if path is None or not path.exists():
+        raise InputError(
+            f"{path or backend}: no exported {backend} model; write one with "
+            f"`ragtune export MODEL_DIR --format {backend}` (or {backend}-int8)"
+        )
+    run = _OnnxRunner(path) if backend == "onnx" else _OpenVINORunner(path)
+    transformer = model[0]
+
+    def forward(self: Any, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        import torch
+
+        inputs = {n: features[n].cpu().numpy().astype(np.int64) for n in run.inputs if n in features}
+        if "token_type_ids" in run.inputs and "token_type_ids" not in inputs:
+            inputs["token_type_ids"] = np.zeros_like(inputs["input_ids"])
+        features["token_embeddings"] = torch.from_numpy(run(inputs))
+        return features
+
+    transformer.forward = types.MethodType(forward, transformer)
+    model.ragtune_backend = {"backend": backend, "file": str(path)}
+    return model
+
+
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+class _OnnxRunner:
+    """An onnxruntime session: token-id arrays in, token embeddings out."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = _threads()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.inputs = tuple(i.name for i in self.session.get_inputs())
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, inputs)[0]
+
+
+class _OpenVINORunner:
+    """An OpenVINO compiled model on the CPU (one infer request: callers encode on one thread)."""
+
+    def __init__(self, path: Path) -> None:
+        import openvino as ov
+
+        self.compiled = ov.Core().compile_model(
+            str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": _threads()}
+        )
+        self.inputs = tuple(p.get_any_name() for p in self.compiled.inputs)
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(self.request.infer(inputs)[self.compiled.outputs[0]])
