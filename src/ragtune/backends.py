@@ -183,7 +183,7 @@ def _quantize_onnx(src: Path, dst: Path) -> Path:
         per_channel=True,
         # without VNNI, x86 int8 multiply-adds can saturate: 7-bit weights avoid it
         reduce_range=isa in ("avx2", "avx512"),
-        op_types_to_quantize=["MatMul", "Gemm"],
+        op_types_to_quantize=["MatMul", "Gemm", "Gather"],  # Gather: the token embedding table
     )
     os.replace(tmp, dst)
     return dst

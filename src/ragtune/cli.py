@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from ragtune import __version__, console, progress
+from ragtune.backends import BACKENDS, FORMATS
 from ragtune.errors import RagtuneError
 from ragtune.train.config import LOSSES as _LOSSES
 from ragtune.train.config import LoraSettings as _LoraDefaults
@@ -29,6 +30,8 @@ app = typer.Typer(
 )
 
 _QUIET = False
+_BACKEND_HELP = f"{' | '.join(BACKENDS)}: run a form `ragtune export` wrote (default file: the int8 one when present)."
+_BACKEND_FILE_HELP = "The exported file to run, e.g. MODEL/onnx/model.onnx."
 _LOSS_HELP = " | ".join(_LOSSES)
 
 
@@ -91,6 +94,9 @@ def run(
         None, "--summarize/--no-summarize",
         help="Last training stage: the model's read of each long chunk learns to stand for the whole chunk (default on; helps one-vector-per-chunk indexes).",
     ),
+    export: str | None = typer.Option(
+        None, "--export", help=f"Last stage: write the tuned model in these forms too, comma-separated ({', '.join(FORMATS)})."
+    ),
 ) -> None:
     """The main job: chunks → pairs → tuned model → Qdrant index → before/after report.
 
@@ -105,6 +111,7 @@ def run(
         "train.loss": loss, "train.batch_size": batch_size, "train.learning_rate": learning_rate,
         "chunk.chunk_size": chunk_size, "long_chunks": long_chunks, "train.max_steps": max_steps,
         "train.max_seq_length": max_seq_length, "generation.llm": llm, "train.summarize": summarize,
+        "export": _formats(export) if export else None,
     }
     given = parse_sets(f"{k}={json.dumps(v)}" for k, v in options.items() if v is not None)
     layers = merge(load_config_file(config) if config else {}, given, parse_sets(sets), {"corpus": str(corpus)})
@@ -246,10 +253,12 @@ def evaluate(
     dims: str | None = typer.Option(None, "--dims", help="Dimensions to evaluate, comma-separated (default: the trained Matryoshka dims)."),
     long_chunks: bool = typer.Option(True, "--long/--no-long", help="Also evaluate best-window search."),
     llm: str | None = typer.Option(None, "--llm", help="provider:model to judge RAG quality with ragas (faithfulness, answer relevancy)."),
+    backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
+    backend_file: Path | None = typer.Option(None, "--backend-file", help=_BACKEND_FILE_HELP),
 ) -> None:
     """Evaluate a model (and a baseline) on a labelled set; writes report.json/.md/.html."""
     from ragtune.evaluation import evaluate_models, load_eval_dataset
-    from ragtune.models import model_label
+    from ragtune.models import load_model, model_label
     from ragtune.report import build_report, write_report
 
     dataset = load_eval_dataset(data)
@@ -258,14 +267,15 @@ def evaluate(
     card = read_card(model)
     base = baseline if baseline is not None else card.get("base_model", "default")
     dim_list = _parse_dims(dims) or (card.get("result", {}).get("dims") or None)
-    labels: dict[str, str] = {"tuned": model}
+    tuned = load_model(model, backend=backend, file=backend_file)
+    labels: dict[str, Any] = {"tuned": tuned}
     if base and base.lower() != "none":
-        labels = {"base": base, "tuned": model}
+        labels = {"base": base, "tuned": tuned}
     with _showing_progress():
         results = evaluate_models(dataset, labels, dim_list, long_chunks)
     from ragtune.pipeline import rag_metrics
 
-    models = {label: (model_label(m) if label == "base" else m) for label, m in labels.items()}
+    models = {label: (model_label(m) if label == "base" else _described(model, backend, backend_file)) for label, m in labels.items()}
     rag = rag_metrics(dataset, results, llm)
     report = build_report(dataset, results, models, extra={"ragas": rag} if rag else None)
     write_report(report, out)
@@ -283,6 +293,8 @@ def index(
     chunk_size: int = typer.Option(1024, "--chunk-size"),
     small_dim: int | None = typer.Option(None, "--small-dim", help="Truncated vectors for two-stage search (default width/6; 0: none)."),
     quantization: str = typer.Option("none", "--quantization", help="none | scalar | binary (a Qdrant server honours it)."),
+    backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
+    backend_file: Path | None = typer.Option(None, "--backend-file", help=_BACKEND_FILE_HELP),
 ) -> None:
     """Chunk a corpus and upsert it into a Qdrant collection (stable ids: re-runs update)."""
     from ragtune.corpus import ChunkConfig, load_corpus
@@ -291,7 +303,7 @@ def index(
 
     with _showing_progress():
         res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size))
-    st = load_model(model)
+    st = load_model(model, backend=backend, file=backend_file)
     enc = Encoder(st)
     with open_index(qdrant, collection, st, model, api_key=api_key, small_dim=small_dim, quantization=quantization) as idx:
         with _showing_progress():
@@ -310,6 +322,8 @@ def query(
     api_key: str | None = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY"),
     two_stage: bool = typer.Option(False, "--two-stage", help="Candidates on small Matryoshka vectors, rescored on full ones."),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON lines."),
+    backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
+    backend_file: Path | None = typer.Option(None, "--backend-file", help=_BACKEND_FILE_HELP),
 ) -> None:
     """Search a ragtune Qdrant collection with a model."""
     from ragtune.index import check_location, open_index
@@ -317,7 +331,7 @@ def query(
 
     resolve_model(model)  # a bad model or folder fails in a second, before anything loads
     check_location(qdrant)
-    st = load_model(model)
+    st = load_model(model, backend=backend, file=backend_file)
     enc = Encoder(st)
     with open_index(qdrant, collection, st, model, api_key=api_key, create=False) as idx:
         hits = idx.search(enc.encode_queries([text])[0], top_k=top_k, mode=mode, two_stage=two_stage)
@@ -372,6 +386,54 @@ def load_commands(target: typer.Typer, entry_points: Iterable[Any] | None = None
     for name, extra in _EXTRA_COMMANDS.items():
         if name not in have:
             _stand_in(target, name, extra, failed.get(name, ""))
+
+
+@app.command("export")
+def export_cmd(
+    model: Path = typer.Argument(..., help="A model folder (what ragtune train or run wrote)."),
+    formats: str = typer.Option(..., "--format", "-f", help=f"Comma-separated: {', '.join(FORMATS)}."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder to write (default: inside MODEL, where sentence-transformers looks)."),
+    calibration: Path | None = typer.Option(
+        None, "--calibration",
+        help="Texts for openvino-int8: chunks.jsonl, pairs.jsonl or a corpus folder (default: the run's chunks.jsonl beside MODEL).",
+    ),
+) -> None:
+    """Write the model as ONNX / OpenVINO (fp32 or int8) for faster CPU inference."""
+    from ragtune.backends import export_model
+
+    wanted = _formats(formats)
+    texts = _calibration_texts(calibration, model) if "openvino-int8" in wanted else None
+    with _showing_progress():
+        for fmt in progress.track(wanted, "Exporting", unit="forms"):
+            path = export_model(model, fmt, out, calibration=texts)
+            _echo(f"{fmt}: {path} ({path.stat().st_size / 2**20:.1f} MB)")
+
+
+def _formats(value: str) -> list[str]:
+    wanted = [f.strip() for f in value.split(",") if f.strip()]
+    bad = [f for f in wanted if f not in FORMATS]
+    if bad or not wanted:
+        raise RagtuneError(f"--format {value!r}: choose from {', '.join(FORMATS)}")
+    return wanted
+
+
+def _calibration_texts(path: Path | None, model: Path) -> list[str]:
+    """The texts int8 calibration sees: chunks or pairs of a run, or a corpus folder read as chunks."""
+    from ragtune.corpus import load_chunks, load_corpus
+    from ragtune.pairs import load_pairs
+
+    path = path or Path(model).parent / "chunks.jsonl"
+    if not path.exists():
+        raise RagtuneError(f"--calibration {path}: no such file; give the run's chunks.jsonl, a pairs.jsonl or a corpus folder")
+    if path.is_dir():
+        return [c.text for c in load_corpus(path).chunks]
+    if path.name.endswith("pairs.jsonl"):
+        return [p.positive for p in load_pairs(path)]
+    return [c.text for c in load_chunks(path)]
+
+
+def _described(model: str, backend: str, file: Path | None) -> str:
+    return model if backend == "torch" else f"{model} ({backend}{': ' + str(file) if file else ''})"
 
 
 def _parse_dims(dims: str | None) -> tuple[int, ...] | None:

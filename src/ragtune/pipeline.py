@@ -27,7 +27,7 @@ from ragtune.pairs import (
     make_generator,
     save_pairs,
 )
-from ragtune.progress import task
+from ragtune.progress import task, track
 from ragtune.report import build_report, write_report
 from ragtune.rundir import RunDir, fingerprint
 from ragtune.train import TrainConfig, train
@@ -47,6 +47,14 @@ class RunConfig:
     collection: str = "ragtune"
     qdrant: str | None = None  # default: RUN/qdrant (embedded, on disk)
     long_chunks: bool = True  # also evaluate best-window (long-chunk) search
+    # last stage: the tuned model also as these forms (ragtune.backends.FORMATS)
+    export: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from ragtune.backends import backend_of
+
+        for fmt in self.export:
+            backend_of(fmt)  # ConfigError naming the choices
 
     def to_dict(self) -> dict[str, Any]:
         return to_data(self)
@@ -178,6 +186,21 @@ def stage_evaluate(
     return report
 
 
+def stage_export(rd: RunDir, chunks: Sequence[Chunk], model_dir: Path, formats: Sequence[str]) -> dict[str, Any]:
+    """``model/`` → ``model/onnx/…``, ``model/openvino/…`` (int8 calibrated on the run's chunks)."""
+    from ragtune.backends import export_model
+    from ragtune.models import model_fingerprint
+
+    fp = fingerprint("export", model_fingerprint(load_model(model_dir)), sorted(formats))
+    if rd.stage_done("export", fp, model_dir):
+        return rd.record["stages"]["export"]
+    with rd.stage("export", fp) as info, task("[6/6] export"):
+        for fmt in track(formats, "Exporting", unit="forms"):
+            path = export_model(model_dir, fmt, calibration=[c.text for c in chunks])
+            info[fmt] = {"file": str(path.relative_to(model_dir)), "mb": round(path.stat().st_size / 2**20, 1)}
+    return info
+
+
 def rag_metrics(dataset: RetrievalDataset, results: dict[str, Any], judge_llm: str | None) -> dict[str, Any]:
     """ragas metrics for the plain-mode labels; empty (and logged) when ragas is not installed."""
     from ragtune.errors import RagtuneError
@@ -236,6 +259,8 @@ def run_pipeline(config: RunConfig, workdir: str | Path) -> dict[str, Any]:
     from ragtune.train.card import add_evaluation
 
     add_evaluation(model_dir, report)
+    if config.export:
+        stage_export(rd, chunks, model_dir, config.export)
     rd.record["report"] = str(rd.report / "report.json")
     rd.save()
     return report

@@ -56,6 +56,8 @@ def create_app(
     limits: Limits | None = None,
     batching: BatchConfig | None = None,
     device: str | None = None,
+    backend: str = "torch",
+    backend_file: str | None = None,
 ) -> FastAPI:
     """Build the app around ``model``: a folder, hub id, ``default``, or a ``SentenceTransformer``.
 
@@ -66,7 +68,7 @@ def create_app(
     """
     if isinstance(model, (str, os.PathLike)) or model is None:
         name = model_name or model_label(model)
-        model = load_model(model, device=device)
+        model = load_model(model, device=device, backend=backend, file=backend_file)
     else:
         name = model_name or type(model).__name__
     ctx = ServerContext(

@@ -74,6 +74,14 @@ def serve_command(
         help="How long a request waits for others to join.",
     ),
     log_level: LogLevel = typer.Option(LogLevel(_SERVE["log_level"].default), "--log-level"),
+    backend: str = typer.Option(
+        _SERVE["backend"].default,
+        "--backend",
+        help="torch | onnx | openvino: run a form `ragtune export` wrote (default file: the int8 one when present).",
+    ),
+    backend_file: str | None = typer.Option(
+        _SERVE["backend_file"].default, "--backend-file", help="The exported file to run (e.g. onnx/model.onnx)."
+    ),
 ) -> None:
     """Serve an OpenAI-compatible /v1/embeddings and a /v1/search API (needs the server extra)."""
     try:
@@ -91,6 +99,8 @@ def serve_command(
             device=device,
             threads=threads,
             log_level=log_level.value,
+            backend=backend,
+            backend_file=backend_file,
         )
     except RagtuneError as exc:
         typer.echo(f"error: {exc}", err=True)

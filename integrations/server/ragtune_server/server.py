@@ -48,6 +48,8 @@ def serve(
     device: str | None = None,
     threads: int | None = None,
     log_level: str = "info",
+    backend: str = "torch",
+    backend_file: str | None = None,
 ) -> None:
     """Serve ``model`` (and ``collection`` at ``qdrant`` for /v1/search) until interrupted.
 
@@ -90,6 +92,8 @@ def serve(
         limits=limits,
         batching=batching,
         device=device,
+        backend=backend,
+        backend_file=backend_file,
     )
     log.info("torch intra-op threads: %d", torch.get_num_threads())
     ctx = app.state.ragtune

@@ -25,12 +25,16 @@ class RagtuneEmbedding(EncoderEmbedding):
 
     model_path: str = Field(default="default", description="Model folder, hub id, or 'default' (bundled all-MiniLM-L6-v2).")
     device: str | None = Field(default=None, description="torch device; default picks CUDA when present.")
+    backend: str = Field(default="torch", description="torch, or onnx / openvino to run a form `ragtune export` wrote.")
+    backend_file: str | None = Field(default=None, description="That exported file (default: the int8 one when present).")
 
     def __init__(self, model_path: str = "default", embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE, **kwargs: Any) -> None:
         from ragtune.models import Encoder, load_model, model_label
 
         kwargs.setdefault("model_name", model_label(model_path))
-        encoder = Encoder(load_model(model_path, device=kwargs.get("device")))
+        encoder = Encoder(
+            load_model(model_path, device=kwargs.get("device"), backend=kwargs.get("backend", "torch"), file=kwargs.get("backend_file"))
+        )
         super().__init__(encoder, model_path=str(model_path), embed_batch_size=embed_batch_size, **kwargs)
 
     @classmethod
