@@ -52,6 +52,16 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 CALIBRATION_SIZE = 300
 
 
+def _require(module: str) -> Any:
+    """Import an optional inference package, or say which extra brings it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise InputError(f'{module} is not installed: pip install "ragtune[export]" ({exc})') from exc
+
+
 def cpu_isa() -> str:
     """The int8 kernel family of this CPU, named as sentence-transformers names its files."""
     machine = platform.machine().lower()
@@ -132,6 +142,7 @@ def _export_onnx(model: Any, path: Path) -> Path:
     """The transformer module (token ids → token embeddings) as ONNX, dynamic batch and length."""
     import torch
 
+    _require("onnx")  # torch's exporter writes through it
     transformer = model[0]
     auto_model = getattr(transformer, "auto_model", None) or transformer.model
     names = [n for n in _INPUTS if n != "token_type_ids" or _takes_token_types(auto_model)]
@@ -172,6 +183,7 @@ def _takes_token_types(auto_model: Any) -> bool:
 
 def _quantize_onnx(src: Path, dst: Path) -> Path:
     """Dynamic int8 quantization by onnxruntime, configured for this CPU's int8 kernels."""
+    _require("onnxruntime")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     isa = cpu_isa()
@@ -190,7 +202,7 @@ def _quantize_onnx(src: Path, dst: Path) -> Path:
 
 
 def _to_openvino(onnx_path: Path, dst: Path) -> Path:
-    import openvino as ov
+    ov = _require("openvino")
 
     model = ov.convert_model(str(onnx_path))
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -200,8 +212,8 @@ def _to_openvino(onnx_path: Path, dst: Path) -> Path:
 
 def _quantize_openvino(model: Any, onnx_path: Path, dst: Path, texts: Sequence[str]) -> Path:
     """Static int8 by NNCF, calibrated on ``texts`` tokenized as the model reads them."""
-    import nncf
-    import openvino as ov
+    nncf = _require("nncf")
+    ov = _require("openvino")
 
     ov_model = ov.convert_model(str(onnx_path))
     names = {p.get_any_name() for p in ov_model.inputs}
@@ -271,7 +283,7 @@ class _OnnxRunner:
     """An onnxruntime session: token-id arrays in, token embeddings out."""
 
     def __init__(self, path: Path) -> None:
-        import onnxruntime as ort
+        ort = _require("onnxruntime")
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = _threads()
@@ -287,7 +299,7 @@ class _OpenVINORunner:
     """An OpenVINO compiled model on the CPU (one infer request: callers encode on one thread)."""
 
     def __init__(self, path: Path) -> None:
-        import openvino as ov
+        ov = _require("openvino")
 
         self.compiled = ov.Core().compile_model(
             str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": _threads()}
