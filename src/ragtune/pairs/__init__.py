@@ -6,7 +6,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ragtune.corpus import Chunk
 from ragtune.pairs.filters import DuplicateFilter, LengthFilter, apply_filters
@@ -49,16 +49,16 @@ class GenerationConfig:
     # what a pair's positive is: "window" (the window holding the answer: trains
     # best-window search), "chunk" (the whole chunk, as a one-vector-per-chunk
     # index reads it), or "both" (one pair of each)
-    positive: str = "window"
+    positive: Literal["window", "chunk", "both"] = "window"
     # round-trip consistency: keep a pair only if this retriever ranks its chunk
     # in the top ``round_trip_k`` ("bm25" or "model"; None: off)
-    round_trip: str | None = None
+    round_trip: Literal["bm25", "model"] | None = None
     round_trip_k: int = 3
     # hard negatives mined with the base model per pair (0: in-batch negatives only)
     negatives: int = 0
     max_pairs: int | None = None
     val_fraction: float = 0.15
-    split_by: str = "doc"
+    split_by: Literal["doc", "chunk"] = "doc"
     seed: int = 13
 
 
