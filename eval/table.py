@@ -63,6 +63,26 @@ def training_rows(results: Path) -> list[str]:
     return out
 
 
+def speed_rows(results: Path) -> list[str]:
+    """One row per form of the model in each ``eval/speed.py`` result (ratios within that run)."""
+    out = [
+        "| file | form | docs/s | × torch | query p50 / p95 ms | load s | MB | nDCG@10 plain (Δ) | nDCG@10 windows (Δ) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for f in sorted(results.glob("*.json")):
+        data = json.loads(f.read_text())
+        if data.get("benchmark") != "speed":
+            continue
+        for r in data["runs"]:
+            out.append(
+                f"| {f.name} | {r['form']} | {r['docs_per_s']} | {r.get('x_torch_docs_per_s', '')} "
+                f"| {r['query_p50_ms']} / {r['query_p95_ms']} | {r['load_s']} | {r['size_mb']} "
+                f"| {r['plain']['ndcg@10']:.3f} ({r.get('ndcg_delta_plain', 0):+.3f}) "
+                f"| {r['windows']['ndcg@10']:.3f} ({r.get('ndcg_delta_windows', 0):+.3f}) |"
+            )
+    return out
+
+
 def _proto(f: Path) -> str:
     try:
         return json.loads(f.read_text()).get("protocol", "")
@@ -75,3 +95,5 @@ if __name__ == "__main__":
     print("\n".join(rows(folder)))
     print()
     print("\n".join(training_rows(folder)))
+    print()
+    print("\n".join(speed_rows(folder)))

@@ -130,7 +130,11 @@ def export_model(
     if fmt == "onnx":
         return onnx_path
     if fmt == "onnx-int8":
-        return _quantize_onnx(onnx_path, out / "onnx" / f"model_qint8_{cpu_isa()}.onnx")
+        fused = _fuse_onnx(model, out / "onnx" / "model_fused.onnx")
+        try:
+            return _quantize_onnx(fused, out / "onnx" / f"model_qint8_{cpu_isa()}.onnx")
+        finally:
+            fused.unlink(missing_ok=True)
     if fmt == "openvino":
         return _to_openvino(onnx_path, out / OPENVINO_FILE)
     if not calibration:
@@ -177,6 +181,43 @@ def _export_onnx(model: Any, path: Path) -> Path:
     return path
 
 
+def _fuse_onnx(model: Any, path: Path) -> Path:
+    """An ONNX graph with onnxruntime's fused BERT kernels (attention, embeddings + LayerNorm, GELU).
+
+    Exported with eager attention, whose pattern onnxruntime's transformer
+    optimizer recognises (the SDPA export's it does not): measured on 2 cores at
+    256 tokens, int8 from the fused graph ran 62 docs/s against 34 from the plain one.
+    """
+    from onnxruntime.transformers import optimizer
+
+    auto_model = getattr(model[0], "auto_model", None) or model[0].model
+    config = auto_model.config
+    previous = getattr(config, "_attn_implementation", None)
+    try:
+        if hasattr(auto_model, "set_attn_implementation"):
+            auto_model.set_attn_implementation("eager")
+        else:
+            config._attn_implementation = "eager"
+        plain = _export_onnx(model, path.with_name(path.stem + "_eager.onnx"))
+    finally:
+        if previous is not None:
+            if hasattr(auto_model, "set_attn_implementation"):
+                auto_model.set_attn_implementation(previous)
+            else:
+                config._attn_implementation = previous
+    fused = optimizer.optimize_model(
+        str(plain),
+        model_type=getattr(config, "model_type", "bert") if getattr(config, "model_type", "") in ("bert", "roberta", "distilbert", "xlm-roberta") else "bert",
+        num_heads=int(getattr(config, "num_attention_heads", 0)),
+        hidden_size=int(getattr(config, "hidden_size", 0)),
+        opt_level=1,
+    )
+    fused.save_model_to_file(str(path))
+    plain.unlink(missing_ok=True)
+    log.info("fused ops: %s", {k: v for k, v in fused.get_fused_operator_statistics().items() if v})
+    return path
+
+
 def _takes_token_types(auto_model: Any) -> bool:
     return getattr(getattr(auto_model, "config", None), "type_vocab_size", 0) > 0
 
@@ -195,7 +236,10 @@ def _quantize_onnx(src: Path, dst: Path) -> Path:
         per_channel=True,
         # without VNNI, x86 int8 multiply-adds can saturate: 7-bit weights avoid it
         reduce_range=isa in ("avx2", "avx512"),
-        op_types_to_quantize=["MatMul", "Gemm", "Gather"],  # Gather: the token embedding table
+        # Gather / EmbedLayerNormalization: the token embedding table; Attention: the fused projections
+        op_types_to_quantize=["MatMul", "Gemm", "Gather", "Attention", "EmbedLayerNormalization"],
+        # the fused graph's contrib ops defeat shape inference: their tensors are float
+        extra_options={"DefaultTensorType": 1},
     )
     os.replace(tmp, dst)
     return dst
@@ -296,16 +340,33 @@ class _OnnxRunner:
 
 
 class _OpenVINORunner:
-    """An OpenVINO compiled model on the CPU (one infer request: callers encode on one thread)."""
+    """An OpenVINO compiled model on the CPU, in throughput mode.
+
+    A batch is split over the requests OpenVINO finds optimal (one stream per
+    couple of cores) and run asynchronously; one text runs as one request.
+    Measured on 2 cores at 256 tokens: 111 docs/s against 93 with one request
+    in latency mode. Callers encode on one thread.
+    """
 
     def __init__(self, path: Path) -> None:
         ov = _require("openvino")
 
         self.compiled = ov.Core().compile_model(
-            str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": _threads()}
+            str(path), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": _threads()}
         )
         self.inputs = tuple(p.get_any_name() for p in self.compiled.inputs)
-        self.request = self.compiled.create_infer_request()
+        self.output = self.compiled.outputs[0]
+        self.streams = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self.requests = [self.compiled.create_infer_request() for _ in range(self.streams)]
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(self.request.infer(inputs)[self.compiled.outputs[0]])
+        n = len(next(iter(inputs.values())))
+        parts = min(self.streams, n)
+        if parts == 1:
+            return np.asarray(self.requests[0].infer(inputs)[self.output])
+        bounds = np.linspace(0, n, parts + 1).astype(int)
+        for req, a, b in zip(self.requests, bounds, bounds[1:]):
+            req.start_async({k: v[a:b] for k, v in inputs.items()})
+        for req in self.requests[:parts]:
+            req.wait()
+        return np.concatenate([np.asarray(req.get_tensor(self.output).data) for req in self.requests[:parts]])
