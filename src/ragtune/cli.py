@@ -70,7 +70,7 @@ def run(
     corpus: Path = typer.Argument(..., help="A document or a folder of documents (PDF, Markdown, text, HTML, JSONL)."),
     workdir: Path = typer.Option(..., "--workdir", "-w", help="Run directory for every artifact."),
     config: Path | None = typer.Option(
-        None, "--config", help="Settings file: TOML ([chunk], [generation], [train], [train.lora] ...) or a run.json to replay."
+        None, "--config", help="Settings file: TOML (tables chunk, generation, train, train.lora ...) or a run.json to replay."
     ),
     sets: list[str] = typer.Option(
         [], "--set", metavar="SECTION.FIELD=VALUE",
@@ -89,7 +89,7 @@ def run(
     long_chunks: bool | None = typer.Option(None, "--long/--no-long", help="Also evaluate best-window (long-chunk) search (default on)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop training after this many steps (a quick smoke run)."),
     max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="Training sequence length (default: from the data)."),
-    llm: str | None = typer.Option(None, "--llm", help="provider:model (e.g. openai:gpt-4o-mini, ollama:llama3.1) to write the questions and judge RAG quality; needs the llm extra (pip install ragtune[llm])."),
+    llm: str | None = typer.Option(None, "--llm", help="provider:model (e.g. openai:gpt-4o-mini, ollama:llama3.1) to write the questions and judge RAG quality; needs the llm extra."),
     summarize: bool | None = typer.Option(
         None, "--summarize/--no-summarize",
         help="Last training stage: the model's read of each long chunk learns to stand for the whole chunk (default on; helps one-vector-per-chunk indexes).",
