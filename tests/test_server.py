@@ -469,7 +469,7 @@ def _option_names(help_text: str) -> set[str]:
 SERVE_OPTIONS = {
     "--model", "--model-name", "--qdrant", "--collection", "--host", "--port", "--api-key",
     "--qdrant-api-key", "--device", "--threads", "--max-inputs", "--max-input-chars",
-    "--max-batch-size", "--max-wait-ms", "--log-level", "--help",
+    "--max-batch-size", "--max-wait-ms", "--log-level", "--backend", "--backend-file", "--help",
 }
 
 
