@@ -112,3 +112,23 @@ def test_server_serves_an_exported_form(exported):
     got = np.asarray([d["embedding"] for d in resp.json()["data"]])
     ref = Encoder(load_model(folder, backend="onnx", file=files["onnx-int8"])).encode_documents(TEXTS)
     assert (got * ref).sum(axis=1).min() >= 1 - 1e-3
+
+
+def test_evaluate_on_an_exported_form(exported, tiny_chunks, tmp_path):
+    """ragtune evaluate --backend onnx: the report names the form, and its figures match the
+    torch model's within int8 noise on a labelled set made from the tiny corpus."""
+    from test_cli import cli
+
+    folder, files = exported
+    data = tmp_path / "qa.json"
+    corpus = {c.id: c.text for c in tiny_chunks}
+    queries = {f"q{i}": q for i, q in enumerate(FACTS)}
+    by_source = {c.source: c.id for c in tiny_chunks}
+    relevant = {f"q{i}": [by_source[src]] for i, src in enumerate(FACTS.values())}
+    data.write_text(json.dumps({"queries": queries, "corpus": corpus, "relevant_docs": relevant}))
+    cli("evaluate", "--model", str(folder), "--data", str(data), "--out", str(tmp_path / "r"), "--baseline", "default",
+        "--no-long", "--backend", "onnx", "--backend-file", str(files["onnx-int8"]))
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert "onnx" in report["models"]["tuned"]
+    tuned, base = report["metrics"]["tuned"]["384"], report["metrics"]["base"]["384"]
+    assert abs(tuned["ndcg@10"] - base["ndcg@10"]) <= 0.05  # the same model, int8 against torch
