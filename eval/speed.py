@@ -27,7 +27,7 @@ from common import require
 
 from ragtune import console, progress
 
-FORMS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
+FORMS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "static")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--forms", default=",".join(FORMS), help=f"comma-separated, from {', '.join(FORMS)}")
     ap.add_argument("--queries", type=int, default=200, help="single-query latency sample")
+    ap.add_argument(
+        "--static-positive", choices=("window", "chunk", "both"), default="both",
+        help="static: what the offline pairs from the Uber PDF (its training data) point at",
+    )
     args = ap.parse_args(argv)
     with progress.use(console.display()):
         result = run(args)
@@ -61,10 +65,14 @@ def run(args: argparse.Namespace) -> dict:
     corpus = list(ds.corpus.values())
     forms = [f.strip() for f in args.forms.split(",") if f.strip()]
     exports: dict[str, Path] = {}
+    extra: dict[str, dict] = {}
     for form in forms:
-        if form != "torch":
-            t0 = time.perf_counter()
+        t0 = time.perf_counter()
+        if form == "static":
+            exports[form] = _static_student(args, extra)
+        elif form != "torch":
             exports[form] = export_model(args.model, form, calibration=corpus)
+        if form != "torch":
             print(f"  exported {form} in {time.perf_counter() - t0:.1f} s", flush=True)
 
     # the windows a best-window index embeds: what "docs/s at 256 tokens" encodes
@@ -77,9 +85,12 @@ def run(args: argparse.Namespace) -> dict:
 
     runs = []
     for form in forms:
-        backend = "torch" if form == "torch" else backend_of(form)
+        backend = backend_of(form) if form != "torch" else "torch"
         t0 = time.perf_counter()
-        model = load_model(args.model, backend=backend, file=exports.get(form))
+        if form == "static":
+            model = load_model(exports[form])
+        else:
+            model = load_model(args.model, backend=backend, file=exports.get(form))
         load_s = time.perf_counter() - t0
         enc = Encoder(model, batch_size=64)
         enc.encode_documents(windows[:64])  # warm-up: first-call allocations and kernel selection
@@ -92,19 +103,21 @@ def run(args: argparse.Namespace) -> dict:
             enc.encode_queries([q])
             lat.append((time.perf_counter() - t1) * 1000)
         quality = evaluate_models(ds, {form: enc}, dims=None, long_chunks=True)
-        size = exports[form].stat().st_size if form in exports else sum(
-            f.stat().st_size for f in args.model.glob("*.safetensors")
+        weights = exports[form] if form == "static" else args.model
+        size = exports[form].stat().st_size if form in exports and form != "static" else sum(
+            f.stat().st_size for f in weights.glob("*.safetensors")
         )
         if form in exports and exports[form].suffix == ".xml":
             size += exports[form].with_suffix(".bin").stat().st_size
         row = {
             "form": form,
-            "file": str(exports[form].relative_to(args.model)) if form in exports else "model.safetensors",
+            "file": "model-static/" if form == "static" else str(exports[form].relative_to(args.model)) if form in exports else "model.safetensors",
             "load_s": round(load_s, 2),
             "docs_per_s": round(docs_s, 1),
             "query_p50_ms": round(float(np.percentile(lat, 50)), 2),
             "query_p95_ms": round(float(np.percentile(lat, 95)), 2),
             "size_mb": round(size / 2**20, 1),
+            **extra.get(form, {}),
             "plain": {k: quality[form].metrics[str(enc.dimension)][k] for k in ("ndcg@10", "hit@5")},
             "windows": {k: quality[f"{form}+long"].metrics[str(enc.dimension)][k] for k in ("ndcg@10", "hit@5")},
         }
@@ -129,6 +142,28 @@ def run(args: argparse.Namespace) -> dict:
         "machine": machine_info(),
         "versions": package_versions(),
     }
+
+
+def _static_student(args: argparse.Namespace, extra: dict[str, dict]) -> Path:
+    """The static student of the model: distilled, then tuned on offline pairs from the Uber PDF."""
+    from ragtune.corpus import load_corpus
+    from ragtune.models import Encoder, load_model
+    from ragtune.pairs import GenerationConfig, generate_pairs
+    from ragtune.static import StaticSettings, distill_static
+
+    enc = Encoder(load_model(args.model))
+    gen = generate_pairs(
+        load_corpus(require("tenk", "uber_2021.pdf")).chunks, enc.tokenizer, enc.window_spec(),
+        GenerationConfig(val_fraction=0.0, positive=args.static_positive), encoder=enc,
+    )
+    out = args.model.with_name(args.model.name + "-static")
+    t0 = time.perf_counter()
+    distill_static(args.model, gen.pairs, out, StaticSettings())
+    extra["static"] = {
+        "train_pairs": len(gen.pairs), "positive": args.static_positive, "build_s": round(time.perf_counter() - t0, 1),
+        "settings": StaticSettings().__dict__,
+    }
+    return out
 
 
 if __name__ == "__main__":

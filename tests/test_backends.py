@@ -132,3 +132,32 @@ def test_evaluate_on_an_exported_form(exported, tiny_chunks, tmp_path):
     assert "onnx" in report["models"]["tuned"]
     tuned, base = report["metrics"]["tuned"]["384"], report["metrics"]["base"]["384"]
     assert abs(tuned["ndcg@10"] - base["ndcg@10"]) <= 0.05  # the same model, int8 against torch
+
+
+def test_static_student_is_a_sentence_transformers_folder_that_retrieves(model_path, tiny_pairs, tiny_chunks, tmp_path):
+    """model2vec distils the (here: bundled) model's token vectors, the run's pairs tune them
+    in float32, and the folder loads as any model: Encoder, RagtuneEmbedding, whole chunks read."""
+    pytest.importorskip("model2vec")
+    from sentence_transformers import SentenceTransformer
+
+    from llama_index.embeddings.ragtune import RagtuneEmbedding
+    from ragtune.models import READS_ALL, Encoder
+    from ragtune.static import STATIC_CARD, StaticSettings, distill_static
+
+    out = distill_static(model_path, tiny_pairs, tmp_path / "static",
+                         StaticSettings(pca_dims=64, epochs=1, matryoshka_dims=(64, 32)))
+    card = json.loads((out / STATIC_CARD).read_text())
+    assert card["steps"] >= 1 and card["train_pairs"] == len(tiny_pairs)
+    st = SentenceTransformer(str(out))
+    assert st[0].embedding.weight.dtype.is_floating_point and str(st[0].embedding.weight.dtype) == "torch.float32"
+    enc = Encoder(st)
+    assert enc.max_seq_length == READS_ALL and len(enc.encode_windows([tiny_chunks[0].text]).vectors) == 1
+    docs = enc.encode_documents([c.text for c in tiny_chunks])
+    hits = 0
+    for question, source in FACTS.items():
+        scores = docs @ enc.encode_queries([question])[0]
+        top = [tiny_chunks[i].source for i in np.argsort(-scores)[:3]]
+        hits += source in top
+    assert hits >= 4, hits
+    emb = RagtuneEmbedding(model_path=str(out))
+    assert len(emb.get_query_embedding("tram fares")) == 64

@@ -43,7 +43,7 @@ from ragtune.progress import task
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "openvino")
-FORMATS = ("onnx", "onnx-int8", "openvino", "openvino-int8")
+FORMATS = ("onnx", "onnx-int8", "openvino", "openvino-int8", "static")
 ONNX_FILE = "onnx/model.onnx"
 OPENVINO_FILE = "openvino/openvino_model.xml"
 OPENVINO_INT8_FILE = "openvino/openvino_model_qint8_quantized.xml"
@@ -79,10 +79,16 @@ def cpu_isa() -> str:
 
 
 def backend_of(fmt: str) -> str:
-    """``onnx-int8`` → ``onnx``; ``openvino-int8`` → ``openvino``."""
+    """``onnx-int8`` → ``onnx``; ``openvino-int8`` → ``openvino``; ``static`` (its own folder) → ``torch``."""
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r}: choose one of {', '.join(FORMATS)}")
-    return fmt.split("-", 1)[0]
+    return "torch" if fmt == "static" else fmt.split("-", 1)[0]
+
+
+def static_folder(model_dir: str | Path) -> Path:
+    """Where the static student of ``model_dir`` goes by default: a sibling ``NAME-static`` folder."""
+    model_dir = Path(model_dir)
+    return model_dir.with_name(model_dir.name + "-static")
 
 
 def default_file(model_dir: str | Path, backend: str) -> Path:

@@ -397,14 +397,24 @@ def export_cmd(
         None, "--calibration",
         help="Texts for openvino-int8: chunks.jsonl, pairs.jsonl or a corpus folder (default: the run's chunks.jsonl beside MODEL).",
     ),
+    pairs: Path | None = typer.Option(
+        None, "--pairs", help="Training pairs for the static student (default: the run's pairs.jsonl beside MODEL)."
+    ),
 ) -> None:
-    """Write the model as ONNX / OpenVINO (fp32 or int8) for faster CPU inference."""
-    from ragtune.backends import export_model
+    """Write the model as ONNX / OpenVINO (fp32 or int8), or distil a static student, for faster CPU inference."""
+    from ragtune.backends import export_model, static_folder
 
     wanted = _formats(formats)
     texts = _calibration_texts(calibration, model) if "openvino-int8" in wanted else None
     with _showing_progress():
         for fmt in progress.track(wanted, "Exporting", unit="forms"):
+            if fmt == "static":
+                from ragtune.pairs import load_pairs
+                from ragtune.static import distill_static
+
+                path = distill_static(model, load_pairs(_beside(pairs, model, "pairs.jsonl")), out or static_folder(model))
+                _echo(f"static: {path} (a sentence-transformers folder: --model {path})")
+                continue
             path = export_model(model, fmt, out, calibration=texts)
             _echo(f"{fmt}: {path} ({path.stat().st_size / 2**20:.1f} MB)")
 
@@ -422,14 +432,20 @@ def _calibration_texts(path: Path | None, model: Path) -> list[str]:
     from ragtune.corpus import load_chunks, load_corpus
     from ragtune.pairs import load_pairs
 
-    path = path or Path(model).parent / "chunks.jsonl"
-    if not path.exists():
-        raise RagtuneError(f"--calibration {path}: no such file; give the run's chunks.jsonl, a pairs.jsonl or a corpus folder")
+    path = _beside(path, model, "chunks.jsonl")
     if path.is_dir():
         return [c.text for c in load_corpus(path).chunks]
     if path.name.endswith("pairs.jsonl"):
         return [p.positive for p in load_pairs(path)]
     return [c.text for c in load_chunks(path)]
+
+
+def _beside(path: Path | None, model: Path, name: str) -> Path:
+    """``path``, or the run's ``name`` beside the model folder; a missing one is a one-line error."""
+    path = path or Path(model).parent / name
+    if not path.exists():
+        raise RagtuneError(f"{path}: no such file; pass the run's {name} (or another) explicitly")
+    return path
 
 
 def _described(model: str, backend: str, file: Path | None) -> str:

@@ -113,6 +113,8 @@ def load_model(
 #: parameters under this path serve queries only (a query adapter's ``Router``
 #: route): documents never pass through them, so their index stays valid
 QUERY_ROUTE_MARKER = ".sub_modules.query."
+#: the reach of a model without a length limit (a static embedding model)
+READS_ALL = 1 << 20
 
 
 def is_query_route(param_name: str) -> bool:
@@ -204,7 +206,9 @@ class Encoder:
 
     @property
     def max_seq_length(self) -> int:
-        return int(self.model.max_seq_length)
+        """Tokens the model reads; a static model (no limit) reads a whole text, as one window."""
+        n = getattr(self.model, "max_seq_length", None)
+        return READS_ALL if n is None or n == float("inf") else int(n)
 
     @property
     def tokenizer(self) -> Any:
@@ -266,7 +270,10 @@ class Encoder:
             raise ConfigError(
                 f"window size={spec.size} exceeds the model's max_seq_length={self.max_seq_length}"
             )
-        spans = batch_window_spans(texts, self.tokenizer, spec)
+        if self.max_seq_length == READS_ALL:  # a static model reads each text whole: one window
+            spans = [[(0, len(t))] for t in texts]
+        else:
+            spans = batch_window_spans(texts, self.tokenizer, spec)
         flat, owner = [], []
         for i, (text, sp) in enumerate(zip(texts, spans)):
             for a, b in sp:

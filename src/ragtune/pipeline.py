@@ -190,12 +190,17 @@ def stage_export(rd: RunDir, chunks: Sequence[Chunk], model_dir: Path, formats: 
     """``model/`` → ``model/onnx/…``, ``model/openvino/…`` (int8 calibrated on the run's chunks)."""
     from ragtune.backends import export_model
     from ragtune.models import model_fingerprint
+    from ragtune.static import distill_static
 
     fp = fingerprint("export", model_fingerprint(load_model(model_dir)), sorted(formats))
     if rd.stage_done("export", fp, model_dir):
         return rd.record["stages"]["export"]
     with rd.stage("export", fp) as info, task("[6/6] export"):
         for fmt in track(formats, "Exporting", unit="forms"):
+            if fmt == "static":
+                path = distill_static(model_dir, load_pairs(rd.pairs), rd.root / "model-static")
+                info[fmt] = {"folder": str(path)}
+                continue
             path = export_model(model_dir, fmt, calibration=[c.text for c in chunks])
             info[fmt] = {"file": str(path.relative_to(model_dir)), "mb": round(path.stat().st_size / 2**20, 1)}
     return info
