@@ -195,7 +195,7 @@ def stage_export(rd: RunDir, chunks: Sequence[Chunk], model_dir: Path, formats: 
     fp = fingerprint("export", model_fingerprint(load_model(model_dir)), sorted(formats))
     if rd.stage_done("export", fp, model_dir):
         return rd.record["stages"]["export"]
-    with rd.stage("export", fp) as info, task("[6/6] export"):
+    with rd.stage("export", fp) as info, task("[+] export"):
         for fmt in track(formats, "Exporting", unit="forms"):
             if fmt == "static":
                 path = distill_static(model_dir, load_pairs(rd.pairs), rd.root / "model-static")
