@@ -29,12 +29,12 @@ MIN_COSINE = {"onnx": 0.9999, "onnx-int8": 0.97, "openvino": 0.999, "openvino-in
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, model_path, tiny_chunks):
-    from ragtune.backends import FORMATS, export_model
+    from ragtune.backends import TRANSFORMER_FORMATS, export_model
 
     folder = tmp_path_factory.mktemp("exported") / "model"
     shutil.copytree(model_path, folder)
     calibration = [c.text for c in tiny_chunks] * 4
-    return folder, {fmt: export_model(folder, fmt, calibration=calibration) for fmt in FORMATS}
+    return folder, {fmt: export_model(folder, fmt, calibration=calibration) for fmt in TRANSFORMER_FORMATS}
 
 
 def test_exports_are_laid_out_as_sentence_transformers_looks_for_them(exported):

@@ -43,7 +43,9 @@ from ragtune.progress import task
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "openvino")
-FORMATS = ("onnx", "onnx-int8", "openvino", "openvino-int8", "static")
+#: forms of the transformer itself (export_model); "static" is a separate student model (ragtune.static)
+TRANSFORMER_FORMATS = ("onnx", "onnx-int8", "openvino", "openvino-int8")
+FORMATS = (*TRANSFORMER_FORMATS, "static")
 ONNX_FILE = "onnx/model.onnx"
 OPENVINO_FILE = "openvino/openvino_model.xml"
 OPENVINO_INT8_FILE = "openvino/openvino_model_qint8_quantized.xml"
@@ -124,23 +126,24 @@ def export_model(
     """
     from ragtune.models import load_model
 
-    backend_of(fmt)
+    if backend_of(fmt) == "torch":
+        raise ConfigError(f"format={fmt!r}: the static student is its own model, built by ragtune.static.distill_static")
     model_dir = Path(model_dir)
     out = Path(out) if out is not None else model_dir
     if out.resolve() != model_dir.resolve():
         shutil.copytree(model_dir, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("onnx", "openvino"))
     model = load_model(model_dir)
-    onnx_path = out / ONNX_FILE
-    if fmt == "onnx" or not onnx_path.exists():
-        _export_onnx(model, onnx_path)
-    if fmt == "onnx":
-        return onnx_path
-    if fmt == "onnx-int8":
+    if fmt == "onnx-int8":  # from its own fused export, not from onnx/model.onnx
         fused = _fuse_onnx(model, out / "onnx" / "model_fused.onnx")
         try:
             return _quantize_onnx(fused, out / "onnx" / f"model_qint8_{cpu_isa()}.onnx")
         finally:
             fused.unlink(missing_ok=True)
+    onnx_path = out / ONNX_FILE
+    if fmt == "onnx" or not onnx_path.exists():
+        _export_onnx(model, onnx_path)
+    if fmt == "onnx":
+        return onnx_path
     if fmt == "openvino":
         return _to_openvino(onnx_path, out / OPENVINO_FILE)
     if not calibration:
@@ -153,8 +156,7 @@ def _export_onnx(model: Any, path: Path) -> Path:
     import torch
 
     _require("onnx")  # torch's exporter writes through it
-    transformer = model[0]
-    auto_model = getattr(transformer, "auto_model", None) or transformer.model
+    auto_model = transformer_of(model)
     names = [n for n in _INPUTS if n != "token_type_ids" or _takes_token_types(auto_model)]
 
     class _Graph(torch.nn.Module):
@@ -170,8 +172,8 @@ def _export_onnx(model: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with torch.inference_mode():
-        # the TorchScript exporter: the dynamo one needs onnxscript rewrites this
-        # BERT graph does not gain from, and is slower to run here
+        # the TorchScript exporter (dynamo=False): checked here to match torch to
+        # 2e-5 on this model; the dynamo exporter was not tried
         torch.onnx.export(
             _Graph(auto_model).eval(),
             tuple(sample[n] for n in names),
@@ -196,24 +198,19 @@ def _fuse_onnx(model: Any, path: Path) -> Path:
     """
     from onnxruntime.transformers import optimizer
 
-    auto_model = getattr(model[0], "auto_model", None) or model[0].model
+    auto_model = transformer_of(model)
     config = auto_model.config
     previous = getattr(config, "_attn_implementation", None)
     try:
-        if hasattr(auto_model, "set_attn_implementation"):
-            auto_model.set_attn_implementation("eager")
-        else:
-            config._attn_implementation = "eager"
+        _set_attention(auto_model, "eager")
         plain = _export_onnx(model, path.with_name(path.stem + "_eager.onnx"))
     finally:
         if previous is not None:
-            if hasattr(auto_model, "set_attn_implementation"):
-                auto_model.set_attn_implementation(previous)
-            else:
-                config._attn_implementation = previous
+            _set_attention(auto_model, previous)
+    model_type = getattr(config, "model_type", "")
     fused = optimizer.optimize_model(
         str(plain),
-        model_type=getattr(config, "model_type", "bert") if getattr(config, "model_type", "") in ("bert", "roberta", "distilbert", "xlm-roberta") else "bert",
+        model_type=model_type if model_type in ("bert", "roberta", "distilbert", "xlm-roberta") else "bert",
         num_heads=int(getattr(config, "num_attention_heads", 0)),
         hidden_size=int(getattr(config, "hidden_size", 0)),
         opt_level=1,
@@ -222,6 +219,18 @@ def _fuse_onnx(model: Any, path: Path) -> Path:
     plain.unlink(missing_ok=True)
     log.info("fused ops: %s", {k: v for k, v in fused.get_fused_operator_statistics().items() if v})
     return path
+
+
+def transformer_of(model: Any) -> Any:
+    """The Hugging Face model inside a ``SentenceTransformer``'s first (transformer) module."""
+    return getattr(model[0], "auto_model", None) or model[0].model
+
+
+def _set_attention(auto_model: Any, implementation: str) -> None:
+    if hasattr(auto_model, "set_attn_implementation"):
+        auto_model.set_attn_implementation(implementation)
+    else:  # older transformers
+        auto_model.config._attn_implementation = implementation
 
 
 def _takes_token_types(auto_model: Any) -> bool:

@@ -172,9 +172,10 @@ class WindowedVectors:
 class Encoder:
     """Encode queries, documents and document windows with one model: every caller's one path.
 
-    Pair mining, training's validation, indexing, evaluation, ``ragtune query``,
-    the LlamaIndex embedding and the server all encode through this class, so
-    a new inference backend plugs in here once. Vectors are computed at the
+    Pair mining, indexing, evaluation, ``ragtune query``, the LlamaIndex
+    embedding and the server all encode through this class, so a new inference
+    backend plugs in here once (training's validation scores the torch model
+    being trained with sentence-transformers' own evaluator). Vectors are computed at the
     model's full width; :func:`truncate` derives any Matryoshka dimension from
     them, so one encoding pass serves every dimension.
 

@@ -77,16 +77,16 @@ def distill_static(
         from model2vec.distill import distill_from_model
     except ImportError as exc:
         raise InputError(f'the static student needs model2vec: pip install "ragtune[export]" ({exc})') from exc
+    from ragtune.backends import transformer_of
     from ragtune.models import load_model
 
     train_pairs = [p for p in pairs if p.split != "val"]
     if len(train_pairs) < 2:
         raise InputError(f"the static student trains on the run's pairs: got {len(train_pairs)}, need at least 2")
     teacher = load_model(model_dir)
-    auto_model = getattr(teacher[0], "auto_model", None) or teacher[0].model
     t0 = time.perf_counter()
     with task("Distilling token vectors (model2vec)"):
-        static = distill_from_model(model=auto_model, tokenizer=teacher.tokenizer, pca_dims=settings.pca_dims)
+        static = distill_from_model(model=transformer_of(teacher), tokenizer=teacher.tokenizer, pca_dims=settings.pca_dims)
     distill_s = time.perf_counter() - t0
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
