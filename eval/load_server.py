@@ -1,6 +1,12 @@
 """Load test of ragtune's HTTP server: requests/s and latency at 1, 8 and 32 concurrent clients.
 
     python eval/load_server.py --out /tmp/load.json [--model default] [--requests 200]
+        [--backend onnx [--backend-file F]] [--infinity PATH/TO/infinity_emb]
+
+``--infinity`` measures infinity-emb's torch engine serving the same folder
+after ragtune, same load, same client (the anchor; install it in its own
+virtual environment: its pins are not ragtune's). Both servers' vectors are
+compared with the model's own ``encode`` (min cosine over 32 texts).
 
 Starts ``python -m ragtune_server`` in its own process on 127.0.0.1 (loopback
 only; an API key is set, so auth is part of what is measured), waits for
@@ -23,13 +29,16 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
+from ragtune import console
 from ragtune._io import write_json
 from ragtune.machine import machine_info, package_versions
 
@@ -66,32 +75,100 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(args: argparse.Namespace, port: int, key: str) -> subprocess.Popen:
+@dataclass
+class Server:
+    """An OpenAI-compatible embeddings server to start and load: the command and what to expect of it."""
+
+    name: str
+    cmd: list[str]
+    #: ragtune's /health reports its micro-batcher's counters; other servers report none
+    batching_stats: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def ragtune_server(args: argparse.Namespace, port: int, key: str) -> Server:
     cmd = [
-        sys.executable,
-        "-m",
-        "ragtune_server",
-        "--model",
-        args.model,
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--api-key",
-        key,
-        "--log-level",
-        "warning",
-        "--max-wait-ms",
-        str(args.max_wait_ms),
-        "--max-batch-size",
-        str(args.max_batch_size),
+        sys.executable, "-m", "ragtune_server", "--model", args.model, "--model-name", "ragtune",
+        "--host", HOST, "--port", str(port), "--api-key", key, "--log-level", "warning",
+        "--max-wait-ms", str(args.max_wait_ms), "--max-batch-size", str(args.max_batch_size),
     ]
     if args.device:
         cmd += ["--device", args.device]
     if args.server_threads:
         cmd += ["--threads", str(args.server_threads)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    return subprocess.Popen(cmd, env=env)
+    if args.backend and args.backend != "torch":
+        cmd += ["--backend", args.backend]
+        if args.backend_file:
+            cmd += ["--backend-file", str(args.backend_file)]
+    name = "ragtune" + (f" ({args.backend}{', ' + Path(args.backend_file).name if args.backend_file else ''})"
+                        if args.backend and args.backend != "torch" else " (torch)")
+    return Server(name, cmd)
+
+
+LEGACY_TYPES = {  # sentence-transformers >= 6 module classes → the 3.x names infinity-emb's pin loads
+    "Transformer": "sentence_transformers.models.Transformer",
+    "Pooling": "sentence_transformers.models.Pooling",
+    "Dense": "sentence_transformers.models.Dense",
+    "Normalize": "sentence_transformers.models.Normalize",
+}
+
+
+def legacy_folder(model: str, dst: Path) -> Path:
+    """``model`` as sentence-transformers 3.x lays a folder out (same weights, linked), for the anchor.
+
+    infinity-emb pins sentence-transformers 3.4, which cannot import the module paths 6.x writes
+    into modules.json. Only the four module kinds ragtune's models use are translated; any other
+    module stops the benchmark rather than being dropped silently.
+    """
+    import json
+
+    from ragtune.models import load_model, resolve_model
+
+    src = Path(resolve_model(None if model == "default" else model))
+    if dst.exists():
+        import shutil
+
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.is_file() and f.name not in ("modules.json", "sentence_bert_config.json"):
+            (dst / f.name).symlink_to(f.resolve())
+    modules = json.loads((src / "modules.json").read_text())
+    for m in modules:
+        kind = m["type"].rsplit(".", 1)[-1]
+        if kind not in LEGACY_TYPES:
+            raise SystemExit(f"{src}: module {m['type']} has no sentence-transformers 3.x equivalent for the anchor")
+        m["type"] = LEGACY_TYPES[kind]
+        if not m["path"]:
+            continue
+        (dst / m["path"]).mkdir()
+        conf = json.loads((src / m["path"] / "config.json").read_text()) if (src / m["path"] / "config.json").exists() else {}
+        if kind == "Pooling":
+            conf = {"word_embedding_dimension": conf["embedding_dimension"],
+                    f"pooling_mode_{conf['pooling_mode']}_tokens" if conf["pooling_mode"] != "cls" else "pooling_mode_cls_token": True}
+        elif kind == "Dense":
+            conf = {k: conf[k] for k in ("in_features", "out_features", "bias", "activation_function")}
+            (dst / m["path"] / "model.safetensors").symlink_to((src / m["path"] / "model.safetensors").resolve())
+        (dst / m["path"] / "config.json").write_text(json.dumps(conf))
+    (dst / "modules.json").write_text(json.dumps(modules))
+    max_len = int(load_model(str(src)).max_seq_length)
+    (dst / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_len, "do_lower_case": False}))
+    return dst
+
+
+def infinity_server(exe: str, model: str, port: int, key: str, folder: Path) -> Server:
+    """infinity-emb's torch engine on the CPU serving ``model`` (as a 3.x folder) under /v1, its defaults otherwise."""
+    cmd = [
+        exe, "v2", "--model-id", str(legacy_folder(model, folder)),
+        "--served-model-name", "ragtune", "--engine", "torch", "--device", "cpu",
+        "--host", HOST, "--port", str(port), "--api-key", key, "--url-prefix", "/v1", "--log-level", "warning",
+    ]
+    return Server("infinity-emb (torch)", cmd, batching_stats=False, env={"INFINITY_ANONYMOUS_USAGE_STATS": "0"})
+
+
+def start_server(server: Server) -> subprocess.Popen:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **server.env)
+    return subprocess.Popen(server.cmd, env=env)
 
 
 def wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> dict[str, Any]:
@@ -110,7 +187,7 @@ def wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> dict[str, An
 
 
 async def run_level(
-    url: str, key: str, concurrency: int, requests: int, batch: int, offset: int
+    url: str, key: str, concurrency: int, requests: int, batch: int, offset: int, stats: bool = True
 ) -> dict[str, Any]:
     """``requests`` embedding requests from ``concurrency`` clients: latencies and wall time."""
     latencies: list[float] = []
@@ -139,14 +216,14 @@ async def run_level(
                     continue
                 latencies.append(time.perf_counter() - t0)
 
-        before = (await client.get("/health")).json()["batching"]
+        before = (await client.get("/health")).json()["batching"] if stats else None
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
-        after = (await client.get("/health")).json()["batching"]
+        after = (await client.get("/health")).json()["batching"] if stats else None
     lat_ms = np.asarray(latencies) * 1000
-    calls = after["model_calls"] - before["model_calls"]
-    served = after["requests"] - before["requests"]
+    calls = after["model_calls"] - before["model_calls"] if stats else None
+    served = after["requests"] - before["requests"] if stats else None
     return {
         "concurrency": concurrency,
         "texts_per_request": batch,
@@ -166,7 +243,7 @@ async def run_level(
         if len(lat_ms)
         else None,
         "model_calls": calls,
-        "requests_per_model_call": round(served / calls, 2) if calls else None,
+        "requests_per_model_call": round(served / calls, 2) if calls and served else None,
     }
 
 
@@ -193,6 +270,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--model", default="default", help="model folder or 'default' (bundled all-MiniLM-L6-v2)"
     )
+    p.add_argument("--backend", default="torch", help="ragtune server's backend: torch, onnx or openvino")
+    p.add_argument("--backend-file", help="the exported file (default: the int8 one when present)")
+    p.add_argument("--infinity", help="infinity_emb executable: also measure infinity-emb on the same folder")
     p.add_argument(
         "--requests", type=int, default=200, help="requests per (variant, concurrency) level"
     )
@@ -220,28 +300,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+def reference_vectors(args: argparse.Namespace, texts: list[str]) -> np.ndarray:
+    """What the served folder's own ``encode`` gives (the form the ragtune server runs)."""
+    from ragtune.models import Encoder, load_model
+
+    model = load_model(
+        None if args.model == "default" else args.model,
+        backend=args.backend or "torch", file=args.backend_file,
+    )
+    return Encoder(model).encode_documents(texts)
+
+
+def served_vectors(url: str, key: str, texts: list[str]) -> np.ndarray:
+    r = httpx.post(f"{url}/v1/embeddings", json={"input": texts, "model": "ragtune"},
+                   headers={"Authorization": f"Bearer {key}"}, timeout=120)
+    r.raise_for_status()
+    v = np.asarray([d["embedding"] for d in sorted(r.json()["data"], key=lambda d: d["index"])], dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def bench(server: Server, url: str, key: str, args: argparse.Namespace, reference: np.ndarray | None) -> dict[str, Any]:
+    """Start ``server``, load it level by level, stop it; its results and how its vectors compare."""
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if any(v not in ("single", "batch") for v in variants) or any(c < 1 for c in levels):
-        raise SystemExit("--variants takes single,batch; --concurrency positive integers")
-    key = secrets.token_urlsafe(16)
-    port = free_port()
-    url = f"http://{HOST}:{port}"
-    info = machine_info() | {"versions": package_versions()}
-    proc = start_server(args, port, key)
+    print(f"{server.name}: starting", flush=True)
+    proc = start_server(server)
     try:
         t0 = time.perf_counter()
         health = wait_ready(proc, url, args.startup_timeout)
         startup_s = time.perf_counter() - t0
-        asyncio.run(run_level(url, key, 4, args.warmup, 1, 10_000_000))
+        min_cos = None
+        if reference is not None:
+            got = served_vectors(url, key, [sentence(50_000_000 + i) for i in range(len(reference))])
+            min_cos = round(float((got * reference).sum(axis=1).min()), 6)
+        asyncio.run(run_level(url, key, 4, args.warmup, 1, 10_000_000, server.batching_stats))
         results = []
         offset = 0
         for variant in variants:
             batch = 1 if variant == "single" else args.batch_size
             for c in levels:
-                res = asyncio.run(run_level(url, key, c, args.requests, batch, offset))
+                res = asyncio.run(run_level(url, key, c, args.requests, batch, offset, server.batching_stats))
                 offset += args.requests * batch
                 res["variant"] = variant
                 results.append(res)
@@ -253,28 +351,53 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+    return {
+        "name": server.name,
+        "command": " ".join(server.cmd).replace(key, "KEY"),
+        "model": health.get("model", args.model),
+        "startup_s": round(startup_s, 1),
+        "min_cosine_to_encode": min_cos,
+        "results": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    console.setup()  # this process loads the model too (reference vectors): no third-party bars
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if any(v not in ("single", "batch") for v in variants) or any(c < 1 for c in levels):
+        raise SystemExit("--variants takes single,batch; --concurrency positive integers")
+    info = machine_info() | {"versions": package_versions()}
+    reference = reference_vectors(args, [sentence(50_000_000 + i) for i in range(32)])
+    servers = []
+    for make in [lambda port, key: ragtune_server(args, port, key)] + (
+        [lambda port, key: infinity_server(args.infinity, args.model, port, key, Path(tempfile.mkdtemp()) / "model")]
+        if args.infinity else []
+    ):
+        key = secrets.token_urlsafe(16)
+        port = free_port()
+        servers.append(bench(make(port, key), f"http://{HOST}:{port}", key, args, reference))
     report = {
-        "server": {
-            "model": health["model"],
-            "dimension": health["dimension"],
+        "settings": {
             "max_wait_ms": args.max_wait_ms,
             "max_batch_size": args.max_batch_size,
             "torch_threads": args.server_threads or "default",
-            "startup_s": round(startup_s, 1),
-            "url": url,
+            "backend": args.backend,
+            "backend_file": args.backend_file,
         },
         "machine": info,
         "requests_per_level": args.requests,
-        "results": results,
+        "servers": servers,
         "note": "client and server share this machine's CPUs: "
-        "the numbers are a lower bound on the server alone",
+        "the numbers are a lower bound on the server alone; min_cosine_to_encode compares each "
+        "server's vectors with the folder's own encode (ragtune: the backend it serves)",
     }
     print()
-    print(
-        f"model {health['model']} (dim {health['dimension']}), {info.get('cpus_usable')} CPUs, "
-        f"{info.get('cpu_model', '?')}, cuda={info.get('cuda')}"
-    )
-    print_table(results)
+    print(f"{info.get('cpus_usable')} CPUs, {info.get('cpu_model', '?')}, cuda={info.get('cuda')}")
+    for srv in servers:
+        print(f"{srv['name']}  (min cosine to encode: {srv['min_cosine_to_encode']})")
+        print_table(srv["results"])
     if args.out:
         write_json(args.out, report)
         print(f"wrote {args.out}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         "--static-positive", choices=("window", "chunk", "both"), default="both",
         help="static: what the offline pairs from the Uber PDF (its training data) point at",
     )
+    ap.add_argument("--server", action="store_true",
+                    help="also load-test `ragtune serve` on torch and on the fastest int8 form (eval/load_server.py)")
+    ap.add_argument("--infinity", help="infinity_emb executable: the anchor served the same folder under the same load")
+    ap.add_argument("--requests", type=int, default=200, help="server: requests per (variant, clients) level")
     args = ap.parse_args(argv)
     with progress.use(console.display()):
         result = run(args)
@@ -51,12 +56,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import numpy as np
-
-    from ragtune.backends import backend_of, export_model
-    from ragtune.evaluation import evaluate_models, load_llamaindex
+    from ragtune.backends import export_model
+    from ragtune.evaluation import load_llamaindex
     from ragtune.machine import machine_info, package_versions
-    from ragtune.models import Encoder, load_model
 
     if not (args.model / "config.json").exists() and not (args.model / "modules.json").exists():
         print(f"SKIPPED: {args.model} is not a model folder (train one with eval/run.py T1)", file=sys.stderr)
@@ -75,73 +77,53 @@ def run(args: argparse.Namespace) -> dict:
         if form != "torch":
             print(f"  exported {form} in {time.perf_counter() - t0:.1f} s", flush=True)
 
-    # the windows a best-window index embeds: what "docs/s at 256 tokens" encodes
-    from ragtune.windows import batch_window_spans
+    from ragtune.evaluation.speed import measure_forms
 
-    windows_probe = Encoder(load_model(args.model))
-    all_spans = batch_window_spans(corpus, windows_probe.tokenizer, windows_probe.window_spec())
-    windows = [text[a:b] for text, sp in zip(corpus, all_spans) for a, b in sp]
-    queries = [ds.queries[q] for q in sorted(ds.queries)][: args.queries]
-
-    runs = []
-    for form in forms:
-        backend = backend_of(form) if form != "torch" else "torch"
-        t0 = time.perf_counter()
-        if form == "static":
-            model = load_model(exports[form])
-        else:
-            model = load_model(args.model, backend=backend, file=exports.get(form))
-        load_s = time.perf_counter() - t0
-        enc = Encoder(model, batch_size=64)
-        enc.encode_documents(windows[:64])  # warm-up: first-call allocations and kernel selection
-        t0 = time.perf_counter()
-        enc.encode_documents(windows)
-        docs_s = len(windows) / (time.perf_counter() - t0)
-        lat = []
-        for q in queries:
-            t1 = time.perf_counter()
-            enc.encode_queries([q])
-            lat.append((time.perf_counter() - t1) * 1000)
-        quality = evaluate_models(ds, {form: enc}, dims=None, long_chunks=True)
-        weights = exports[form] if form == "static" else args.model
-        size = exports[form].stat().st_size if form in exports and form != "static" else sum(
-            f.stat().st_size for f in weights.glob("*.safetensors")
-        )
-        if form in exports and exports[form].suffix == ".xml":
-            size += exports[form].with_suffix(".bin").stat().st_size
-        row = {
-            "form": form,
-            "file": "model-static/" if form == "static" else str(exports[form].relative_to(args.model)) if form in exports else "model.safetensors",
-            "load_s": round(load_s, 2),
-            "docs_per_s": round(docs_s, 1),
-            "query_p50_ms": round(float(np.percentile(lat, 50)), 2),
-            "query_p95_ms": round(float(np.percentile(lat, 95)), 2),
-            "size_mb": round(size / 2**20, 1),
-            **extra.get(form, {}),
-            "plain": {k: quality[form].metrics[str(enc.dimension)][k] for k in ("ndcg@10", "hit@5")},
-            "windows": {k: quality[f"{form}+long"].metrics[str(enc.dimension)][k] for k in ("ndcg@10", "hit@5")},
-        }
-        runs.append(row)
+    runs = measure_forms(args.model, forms, ds, paths=exports, queries=args.queries)
+    for row in runs:
+        row.update(extra.get(row["form"], {}))
         print(
-            f"  {form:<14} {row['docs_per_s']:>7.1f} docs/s  p50 {row['query_p50_ms']:>6.2f} ms  "
+            f"  {row['form']:<14} {row['docs_per_s']:>7.1f} docs/s  p50 {row['query_p50_ms']:>6.2f} ms  "
             f"nDCG@10 plain {row['plain']['ndcg@10']:.3f} windows {row['windows']['ndcg@10']:.3f}  "
             f"{row['size_mb']} MB", flush=True,
         )
-    torch_row = next((r for r in runs if r["form"] == "torch"), None)
-    if torch_row:
-        for r in runs:
-            r["x_torch_docs_per_s"] = round(r["docs_per_s"] / torch_row["docs_per_s"], 2)
-            r["ndcg_delta_plain"] = round(r["plain"]["ndcg@10"] - torch_row["plain"]["ndcg@10"], 4)
-            r["ndcg_delta_windows"] = round(r["windows"]["ndcg@10"] - torch_row["windows"]["ndcg@10"], 4)
+    servers = _servers(args, runs, exports) if args.server else None
     return {
         "benchmark": "speed",
         "command": "python " + " ".join(sys.argv),
         "model": str(args.model),
-        "dataset": {"name": "uber_val_pairs", "queries": len(ds.queries), "chunks": len(corpus), "windows": len(windows)},
+        "dataset": {"name": "uber_val_pairs", "queries": len(ds.queries), "chunks": len(corpus), "windows": runs[0]["texts_encoded"] if runs else 0},
         "runs": runs,
+        **({"server": servers} if servers else {}),
         "machine": machine_info(),
         "versions": package_versions(),
     }
+
+
+def _servers(args: argparse.Namespace, runs: list[dict], exports: dict[str, Path]) -> dict:
+    """``ragtune serve`` on torch, then on the fastest int8 form, then infinity-emb: one load each."""
+    import secrets
+
+    import load_server as ls
+
+    int8 = [r for r in runs if r["form"].endswith("-int8")]
+    fastest = max(int8, key=lambda r: r["docs_per_s"])["form"] if int8 else None
+    texts = [ls.sentence(50_000_000 + i) for i in range(32)]
+    out = []
+    for backend, file in [("torch", None)] + ([(fastest.split("-")[0], exports[fastest])] if fastest else []):
+        largs = ls.parse_args(["--model", str(args.model), "--backend", backend, "--requests", str(args.requests)]
+                              + (["--backend-file", str(file)] if file else []))
+        ref = ls.reference_vectors(largs, texts)
+        key, port = secrets.token_urlsafe(16), ls.free_port()
+        out.append(ls.bench(ls.ragtune_server(largs, port, key), f"http://{ls.HOST}:{port}", key, largs, ref))
+    if args.infinity:
+        key, port = secrets.token_urlsafe(16), ls.free_port()
+        largs = ls.parse_args(["--model", str(args.model), "--requests", str(args.requests)])
+        ref = ls.reference_vectors(largs, texts)
+        folder = Path(tempfile.mkdtemp()) / "model"  # the same weights, linked, in a 3.x layout
+        out.append(ls.bench(ls.infinity_server(args.infinity, str(args.model), port, key, folder),
+                            f"http://{ls.HOST}:{port}", key, largs, ref))
+    return {"requests_per_level": args.requests, "fastest_int8": fastest, "servers": out}
 
 
 def _static_student(args: argparse.Namespace, extra: dict[str, dict]) -> Path:

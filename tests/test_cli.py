@@ -120,6 +120,31 @@ def test_rerun_resumes_and_skips_finished_stages(sample_run):
         assert after[stage]["finished"] == before[stage]["finished"], stage
 
 
+def test_run_export_measures_each_form_into_the_report(sample_run):
+    """``run --export onnx-int8`` on a finished run: only the export stage runs, and the report
+    gains a speed section with torch and the int8 form side by side (docs/s, latency, quality)."""
+    pytest.importorskip("onnxruntime")
+    work, _, _ = sample_run
+    before = json.loads((work / "run.json").read_text())["stages"]
+    cli("run", str(SAMPLE_CORPUS), "--workdir", str(work), "--max-pairs", "64", "--max-steps", "2",
+        "--max-seq-length", "96", "--batch-size", "16", "--export", "onnx-int8")
+    after = json.loads((work / "run.json").read_text())["stages"]
+    for stage in ("chunks", "pairs", "train", "evaluate"):
+        assert after[stage]["finished"] == before[stage]["finished"], stage
+    report = json.loads((work / "report" / "report.json").read_text())
+    forms = {r["form"]: r for r in report["speed"]["forms"]}
+    assert list(forms) == ["torch", "onnx-int8"]
+    assert forms["torch"]["x_torch_docs_per_s"] == 1.0 and forms["onnx-int8"]["docs_per_s"] > 0
+    assert forms["onnx-int8"]["file"].startswith("onnx/model_qint8_")
+    assert forms["onnx-int8"]["size_mb"] < forms["torch"]["size_mb"]
+    # the torch row's quality is the report's own tuned figure: one evaluation loop
+    assert forms["torch"]["plain"]["ndcg@10"] == pytest.approx(report["metrics"]["tuned"]["384"]["ndcg@10"], abs=1e-6)
+    assert abs(forms["onnx-int8"]["ndcg_delta_plain"]) <= 0.05
+    md = (work / "report" / "report.md").read_text()
+    assert "## Speed of each form" in md and "| onnx-int8 (onnx/model_qint8_" in md
+    assert "id='speed'" in (work / "report" / "report.html").read_text()
+
+
 def test_generate_prints_counts(tmp_path, tiny_corpus, capsys):
     out = tmp_path / "p.jsonl"
     code, stdout, _ = run_inprocess(capsys, "generate", str(tiny_corpus), "--out", str(out), "--chunk-size", "128")

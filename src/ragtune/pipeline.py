@@ -186,23 +186,36 @@ def stage_evaluate(
     return report
 
 
-def stage_export(rd: RunDir, chunks: Sequence[Chunk], model_dir: Path, formats: Sequence[str]) -> dict[str, Any]:
-    """``model/`` → ``model/onnx/…``, ``model/openvino/…`` (int8 calibrated on the run's chunks)."""
+def stage_export(
+    rd: RunDir, chunks: Sequence[Chunk], model_dir: Path, formats: Sequence[str], dataset: RetrievalDataset | None = None
+) -> dict[str, Any]:
+    """``model/`` → ``model/onnx/…``, ``model/openvino/…`` (int8 calibrated on the run's chunks), ``model-static/``.
+
+    With ``dataset``, each form is then measured beside torch (quality, docs/s,
+    query latency, size) into ``info["speed"]``: the report's speed section.
+    """
     from ragtune.backends import export_model
+    from ragtune.evaluation.speed import FIRST, measure_forms
+    from ragtune.machine import machine_info
     from ragtune.models import model_fingerprint
     from ragtune.static import distill_static
 
-    fp = fingerprint("export", model_fingerprint(load_model(model_dir)), sorted(formats))
+    measured = (dataset.source, len(dataset.queries)) if dataset is not None else None
+    fp = fingerprint("export", model_fingerprint(load_model(model_dir)), sorted(formats), measured)
     if rd.stage_done("export", fp, model_dir):
         return rd.record["stages"]["export"]
     with rd.stage("export", fp) as info, task("[+] export"):
+        paths: dict[str, Path] = {}
         for fmt in track(formats, "Exporting", unit="forms"):
             if fmt == "static":
-                path = distill_static(model_dir, load_pairs(rd.pairs), rd.root / "model-static")
-                info[fmt] = {"folder": str(path)}
+                paths[fmt] = distill_static(model_dir, load_pairs(rd.pairs), rd.root / "model-static")
+                info[fmt] = {"folder": str(paths[fmt])}
                 continue
-            path = export_model(model_dir, fmt, calibration=[c.text for c in chunks])
-            info[fmt] = {"file": str(path.relative_to(model_dir)), "mb": round(path.stat().st_size / 2**20, 1)}
+            paths[fmt] = export_model(model_dir, fmt, calibration=[c.text for c in chunks])
+            info[fmt] = {"file": str(paths[fmt].relative_to(model_dir)), "mb": round(paths[fmt].stat().st_size / 2**20, 1)}
+        if dataset is not None:
+            rows = measure_forms(model_dir, [FIRST, *formats], dataset, paths=paths)
+            info["speed"] = {"dataset": dataset.name, "cpu": machine_info().get("cpu_model"), "forms": rows}
     return info
 
 
@@ -265,7 +278,10 @@ def run_pipeline(config: RunConfig, workdir: str | Path) -> dict[str, Any]:
 
     add_evaluation(model_dir, report)
     if config.export:
-        stage_export(rd, chunks, model_dir, config.export)
+        speed = stage_export(rd, chunks, model_dir, config.export, dataset).get("speed")
+        if speed and report.get("speed") != speed:  # the report gains its speed section
+            report["speed"] = speed
+            write_report(report, rd.report)
     rd.record["report"] = str(rd.report / "report.json")
     rd.save()
     return report

@@ -301,3 +301,36 @@ def fmt_seconds(s: float | None) -> str:
         return f"{m} min {sec:02d} s"
     h, m = divmod(m, 60)
     return f"{h} h {m:02d} min"
+
+
+SPEED_COLUMNS = (
+    "form", "docs/s", "× torch", "query p50 ms", "size MB",
+    "nDCG@10 plain", "Δ plain", "nDCG@10 best window", "Δ best window",
+)
+
+
+def speed_table(report: Mapping[str, Any]) -> tuple[str, list[list[str]]]:
+    """The speed section as (caption, rows of :data:`SPEED_COLUMNS` cells); no rows when nothing was exported."""
+    speed = report.get("speed") or {}
+    rows = []
+    for r in speed.get("forms") or []:
+        rows.append([
+            f"{r['form']} ({r['file']})",
+            f"{r['docs_per_s']:,.1f}",
+            f"{r['x_torch_docs_per_s']:.2f}×" if r.get("x_torch_docs_per_s") is not None else "",
+            f"{r['query_p50_ms']:.2f}" if r.get("query_p50_ms") is not None else "",
+            f"{r['size_mb']:.1f}",
+            f"{r['plain']['ndcg@10']:.3f}",
+            f"{r['ndcg_delta_plain']:+.3f}" if r.get("ndcg_delta_plain") is not None else "",
+            f"{r['windows']['ndcg@10']:.3f}",
+            f"{r['ndcg_delta_windows']:+.3f}" if r.get("ndcg_delta_windows") is not None else "",
+        ])
+    texts = (speed.get("forms") or [{}])[0].get("texts_encoded")
+    caption = (
+        f"Each form of the tuned model on {speed.get('dataset', 'the evaluation set')}, measured one after another "
+        f"on this machine ({speed.get('cpu') or 'CPU unknown'}): docs/s encodes the corpus's "
+        f"{texts or ''} windows, query latency is one query a call, quality is exact search. "
+        "Pick the fastest form whose quality you accept: `--backend onnx|openvino` (int8 file by default) "
+        "or the static student's folder."
+    )
+    return caption, rows

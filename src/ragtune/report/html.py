@@ -14,12 +14,14 @@ from typing import Any
 from ragtune.report.facts import (
     HEADLINE,
     KEY_METRIC,
+    SPEED_COLUMNS,
     Difference,
     dataset_facts,
     fmt_seconds,
     full_dim,
     headline_differences,
     metrics_rows,
+    speed_table,
     stage_rows,
     summary_rows,
     total_seconds,
@@ -102,11 +104,12 @@ def render_html(report: Mapping[str, Any]) -> str:
         _plots(figures),
         _examples(report),
         _ragas(report),
+        _speed(report),
         _stages(report),
         _details(report),
         _dataset(report),
     ]
-    nav = [("summary", "Summary"), ("plots", "Plots"), ("queries", "Queries"), ("ragas", "RAG quality"),
+    nav = [("summary", "Summary"), ("plots", "Plots"), ("queries", "Queries"), ("ragas", "RAG quality"), ("speed", "Speed"),
            ("stages", "Stages"), ("details", "All numbers"), ("dataset", "Dataset")]
     body = "\n".join(s for s in sections if s)
     links = "".join(f"<a href='#{k}'>{t}</a>" for k, t in nav if f"id='{k}'" in body)
@@ -282,6 +285,19 @@ def _ragas(report: Mapping[str, Any]) -> str:
         "<section id='ragas'><h2>RAG quality (ragas)</h2>"
         f"<table><thead><tr><th>model</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
         f"{_ragas_note(names)}</section>"
+    )
+
+
+def _speed(report: Mapping[str, Any]) -> str:
+    caption, rows = speed_table(report)
+    if not rows:
+        return ""
+    head = "".join(f"<th>{e(c)}</th>" for c in SPEED_COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (
+        "<section id='speed'><h2>Speed of each form</h2>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"<div class='notes'><div class='note'>{e(caption)}</div></div></section>"
     )
 
 

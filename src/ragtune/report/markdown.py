@@ -8,9 +8,11 @@ from typing import Any
 
 from ragtune.report.facts import (
     HEADLINE,
+    SPEED_COLUMNS,
     dataset_facts,
     fmt_seconds,
     metrics_rows,
+    speed_table,
     stage_rows,
     summary_rows,
     verdict,
@@ -44,7 +46,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     ]
     lines += [f"**{v}**  " for v in verdicts(report)]
     lines += _summary(report) + _all_dims(report) + _comparisons(report)
-    lines += _ragas(report) + _examples(report) + _stages(report) + _dataset(report)
+    lines += _ragas(report) + _speed(report) + _examples(report) + _stages(report) + _dataset(report)
     lines += ["", f"_ragtune {report.get('ragtune_version', '?')}, created {report.get('created', '?')}._"]
     return "\n".join(lines) + "\n"
 
@@ -105,6 +107,15 @@ def _ragas(report: Mapping[str, Any]) -> list[str]:
     )
     out += ["", note]
     return out
+
+
+def _speed(report: Mapping[str, Any]) -> list[str]:
+    caption, rows = speed_table(report)
+    if not rows:
+        return []
+    out = ["", "## Speed of each form", "", "| " + " | ".join(SPEED_COLUMNS) + " |", "|---|" + "---:|" * (len(SPEED_COLUMNS) - 1)]
+    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return [*out, "", f"_{caption}_"]
 
 
 def _examples(report: Mapping[str, Any]) -> list[str]:
