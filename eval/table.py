@@ -83,6 +83,50 @@ def speed_rows(results: Path) -> list[str]:
     return out
 
 
+def server_rows(results: Path) -> list[str]:
+    """One row per (server, variant, clients) of the ``server`` part of each ``eval/speed.py`` result."""
+    out = [
+        "| file | server | min cosine to encode | variant | clients | req/s | texts/s | p50 ms | p95 ms | errors |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for f in sorted(results.glob("*.json")):
+        data = json.loads(f.read_text())
+        if data.get("benchmark") != "speed" or not data.get("server"):
+            continue
+        for srv in data["server"]["servers"]:
+            for r in srv["results"]:
+                lat = r.get("latency_ms") or {}
+                variant = "single" if r["texts_per_request"] == 1 else f"{r['texts_per_request']} texts"
+                out.append(
+                    f"| {f.name} | {srv['name']} | {srv.get('min_cosine_to_encode', '')} | {variant} "
+                    f"| {r['concurrency']} | {r['requests_per_s']} | {r['texts_per_s']} | {lat.get('p50', '')} "
+                    f"| {lat.get('p95', '')} | {r['errors']} |"
+                )
+    return out
+
+
+def scale_rows(results: Path) -> list[str]:
+    """One row per (store, size) of each ``eval/scale.py`` result."""
+    out = [
+        "| file | store | chunks | window vectors | ingest s | chunks/s | windows p50 / p95 ms | plain p95 ms "
+        "| two-stage p95 ms | recall@10 windows / plain | peak RSS GiB | disk MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for f in sorted(results.glob("*.json")):
+        data = json.loads(f.read_text())
+        if data.get("benchmark") != "scale":
+            continue
+        for r in data["runs"]:
+            m = r["modes"]
+            out.append(
+                f"| {f.name} | {r['store']} | {r['chunks']:,} | {r['window_vectors']:,} | {r['ingest_s']} "
+                f"| {r['ingest_points_per_s']} | {r['query_p50_ms']} / {r['query_p95_ms']} | {m['plain']['p95_ms']} "
+                f"| {m['windows_two_stage']['p95_ms']} | {m['windows']['recall_at_10']} / {m['plain']['recall_at_10']} "
+                f"| {r['peak_rss_gib']} | {r['disk_mb']} |"
+            )
+    return out
+
+
 def _proto(f: Path) -> str:
     try:
         return json.loads(f.read_text()).get("protocol", "")
@@ -97,3 +141,7 @@ if __name__ == "__main__":
     print("\n".join(training_rows(folder)))
     print()
     print("\n".join(speed_rows(folder)))
+    print()
+    print("\n".join(server_rows(folder)))
+    print()
+    print("\n".join(scale_rows(folder)))

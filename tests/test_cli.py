@@ -302,3 +302,29 @@ def test_unknown_setting_is_one_line_error(tmp_path, capsys):
                                  "--set", "train.epoch=1")
     assert code == 1
     assert err.strip() == "error: train.epoch: no such setting; did you mean train.epochs?"
+
+
+def test_index_follows_the_folder(tmp_path, tiny_corpus, capsys, model_path):
+    """`ragtune index` twice encodes nothing the second time; an edited file is re-encoded alone."""
+    import re
+    import shutil
+
+    corpus = tmp_path / "c"
+    shutil.copytree(tiny_corpus, corpus)
+    args = ["index", str(corpus), "--model", model_path, "--qdrant", str(tmp_path / "q"), "--collection", "c",
+            "--chunk-size", "128"]
+
+    def counts() -> dict[str, int]:
+        code, stdout, err = run_inprocess(capsys, *args)
+        assert code == 0, err
+        m = re.search(r"(\d+) chunks encoded, (\d+) kept, (\d+) removed; .* holds (\d+) points", stdout)
+        assert m, stdout
+        return dict(zip(("encoded", "kept", "removed", "points"), map(int, m.groups())))
+
+    first = counts()
+    assert first["encoded"] == first["points"] > 0
+    assert counts() == {"encoded": 0, "kept": first["points"], "removed": 0, "points": first["points"]}
+    (corpus / "fares.txt").write_text((corpus / "fares.txt").read_text().replace("2.40 euros", "2.60 euros"))
+    edited = counts()
+    assert 0 < edited["encoded"] == edited["removed"] < first["points"]  # only fares.txt's changed chunks
+    assert edited["points"] == first["points"]

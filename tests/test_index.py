@@ -116,7 +116,7 @@ def test_server_url_path_when_reachable(tiny_chunks, st_model):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the client warns when it cannot read a server version
             client = connect(url, timeout=2)
-            client.get_collections()
+            client.client.get_collections()
     except Exception as exc:  # noqa: BLE001 - any failure means no server here
         pytest.skip(f"no Qdrant server reachable at {url} (set RAGTUNE_QDRANT_URL): {type(exc).__name__}")
     name = f"ragtune-test-{uuid.uuid4().hex[:8]}"

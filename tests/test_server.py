@@ -421,13 +421,19 @@ def test_store_is_held_while_serving_and_released_at_shutdown(qdrant_dir, st_mod
     loc = tmp_path / "copy"
     shutil.copytree(qdrant_dir, loc)
     app = create_app(st_model, model_name="mini", qdrant=str(loc), collection=COLLECTION)
+    probe = [sys.executable, "-c", (
+        "import sys; from ragtune.index import ChunkIndex, connect\n"
+        "try:\n    print(ChunkIndex(connect(sys.argv[1]), sys.argv[2]).count())\n"
+        "except Exception as e:\n    print(e)"
+    ), str(loc), COLLECTION]
     with running(app) as r:
         assert r.health()["collection"]["name"] == COLLECTION
-        with pytest.raises(InputError, match="cannot open the embedded Qdrant store"):
-            connect(loc)
-    client = connect(loc)  # the lifespan closed the client: the lock is free again
-    assert ChunkIndex(client, COLLECTION).exists()
-    client.close()
+        # another process cannot open the folder while the server holds it
+        out = subprocess.run(probe, capture_output=True, text=True, timeout=120).stdout
+        assert "another process holds it" in out
+    # the lifespan closed the store: the lock is free again
+    out = subprocess.run(probe, capture_output=True, text=True, timeout=120).stdout
+    assert out.strip().isdigit() and int(out) > 0, out
 
 
 def test_serve_refuses_a_collection_of_another_model(tmp_path, st_model):

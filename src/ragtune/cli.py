@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -230,6 +231,8 @@ def train_cmd(
     texts = [c.text for c in load_chunks(chunks)] if chunks else None
     with _showing_progress():
         result = train(data, out, cfg, chunks=texts)
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return  # data-parallel: rank 0 reports (and alone wrote the model)
     _echo(
         f"trained {result.steps} steps on {result.train_pairs} pairs in {result.seconds:.1f} s "
         f"({result.precision}, seq {result.max_seq_length}, dims {result.dims}"
@@ -296,19 +299,22 @@ def index(
     backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
     backend_file: Path | None = typer.Option(None, "--backend-file", help=_BACKEND_FILE_HELP),
 ) -> None:
-    """Chunk a corpus and upsert it into a Qdrant collection (stable ids: re-runs update)."""
-    from ragtune.corpus import ChunkConfig, load_corpus
+    """Chunk a corpus into a Qdrant collection that follows it: a re-run encodes only new or
+    edited documents' chunks and removes those of edited and deleted ones (ids are content-addressed)."""
+    from ragtune.corpus import ChunkConfig, CorpusReader
     from ragtune.index import open_index
     from ragtune.models import Encoder, load_model
 
-    with _showing_progress():
-        res = load_corpus(corpus, ChunkConfig(chunk_size=chunk_size))
+    reader = CorpusReader(corpus, ChunkConfig(chunk_size=chunk_size))
     st = load_model(model, backend=backend, file=backend_file)
     enc = Encoder(st)
     with open_index(qdrant, collection, st, model, api_key=api_key, small_dim=small_dim, quantization=quantization) as idx:
         with _showing_progress():
-            n = idx.upsert(res.chunks, enc)
-        _echo(f"upserted {n} chunks into {collection!r} at {qdrant}; the collection holds {idx.count()} points")
+            done = idx.sync(reader, enc)  # streamed: one file's chunks in memory at a time
+        _echo(
+            f"{done['encoded']} chunks encoded, {done['kept']} kept, {done['removed']} removed; "
+            f"{collection!r} at {qdrant} holds {done['points']} points"
+        )
 
 
 @app.command()

@@ -87,7 +87,7 @@ def log_to(folder: str | Path) -> Path:
 
 def display(quiet: bool = False) -> progress.Display | None:
     """The progress display for this console: rich on a terminal, lines otherwise, none when quiet."""
-    if quiet:
+    if quiet or int(os.environ.get("RANK", "0") or 0) != 0:  # under torchrun, rank 0 alone reports
         return None
     if sys.stderr.isatty():
         return progress.RichDisplay()

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
@@ -119,42 +119,68 @@ def list_files(path: str | Path, recursive: bool = True) -> tuple[Path, list[Pat
     return p, supported
 
 
+class CorpusReader:
+    """A corpus read one file at a time: iterate it for chunks, read what was skipped afterwards.
+
+    Only one file's documents are in memory at a time, so a corpus larger than
+    RAM streams through ``ragtune index`` (:meth:`ragtune.index.ChunkIndex.sync`
+    consumes the chunks in bounded batches). One file that cannot be read is
+    logged and skipped; if no file yields text, the iteration ends with
+    :class:`InputError` naming the path.
+
+    Example:
+        >>> reader = CorpusReader("examples/sample_corpus")  # doctest: +SKIP
+        >>> n = sum(1 for _ in reader); reader.skipped  # doctest: +SKIP
+        {}
+    """
+
+    def __init__(self, path: str | Path, config: ChunkConfig | None = None) -> None:
+        self.path = path
+        self.config = config or ChunkConfig()
+        self.root, self.paths = list_files(path, self.config.recursive)
+        self.files: dict[str, str] = {}  # relative path -> sha256
+        self.skipped: dict[str, str] = {}  # relative path -> reason
+        self.documents = 0
+        self.chunks = 0
+
+    def __iter__(self) -> Iterator[Chunk]:
+        root, path = self.root, self.path
+        for f in track(self.paths, "Reading documents", unit="files"):
+            rel = f.name if f.parent == root and root == Path(path).expanduser().parent else f.relative_to(root).as_posix()
+            try:
+                docs = read_file(f)
+            except Exception as exc:  # noqa: BLE001 - a reader may raise anything on a corrupt file
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+                log.warning("%s: skipped, could not be read (%s)", f, reason)
+                self.skipped[rel] = reason
+                continue
+            docs = [d for d in docs if d.text and d.text.strip()]
+            if not docs:
+                log.warning("%s: skipped, no text could be extracted", f)
+                self.skipped[rel] = "no text extracted"
+                continue
+            self.files[rel] = sha256_file(f)
+            self.documents += len(docs)
+            chunks = chunk_documents(docs, self.config, source=rel)
+            self.chunks += len(chunks)
+            yield from chunks
+        if not self.chunks:
+            detail = "; ".join(f"{k}: {v}" for k, v in list(self.skipped.items())[:3])
+            raise InputError(f"{path}: no text could be read from any file ({detail})")
+
+
 def load_corpus(
     path: str | Path,
     config: ChunkConfig | None = None,
 ) -> CorpusResult:
-    """Read every supported file under ``path`` and split it into chunks.
+    """Read every supported file under ``path`` and split it into chunks (all in memory; see :class:`CorpusReader`).
 
     One file that cannot be read is logged and skipped; if no file yields text
     the corpus is unusable and :class:`InputError` names the path.
     """
-    config = config or ChunkConfig()
-    root, files = list_files(path, config.recursive)
-    chunks: list[Chunk] = []
-    hashes: dict[str, str] = {}
-    skipped: dict[str, str] = {}
-    n_docs = 0
-    for f in track(files, "Reading documents", unit="files"):
-        rel = f.name if f.parent == root and root == Path(path).expanduser().parent else f.relative_to(root).as_posix()
-        try:
-            docs = read_file(f)
-        except Exception as exc:  # noqa: BLE001 - a reader may raise anything on a corrupt file
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-            log.warning("%s: skipped, could not be read (%s)", f, reason)
-            skipped[rel] = reason
-            continue
-        docs = [d for d in docs if d.text and d.text.strip()]
-        if not docs:
-            log.warning("%s: skipped, no text could be extracted", f)
-            skipped[rel] = "no text extracted"
-            continue
-        hashes[rel] = sha256_file(f)
-        n_docs += len(docs)
-        chunks.extend(chunk_documents(docs, config, source=rel))
-    if not chunks:
-        detail = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
-        raise InputError(f"{path}: no text could be read from any file ({detail})")
-    return CorpusResult(chunks=chunks, files=hashes, skipped=skipped, documents=n_docs)
+    reader = CorpusReader(path, config)
+    chunks = list(reader)
+    return CorpusResult(chunks=chunks, files=reader.files, skipped=reader.skipped, documents=reader.documents)
 
 
 def chunk_documents(

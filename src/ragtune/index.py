@@ -1,18 +1,20 @@
 """Stage 4 — chunks into a Qdrant collection, and search over it.
 
-One facade over qdrant-client for the embedded on-disk mode (the default: a
-folder, no server), ``:memory:``, and a Qdrant server by URL — the same code
-path for all three. Each point is one chunk with two named vectors:
+One facade (:func:`open_index`, :class:`ChunkIndex`) over the engines in
+:mod:`ragtune.stores`: Qdrant Edge embedded on disk (the default for a folder:
+Qdrant's own engine, no server), and qdrant-client for a Qdrant server by URL
+and ``:memory:`` — the same calls for all. Each point is one chunk with named
+vectors:
 
 - ``text-dense`` — the plain vector (the first ``max_seq_length`` tokens), the
-  name LlamaIndex's ``QdrantVectorStore`` uses, so a LlamaIndex index opens it;
+  name LlamaIndex's ``QdrantVectorStore`` uses, so a LlamaIndex index opens a
+  server collection;
 - ``windows`` — a multivector of the chunk's token windows compared with
   MAX_SIM, so text past the first 256 tokens is searchable;
 - ``text-dense-small`` / ``windows-small`` — the same vectors truncated to a
   small Matryoshka dimension (64 for a 384-wide model), for two-stage search:
-  Qdrant ``prefetch`` finds candidates on the small vectors, the full vectors
-  rescore them. Optional scalar/binary quantization of the full vectors
-  (honoured by a Qdrant server; the embedded mode searches exactly).
+  a prefetch finds candidates on the small vectors, the full vectors rescore
+  them. Optional scalar/binary quantization of the full vectors.
 
 Point ids are the chunks' stable UUIDs: re-indexing the same corpus updates
 points instead of adding duplicates. The collection's metadata records the
@@ -25,17 +27,31 @@ import atexit
 import contextlib
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ragtune.corpus import Chunk
 from ragtune.errors import IndexMismatchError, InputError
 from ragtune.models import Encoder, embedding_width, model_fingerprint, truncate
-from ragtune.progress import track
+from ragtune.progress import task, track
+from ragtune.stores import (
+    ClientStore,
+    Condition,
+    EdgeStore,
+    StoredPoint,
+    VectorSpec,
+    Where,
+    is_legacy_folder,
+    local_mode,
+    where,
+)
+
+if TYPE_CHECKING:
+    from ragtune.stores import Store
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +60,20 @@ WINDOWS = "windows"
 SMALL = "-small"
 META_KEY = "ragtune"
 QUANTIZATIONS = ("none", "scalar", "binary")
+ENGINES = ("auto", "edge", "local")
 
 
-#: embedded clients still open at interpreter exit are closed while Python can
-#: still import (qdrant-client's own ``__del__`` otherwise prints a traceback)
-_OPEN_CLIENTS: weakref.WeakSet[Any] = weakref.WeakSet()
+#: stores still open at interpreter exit are closed while Python can still
+#: import (qdrant-client's own ``__del__`` otherwise prints a traceback, and an
+#: Edge shard flushes)
+_OPEN_STORES: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 @atexit.register
-def _close_open_clients() -> None:
-    for client in list(_OPEN_CLIENTS):
+def _close_open_stores() -> None:
+    for store in list(_OPEN_STORES):
         with contextlib.suppress(Exception):  # best effort at exit
-            client.close()
+            store.close()
 
 
 def is_remote(location: str | Path) -> bool:
@@ -73,25 +91,41 @@ def check_location(location: str | Path) -> str:
     return loc
 
 
-def connect(location: str | Path, api_key: str | None = None, timeout: int = 60) -> Any:
-    """A ``QdrantClient`` for a folder (embedded, on disk), ``:memory:``, or a server URL."""
+def connect(location: str | Path, api_key: str | None = None, timeout: int = 60, engine: str = "auto") -> Store:
+    """The store for a folder (embedded, on disk), ``:memory:``, or a server URL.
+
+    Args:
+        location: a folder, ``:memory:`` or an ``http(s)://`` Qdrant server URL.
+        api_key: a Qdrant server's API key.
+        timeout: seconds per request to a server.
+        engine: for a folder: ``auto`` (Qdrant Edge, or qdrant-client's local
+            mode for a folder it wrote earlier), ``edge`` or ``local``.
+    """
     from qdrant_client import QdrantClient
 
     loc = str(location)
+    if engine not in ENGINES:
+        raise InputError(f"engine={engine!r}: choose one of {', '.join(ENGINES)}")
     if is_remote(loc):
-        return QdrantClient(url=loc, api_key=api_key, timeout=timeout)
-    if loc == ":memory:":
-        return QdrantClient(":memory:")
-    path = Path(loc).expanduser()
-    if path.exists() and not path.is_dir():
-        raise InputError(f"{path}: a Qdrant location must be a folder, ':memory:' or an http(s) URL")
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        client = QdrantClient(path=str(path))
-    except RuntimeError as exc:  # the embedded store is locked by another process
-        raise InputError(f"{path}: cannot open the embedded Qdrant store ({exc})") from exc
-    _OPEN_CLIENTS.add(client)
-    return client
+        store: Store = ClientStore(QdrantClient(url=loc, api_key=api_key, timeout=timeout), loc)
+    elif loc == ":memory:":
+        store = ClientStore(QdrantClient(":memory:"), loc)
+    else:
+        path = Path(loc).expanduser()
+        if path.exists() and not path.is_dir():
+            raise InputError(f"{path}: a Qdrant location must be a folder, ':memory:' or an http(s) URL")
+        if engine == "local" or (engine == "auto" and is_legacy_folder(path)):
+            if engine == "auto":
+                log.warning(
+                    "%s was written by qdrant-client's local mode (slow past a few thousand chunks); "
+                    "re-index into a new folder to use the Qdrant Edge engine", path,
+                )
+            store = local_mode(path)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            store = EdgeStore(path)
+    _OPEN_STORES.add(store)
+    return store
 
 
 @dataclass
@@ -103,20 +137,37 @@ class Hit:
 
 
 class ChunkIndex:
-    """A Qdrant collection of chunks, with plain and per-window vectors."""
+    """A collection of chunks, with plain and per-window vectors, in any :mod:`ragtune.stores` engine.
 
-    def __init__(self, client: Any, collection: str, owns_client: bool = False) -> None:
+    Args:
+        store: a store from :func:`connect` (or a ``QdrantClient``, wrapped).
+        collection: the collection name (letters, digits, ``-`` and ``_``).
+        owns_client: close the store with this index.
+    """
+
+    def __init__(self, store: Any, collection: str, owns_client: bool = False) -> None:
         if not collection or not collection.replace("-", "").replace("_", "").isalnum():
             raise InputError(f"collection={collection!r}: use letters, digits, '-' and '_'")
-        self.client = client
+        if not hasattr(store, "read_meta"):  # a bare QdrantClient
+            store = ClientStore(store, owns=False)
+        self.store = store
         self.collection = collection
         self.owns_client = owns_client
         self._meta: dict[str, Any] | None = None
 
+    @property
+    def client(self) -> Any:
+        """The ``QdrantClient`` under a server / ``:memory:`` store (None for the Edge engine)."""
+        return getattr(self.store, "client", None)
+
+    @property
+    def engine(self) -> str:
+        return "edge" if isinstance(self.store, EdgeStore) else "qdrant-client"
+
     def close(self) -> None:
-        """Close the client when this index opened it (:func:`open_index`); frees an embedded store's lock."""
+        """Close the store when this index opened it (:func:`open_index`); frees an embedded store's lock."""
         if self.owns_client:
-            self.client.close()
+            self.store.close()
 
     def __enter__(self) -> ChunkIndex:
         return self
@@ -126,12 +177,11 @@ class ChunkIndex:
 
     # lifecycle ------------------------------------------------------------
     def exists(self) -> bool:
-        return bool(self.client.collection_exists(self.collection))
+        return bool(self.store.exists(self.collection))
 
     def metadata(self) -> dict[str, Any]:
         if self._meta is None:
-            info = self.client.get_collection(self.collection)
-            self._meta = dict((info.config.metadata or {}).get(META_KEY) or {})
+            self._meta = self.store.read_meta(self.collection)
         return self._meta
 
     @property
@@ -174,17 +224,12 @@ class ChunkIndex:
                     "use another --collection, or the model that built it"
                 )
             return
-        self.client.create_collection(
-            self.collection,
-            vectors_config=_vector_params(dim, small),
-            quantization_config=_quantization(quantization),
-            metadata={META_KEY: meta},
-        )
+        self.store.create(self.collection, _vector_specs(dim, small, quantization), meta)
         self._meta = meta
 
     def count(self, exact: bool = True) -> int:
         """Points in the collection (``exact=False``: a server's fast estimate)."""
-        return int(self.client.count(self.collection, exact=exact).count)
+        return self.store.count(self.collection, exact=exact)
 
     # writing --------------------------------------------------------------
     def upsert(
@@ -194,26 +239,92 @@ class ChunkIndex:
         batch_size: int = 64,
     ) -> int:
         """Embed chunks (plain + windows) and upsert them; returns the number written."""
-        from qdrant_client import models
-
         batches = [chunks[i : i + batch_size] for i in range(0, len(chunks), batch_size)]
         written = 0
         for batch in track(batches, "Indexing chunks", unit="batches"):
-            texts = [c.text for c in batch]
-            wv = encoder.encode_windows(texts)
-            plain = wv.vectors[np.r_[0, np.flatnonzero(np.diff(wv.owner)) + 1]]
-            per_chunk = wv.per_chunk()
-            small = self.small_dim
-            points = []
-            for i, c in enumerate(batch):
-                vectors = {PLAIN: plain[i].tolist(), WINDOWS: per_chunk[i].tolist()}
-                if small:
-                    vectors[PLAIN + SMALL] = truncate(plain[i], small).tolist()
-                    vectors[WINDOWS + SMALL] = truncate(per_chunk[i], small).tolist()
-                points.append(models.PointStruct(id=c.id, vector=vectors, payload=chunk_payload(c, wv.spans[i])))
-            self.client.upsert(self.collection, points=points, wait=True)
-            written += len(points)
+            self._encode_and_write(batch, encoder)
+            written += len(batch)
+        self.store.optimize(self.collection)
         return written
+
+    def _encode_and_write(self, chunks: Sequence[Chunk], encoder: Encoder) -> None:
+        wv = encoder.encode_windows([c.text for c in chunks])
+        plain = wv.vectors[np.r_[0, np.flatnonzero(np.diff(wv.owner)) + 1]]
+        self.write(chunks, plain, wv.per_chunk(), wv.spans)
+
+    def write(
+        self,
+        chunks: Sequence[Chunk],
+        plain: np.ndarray,
+        windows: Sequence[np.ndarray],
+        spans: Sequence[Sequence[tuple[int, int]]],
+    ) -> None:
+        """Upsert already-encoded chunks: one plain vector and a ``(n_windows, dim)`` array each."""
+        small = self.small_dim
+        points = []
+        for i, c in enumerate(chunks):
+            win = np.ascontiguousarray(windows[i], dtype=np.float32)
+            vectors = {PLAIN: np.ascontiguousarray(plain[i], dtype=np.float32), WINDOWS: win}
+            if small:
+                vectors[PLAIN + SMALL] = truncate(vectors[PLAIN], small)
+                vectors[WINDOWS + SMALL] = truncate(win, small)
+            points.append(StoredPoint(c.id, vectors, chunk_payload(c, spans[i])))
+        self.store.upsert(self.collection, points)
+
+    def sync(self, chunks: Iterable[Chunk], encoder: Encoder, batch_size: int = 64) -> dict[str, int]:
+        """Make the collection hold exactly ``chunks``: encode only the new ones, remove the rest.
+
+        Chunk ids are content-addressed (source, position, text hash), so an
+        unchanged document's chunks are already there and are not encoded
+        again; an edited document's old chunks and a deleted document's chunks
+        are removed. ``chunks`` may be a stream (a :class:`ragtune.corpus.CorpusReader`):
+        it is consumed in batches of ``batch_size``, and only ids are kept in
+        memory, so a corpus larger than RAM indexes in bounded memory. Each
+        written batch is durable, so an interrupted run, run again, resumes
+        where it stopped. The collection mirrors one corpus: points of
+        documents not in ``chunks`` are removed at the end.
+
+        Returns:
+            ``{"encoded", "kept", "removed", "points"}``.
+        """
+        have = {pid for pid, _ in self.store.scroll_payload(self.collection, ["doc_id"])}
+        wanted: set[str] = set()
+        pending: list[Chunk] = []
+        encoded = 0
+        with task("Encoding new chunks", unit="chunks") as progress:
+
+            def flush() -> None:
+                nonlocal encoded
+                self._encode_and_write(pending, encoder)
+                encoded += len(pending)
+                progress.advance(len(pending))
+                pending.clear()
+
+            for c in chunks:
+                if c.id in wanted:
+                    continue
+                wanted.add(c.id)
+                if c.id not in have:
+                    pending.append(c)
+                    if len(pending) >= batch_size:
+                        flush()
+            if pending:
+                flush()
+        stale = sorted(have - wanted)
+        if stale:
+            self.store.delete_ids(self.collection, stale)
+        if encoded or stale:
+            self.optimize()
+        return {"encoded": encoded, "kept": len(wanted & have), "removed": len(stale), "points": self.count()}
+
+    def optimize(self) -> None:
+        """Build the engine's search index now (Edge: HNSW over what was written)."""
+        self.store.optimize(self.collection)
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        """Remove every point of these documents."""
+        if doc_ids:
+            self.store.delete(self.collection, Where(must=(Condition("doc_id", "in", list(doc_ids)),)))
 
     # reading --------------------------------------------------------------
     def search(
@@ -227,13 +338,17 @@ class ChunkIndex:
     ) -> list[Hit]:
         """Top chunks for one normalised query vector.
 
-        ``mode``: ``windows`` (best window of each chunk) or ``plain`` (one
-        vector per chunk). ``two_stage``: find ``candidates`` (default
-        ``max(100, 10 * top_k)``) on the small truncated vectors, rescore them
-        on the full ones.
+        Args:
+            query_vector: the query's embedding.
+            top_k: hits to return.
+            mode: ``windows`` (best window of each chunk) or ``plain`` (one vector per chunk).
+            query_filter: a :class:`ragtune.stores.Where`, a ``{"key": value}``
+                mapping (a list value matches any), or, on a qdrant-client
+                store, a qdrant-client ``Filter``.
+            two_stage: find ``candidates`` (default ``max(100, 10 * top_k)``) on
+                the small truncated vectors, rescore them on the full ones.
+            candidates: the first stage's size.
         """
-        from qdrant_client import models
-
         using = {"windows": WINDOWS, "plain": PLAIN}.get(mode)
         if using is None:
             raise InputError(f"mode={mode!r}: choose 'windows' or 'plain'")
@@ -242,9 +357,7 @@ class ChunkIndex:
         def as_query(v: np.ndarray) -> Any:
             return [v.tolist()] if using == WINDOWS else v.tolist()
 
-        params = None
-        if self.metadata().get("quantization", "none") != "none":
-            params = models.SearchParams(quantization=models.QuantizationSearchParams(rescore=True, oversampling=2.0))
+        flt = where(query_filter) if isinstance(query_filter, dict) else query_filter
         prefetch = None
         if two_stage:
             small = self.small_dim
@@ -253,34 +366,28 @@ class ChunkIndex:
                     f"collection {self.collection!r} has no small vectors for two-stage search; "
                     "re-create it with small_dim > 0"
                 )
-            prefetch = models.Prefetch(
-                query=as_query(truncate(q, small)),
-                using=using + SMALL,
-                limit=candidates or max(100, 10 * top_k),
-                filter=query_filter,
-            )
-        res = self.client.query_points(
+            prefetch = (using + SMALL, as_query(truncate(q, small)), candidates or max(100, 10 * top_k))
+        found = self.store.query(
             self.collection,
-            query=as_query(q),
-            using=using,
+            using,
+            as_query(q),
+            top_k,
+            flt=flt,
             prefetch=prefetch,
-            limit=top_k,
-            with_payload=True,
-            query_filter=query_filter,
-            search_params=params,
+            quantized=self.metadata().get("quantization", "none") != "none",
         )
-        return [_hit(p) for p in res.points]
+        return [_hit(f) for f in found]
 
 
 def open_for_model(
-    client: Any, collection: str, model: Any, model_name: str, create: bool = True, **options: Any
+    store: Any, collection: str, model: Any, model_name: str, create: bool = True, **options: Any
 ) -> ChunkIndex:
     """A :class:`ChunkIndex` built by ``model``; created if missing unless ``create=False``.
 
     ``options`` (``small_dim``, ``quantization``) apply only when the collection is new.
     Readers pass ``create=False`` so a mistyped name is an error, not an empty index.
     """
-    index = ChunkIndex(client, collection)
+    index = ChunkIndex(store, collection)
     try:
         exists = index.exists()
     except Exception as exc:
@@ -310,7 +417,7 @@ def open_index(
 
     Every caller (``ragtune index/query``, the pipeline, the server, the
     LlamaIndex helpers) opens its store here, so a new engine plugs in once.
-    The returned index owns its client: close it (or use it as a context
+    The returned index owns its store: close it (or use it as a context
     manager) to release an embedded store's folder lock.
 
     Args:
@@ -328,41 +435,22 @@ def open_index(
         ...     hits = idx.search(Encoder(model).encode_queries(["battery warranty"])[0])
     """
     loc = str(location) if create else check_location(location)
-    client = connect(loc, api_key, timeout)
+    store = connect(loc, api_key, timeout)
     try:
-        index = open_for_model(client, collection, model, model_name, create=create, **options)
+        index = open_for_model(store, collection, model, model_name, create=create, **options)
     except BaseException:
-        client.close()
+        store.close()
         raise
     index.owns_client = True
     return index
 
 
-def _vector_params(dim: int, small: int) -> dict[str, Any]:
-    from qdrant_client import models
-
-    def params(size: int, multi: bool) -> Any:
-        return models.VectorParams(
-            size=size,
-            distance=models.Distance.COSINE,
-            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM) if multi else None,
-        )
-
-    out = {PLAIN: params(dim, False), WINDOWS: params(dim, True)}
+def _vector_specs(dim: int, small: int, quantization: str) -> dict[str, VectorSpec]:
+    out = {PLAIN: VectorSpec(dim, False, quantization), WINDOWS: VectorSpec(dim, True, quantization)}
     if small:
-        out[PLAIN + SMALL] = params(small, False)
-        out[WINDOWS + SMALL] = params(small, True)
+        out[PLAIN + SMALL] = VectorSpec(small, False)
+        out[WINDOWS + SMALL] = VectorSpec(small, True)
     return out
-
-
-def _quantization(kind: str) -> Any:
-    from qdrant_client import models
-
-    if kind == "scalar":
-        return models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True))
-    if kind == "binary":
-        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
-    return None
 
 
 def chunk_payload(chunk: Chunk, spans: Sequence[tuple[int, int]]) -> dict[str, Any]:
@@ -384,8 +472,8 @@ def chunk_payload(chunk: Chunk, spans: Sequence[tuple[int, int]]) -> dict[str, A
     return payload
 
 
-def _hit(point: Any) -> Hit:
-    payload = dict(point.payload or {})
+def _hit(found: Any) -> Hit:
+    payload = dict(found.payload or {})
     text = payload.pop("text", "")
     meta = {k: v for k, v in payload.items() if not k.startswith("_")}
-    return Hit(id=str(point.id), score=float(point.score), text=text, metadata=meta)
+    return Hit(id=found.id, score=found.score, text=text, metadata=meta)

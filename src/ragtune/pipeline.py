@@ -146,8 +146,9 @@ def stage_index(
     with rd.stage("index", fp) as info, task("[4/5] index"):
         encoder = Encoder(model)
         with open_index(loc, collection, model, str(model_dir)) as index:
-            index.upsert(list(chunks), encoder)
-            info.update(location=loc, collection=collection, points=index.count(), dim=encoder.dimension)
+            done = index.sync(list(chunks), encoder)
+            info.update(location=loc, collection=collection, points=done["points"], encoded=done["encoded"],
+                        removed=done["removed"], engine=index.engine, dim=encoder.dimension)
     return info
 
 

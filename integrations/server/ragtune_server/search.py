@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.index import ChunkIndex, Hit, is_remote, open_index
+from ragtune.stores import Where, where
 
 log = logging.getLogger("ragtune_server")
 
@@ -70,23 +71,11 @@ class SearchBackend:
             log.warning("closing the Qdrant client failed", exc_info=True)
 
 
-def build_filter(spec: Mapping[str, FilterValue] | None) -> Any:
-    """``{"key": value}`` → a Qdrant ``Filter`` that all conditions must match.
+def build_filter(spec: Mapping[str, FilterValue] | None) -> Where | None:
+    """``{"key": value}`` → a filter that all conditions must match (:func:`ragtune.stores.where`).
 
-    A scalar is an exact match (``MatchValue``); a list matches any of its
-    values (``MatchAny``). Keys are payload keys (``source``, ``doc_id``,
-    ``file_name``, ...); Qdrant's dotted paths (``a.b``) work as in Qdrant.
+    A scalar is an exact match; a list matches any of its values. Keys are
+    payload keys (``source``, ``doc_id``, ``file_name``, ...); Qdrant's dotted
+    paths (``a.b``) work as in Qdrant.
     """
-    if not spec:
-        return None
-    from qdrant_client import models
-
-    must = []
-    for key, value in spec.items():
-        match = (
-            models.MatchAny(any=list(value))
-            if isinstance(value, list)
-            else models.MatchValue(value=value)
-        )
-        must.append(models.FieldCondition(key=key, match=match))
-    return models.Filter(must=must)
+    return where(spec)

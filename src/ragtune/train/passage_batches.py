@@ -13,10 +13,18 @@ number of in-batch negatives per query as plain MNRL at the same batch size,
 and about ``queries per passage`` times fewer passage encodings per epoch.
 A query's other-query-same-passage rows can no longer be false negatives,
 because they are the same candidate.
+
+Data-parallel (``torchrun`` / ``accelerate launch``): accelerate hands batch
+``i`` to rank ``i mod world``. The sampler yields a whole multiple of the world
+size per epoch (dropping at most ``world - 1`` batches, different ones each
+epoch) and declares its batches variable-length, so accelerate neither drops
+them nor pads the last round with batches from the start: every rank sees
+disjoint passages.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -48,6 +56,7 @@ class PassageGroupedBatchSampler(DefaultBatchSampler):
         valid_label_columns: list[str] | None = None,
         generator: torch.Generator | None = None,
         seed: int = 0,
+        world_size: int | None = None,
     ) -> None:
         super().__init__(
             dataset,
@@ -64,6 +73,11 @@ class PassageGroupedBatchSampler(DefaultBatchSampler):
             groups.setdefault(text, []).append(i)
         cap = self.max_queries_per_passage
         self.groups = [g[i : i + cap] for g in groups.values() for i in range(0, len(g), cap)]
+        self.passages = batch_size
+        self.world_size = world_size or int(os.environ.get("WORLD_SIZE", "1") or 1)
+        if self.world_size > 1:
+            # variable-length batches: accelerate's BatchSamplerShard then keeps every one of them
+            self.batch_size = None  # type: ignore[assignment]
 
     def _batches(self) -> list[list[int]]:
         rng = random.Random(self.seed + self.epoch)
@@ -75,19 +89,20 @@ class PassageGroupedBatchSampler(DefaultBatchSampler):
         for gi in order:
             current.extend(self.groups[gi])
             passages += 1
-            if passages == self.batch_size:
+            if passages == self.passages:
                 batches.append(current)
                 current, passages = [], 0
-        if current and not (self.drop_last and passages < self.batch_size):
+        if current and not (self.drop_last and passages < self.passages):
             batches.append(current)
-        return batches
+        return batches[: len(batches) - len(batches) % self.world_size]
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self._batches()
 
     def __len__(self) -> int:
-        full, rest = divmod(len(self.groups), self.batch_size)
-        return full + (1 if rest and not self.drop_last else 0)
+        full, rest = divmod(len(self.groups), self.passages)
+        n = full + (1 if rest and not self.drop_last else 0)
+        return n - n % self.world_size
 
 
 def _row_key(ids: Tensor, length: int) -> tuple[int, ...]:
@@ -154,6 +169,29 @@ def embed_by_length(model: nn.Module, features: dict[str, Tensor], rows: int = 1
     return out[torch.argsort(order)]
 
 
+def gather_candidates(c: Tensor) -> tuple[Tensor, Tensor | None, int]:
+    """All ranks' candidate embeddings (this rank's keep their gradient), a mask of the real rows, and
+    where this rank's rows start; ``(c, None, 0)`` outside data-parallel training.
+
+    Ranks hold different numbers of distinct candidates, so each pads to the largest before gathering.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return c, None, 0
+    from sentence_transformers.util.distributed import all_gather_with_grad
+
+    world, rank = dist.get_world_size(), dist.get_rank()
+    n = torch.tensor([c.shape[0]], device=c.device)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    width = int(max(int(s) for s in sizes))
+    padded = nn.functional.pad(c, (0, 0, 0, width - c.shape[0]))
+    everyone = all_gather_with_grad(padded)
+    valid = torch.cat([torch.arange(width, device=c.device) < int(s) for s in sizes])
+    return everyone, valid, rank * width
+
+
 class PassageGroupedMNRLoss(nn.Module):
     """InfoNCE over distinct candidates: queries against every distinct passage (and mined negative) in the batch.
 
@@ -163,6 +201,9 @@ class PassageGroupedMNRLoss(nn.Module):
     ``symmetric`` adds the passage → query direction (each passage against all
     queries of the batch, any of its own queries counting as right), as
     ``MultipleNegativesSymmetricRankingLoss`` does for one query per passage.
+    Under data-parallel training the candidates of every rank are gathered
+    (with gradients for this rank's), so each query sees ``world`` times the
+    in-batch negatives, as sentence-transformers' ``gather_across_devices``.
     Wraps in ``MatryoshkaLoss`` like any sentence-transformers loss.
     """
 
@@ -182,9 +223,14 @@ class PassageGroupedMNRLoss(nn.Module):
         candidates = embed_by_length(self.model, merged, self.slice_rows)
         q = nn.functional.normalize(queries, dim=-1)
         c = nn.functional.normalize(candidates, dim=-1)
+        target = torch.tensor(inverse[0], device=q.device)
+        everyone, valid, offset = gather_candidates(c)
+        if valid is not None:  # data-parallel: every rank's candidates are negatives too
+            wide = (q @ everyone.T * self.scale).masked_fill(~valid, float("-inf"))
+            loss = nn.functional.cross_entropy(wide, target + offset)
         scores = q @ c.T * self.scale
-        target = torch.tensor(inverse[0], device=scores.device)
-        loss = nn.functional.cross_entropy(scores, target)
+        if valid is None:
+            loss = nn.functional.cross_entropy(scores, target)
         if self.symmetric:
             # passages that are some query's positive, against all queries; a passage's own queries all count
             owners = torch.unique(target)

@@ -117,6 +117,14 @@ def train(
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=resume)
     best = best_step(trainer.state.best_model_checkpoint) if evaluator is not None else None
+    if not trainer.is_world_process_zero():
+        # data-parallel (torchrun / accelerate launch): rank 0 alone mixes, summarises and writes the model
+        return TrainResult(
+            model_dir=out_dir, seconds=round(time.perf_counter() - t0, 2), steps=int(out.global_step),
+            train_pairs=len(train_pairs), dims=prepared.dims, max_seq_length=prepared.train_seq_length,
+            precision=prepared.precision, trainable_params=int(prepared.trainable),
+            total_params=int(prepared.total), resumed_from=resume, best_step=best,
+        )
     return _finish(
         prepared, config, out_dir, t0,
         steps=int(out.global_step), best=best, resume=resume,

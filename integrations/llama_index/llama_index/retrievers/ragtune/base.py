@@ -1,9 +1,11 @@
 """Qdrant wiring for LlamaIndex: build/open a ``VectorStoreIndex`` and a long-chunk retriever.
 
 ``build_index`` writes chunks through ragtune's index (plain + window vectors,
-stable ids) and returns a ``VectorStoreIndex`` on LlamaIndex's own
-``QdrantVectorStore`` over the same collection, so every LlamaIndex feature
-(query engines, filters, chat engines) works on it. ``RagtuneQdrantRetriever``
+stable ids) and returns a ``VectorStoreIndex`` on
+:class:`~llama_index.vector_stores.ragtune.RagtuneVectorStore` over the same
+collection (the embedded Qdrant Edge store, a server or ``:memory:``), so
+LlamaIndex's query engines, filters and chat engines work on it, ranking by
+best window. ``RagtuneQdrantRetriever``
 searches by best window (``mode="windows"``), so text past the model's first
 256 tokens of a chunk is found.
 """
@@ -37,14 +39,13 @@ def _open(
     return open_index(url or location or ":memory:", collection, model, name, api_key=api_key, create=create)
 
 
-def _vector_index(embed_model: RagtuneEmbedding, index: Any) -> Any:
-    """A ``VectorStoreIndex`` on LlamaIndex's ``QdrantVectorStore`` over a ragtune collection."""
+def _vector_index(embed_model: RagtuneEmbedding, index: Any, mode: str = "windows") -> Any:
+    """A ``VectorStoreIndex`` on :class:`RagtuneVectorStore` over a ragtune collection (any engine)."""
     from llama_index.core import VectorStoreIndex
-    from llama_index.vector_stores.qdrant import QdrantVectorStore
 
-    from ragtune.index import PLAIN
+    from llama_index.vector_stores.ragtune import RagtuneVectorStore
 
-    store = QdrantVectorStore(collection_name=index.collection, client=index.client, dense_vector_name=PLAIN)
+    store = RagtuneVectorStore(index, embed_model.encoder, mode=mode)
     return VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
 
 

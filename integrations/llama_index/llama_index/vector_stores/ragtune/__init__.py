@@ -1,0 +1,3 @@
+from llama_index.vector_stores.ragtune.base import RagtuneVectorStore, to_where
+
+__all__ = ["RagtuneVectorStore", "to_where"]

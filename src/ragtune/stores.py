@@ -1,0 +1,530 @@
+"""The engines under :class:`ragtune.index.ChunkIndex`: Qdrant Edge on disk, qdrant-client for the rest.
+
+A *store* holds named collections of points (an id, named dense vectors and
+multivectors, a JSON payload) and answers nearest-neighbour queries with an
+optional prefetch stage and payload filter. Two engines implement it:
+
+- :class:`EdgeStore` — the default for a folder: Qdrant's own Rust engine
+  embedded in the process (``qdrant-edge-py``): the server's segments, WAL and
+  HNSW, so it ingests and answers like a Qdrant server (measured in
+  ``eval/scale.py``). One shard folder per collection, ``FOLDER/edge/NAME/``,
+  with ragtune's metadata (model, fingerprint, dimension) beside it in
+  ``FOLDER/edge/NAME.json``. A shard is locked by the process that opens it;
+  inside one process every opener shares the same shard.
+- :class:`ClientStore` — a ``QdrantClient``: a Qdrant server by URL,
+  ``:memory:``, or a folder written by qdrant-client's local mode (ragtune
+  before the Edge engine; still read, with a warning that says how to move).
+
+Filters are engine-neutral (:class:`Where` of :class:`Condition`), built from the
+server's ``{"key": value}`` form (:func:`where`) or from LlamaIndex
+``MetadataFilters``, and translated once per engine here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ragtune._io import write_json
+from ragtune.errors import InputError
+
+log = logging.getLogger(__name__)
+
+OPS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte")
+LEGACY_MARKER = "meta.json"  # qdrant-client's local mode keeps its collections list here
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``payload[key] <op> value``; ``op`` is one of :data:`OPS` (``in``/``nin`` take a list)."""
+
+    key: str
+    op: str
+    value: Any
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise InputError(f"filter on {self.key!r}: operator {self.op!r} is not one of {', '.join(OPS)}")
+
+
+@dataclass(frozen=True)
+class Where:
+    """All of ``must``, at least one of ``should`` (when given), none of ``must_not``."""
+
+    must: tuple[Condition | Where, ...] = ()
+    should: tuple[Condition | Where, ...] = ()
+    must_not: tuple[Condition | Where, ...] = ()
+
+
+def where(spec: Mapping[str, Any] | None) -> Where | None:
+    """``{"key": value}`` → a :class:`Where` that all conditions must match.
+
+    A scalar is an exact match, a list matches any of its values.
+
+    Example:
+        >>> where({"source": ["a.md", "b.md"], "year": 2023}).must[1]
+        Condition(key='year', op='eq', value=2023)
+    """
+    if not spec:
+        return None
+    return Where(
+        must=tuple(
+            Condition(k, "in", list(v)) if isinstance(v, (list, tuple)) else Condition(k, "eq", v)
+            for k, v in spec.items()
+        )
+    )
+
+
+@dataclass
+class StoredPoint:
+    """One point to write: ``vectors`` maps a vector name to a 1-d (dense) or 2-d (multivector) float array."""
+
+    id: str
+    vectors: dict[str, Any]
+    payload: dict[str, Any]
+
+
+@dataclass
+class Found:
+    id: str
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    size: int
+    multi: bool = False
+    quantization: str = "none"  # none | scalar | binary
+
+
+class Store(Protocol):
+    """What :class:`ragtune.index.ChunkIndex` needs from an engine."""
+
+    location: str
+
+    def exists(self, name: str) -> bool: ...
+    def read_meta(self, name: str) -> dict[str, Any]: ...
+    def create(self, name: str, vectors: Mapping[str, VectorSpec], meta: dict[str, Any]) -> None: ...
+    def count(self, name: str, exact: bool = True) -> int: ...
+    def upsert(self, name: str, points: Sequence[StoredPoint]) -> None: ...
+    def delete(self, name: str, flt: Where) -> None: ...
+    def delete_ids(self, name: str, ids: Sequence[str]) -> None: ...
+    def scroll_payload(self, name: str, keys: Sequence[str], flt: Where | None = None) -> Iterable[tuple[str, dict]]: ...
+    def query(
+        self,
+        name: str,
+        using: str,
+        vector: Any,
+        limit: int,
+        flt: Where | None = None,
+        prefetch: tuple[str, Any, int] | None = None,
+        quantized: bool = False,
+    ) -> list[Found]: ...
+    def optimize(self, name: str) -> None: ...
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------
+# Qdrant Edge
+
+
+class _Shards:
+    """Open Edge shards of this process, shared by path and reference-counted.
+
+    Edge locks a shard folder per *open*, even within one process; ragtune's
+    callers (a server and a LlamaIndex retriever in one app, a test and the
+    code it checks) legitimately open one folder twice, so they share it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, list[Any]] = {}  # path -> [shard, refcount]
+
+    def acquire(self, path: Path, config: Any = None) -> Any:
+        from qdrant_edge import EdgeShard
+
+        key = str(path.resolve())
+        with self._lock:
+            if key in self._open:
+                self._open[key][1] += 1
+                return self._open[key][0]
+            try:
+                shard = EdgeShard.create(key, config) if config is not None else EdgeShard.load(key)
+            except Exception as exc:  # Edge raises a plain Exception for a held lock
+                msg = str(exc)
+                if "lock" in msg.lower() or "WouldBlock" in msg:
+                    raise InputError(
+                        f"{path}: cannot open the embedded Qdrant store: another process holds it "
+                        "(a running `ragtune serve` or index); stop it, or point at a Qdrant server with a URL"
+                    ) from exc
+                raise InputError(f"{path}: cannot open the embedded Qdrant store ({msg.splitlines()[0][:300]})") from exc
+            self._open[key] = [shard, 1]
+            return shard
+
+    def release(self, path: Path) -> None:
+        key = str(path.resolve())
+        with self._lock:
+            entry = self._open.get(key)
+            if entry is None:
+                return
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self._open[key]
+                with contextlib.suppress(Exception):
+                    entry[0].flush()
+                entry[0].close()
+
+
+_SHARDS = _Shards()
+
+
+class EdgeStore:
+    """Collections as Qdrant Edge shards under ``folder/edge/``.
+
+    Args:
+        folder: the store's folder (created when missing).
+        hnsw_ef: HNSW search breadth (higher: better recall, slower).
+        exact_below: collections with fewer points are searched exactly (no
+            HNSW error at all; a brute-force scan of that many vectors is fast).
+
+    Example:
+        >>> store = EdgeStore("runs/demo/qdrant")  # doctest: +SKIP
+        >>> store.exists("ragtune")  # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, folder: str | Path, hnsw_ef: int = 128, exact_below: int = 20_000) -> None:
+        self.folder = Path(folder).expanduser()
+        self.location = str(self.folder)
+        self.hnsw_ef = hnsw_ef
+        self.exact_below = exact_below
+        self._shards: dict[str, Any] = {}
+        self._counts: dict[str, int] = {}
+
+    def _dir(self, name: str) -> Path:
+        return self.folder / "edge" / name
+
+    def _meta_path(self, name: str) -> Path:
+        return self.folder / "edge" / f"{name}.json"
+
+    def _shard(self, name: str, config: Any = None) -> Any:
+        if name not in self._shards:
+            self._shards[name] = _SHARDS.acquire(self._dir(name), config)
+        return self._shards[name]
+
+    def exists(self, name: str) -> bool:
+        return self._meta_path(name).is_file() and self._dir(name).is_dir()
+
+    def read_meta(self, name: str) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self._meta_path(name).read_text()).get("ragtune") or {})
+        except (OSError, ValueError):
+            return {}
+
+    def create(self, name: str, vectors: Mapping[str, VectorSpec], meta: dict[str, Any]) -> None:
+        import qdrant_edge as qe
+
+        def params(spec: VectorSpec) -> Any:
+            quant = None
+            if spec.quantization == "scalar":
+                quant = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, always_ram=True)
+            elif spec.quantization == "binary":
+                quant = qe.BinaryQuantizationConfig(always_ram=True)
+            return qe.EdgeVectorParams(
+                size=spec.size,
+                distance=qe.Distance.Cosine,
+                multivector_config=qe.MultiVectorConfig(comparator=qe.MultiVectorComparator.MaxSim) if spec.multi else None,
+                quantization_config=quant,
+            )
+
+        # payload (chunk text, LlamaIndex node JSON) on disk, as a Qdrant server's default: it is
+        # the bulk of a point and is read only for the hits
+        config = qe.EdgeConfig(vectors={k: params(v) for k, v in vectors.items()}, on_disk_payload=True)
+        self._dir(name).parent.mkdir(parents=True, exist_ok=True)
+        shard = self._shard(name, config)
+        for key in ("doc_id", "source"):  # the keys ragtune deletes and filters by
+            shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+        shard.flush()
+        # the metadata last: a shard without it is not a collection yet (exists() is False)
+        write_json(self._meta_path(name), {"ragtune": meta})
+
+    def count(self, name: str, exact: bool = True) -> int:
+        import qdrant_edge as qe
+
+        n = int(self._shard(name).count(qe.CountRequest(exact=exact)))
+        self._counts[name] = n
+        return n
+
+    def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
+        import qdrant_edge as qe
+
+        shard = self._shard(name)
+        # Edge takes numpy arrays as they are (no per-float Python lists)
+        shard.update(qe.UpdateOperation.upsert_points([qe.Point(p.id, p.vectors, p.payload) for p in points]))
+        self._counts.pop(name, None)
+
+    def delete(self, name: str, flt: Where) -> None:
+        import qdrant_edge as qe
+
+        self._shard(name).update(qe.UpdateOperation.delete_points_by_filter(_edge_filter(flt)))
+        self._counts.pop(name, None)
+
+    def delete_ids(self, name: str, ids: Sequence[str]) -> None:
+        import qdrant_edge as qe
+
+        self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
+        self._counts.pop(name, None)
+
+    def scroll_payload(self, name: str, keys: Sequence[str], flt: Where | None = None) -> Iterable[tuple[str, dict]]:
+        import qdrant_edge as qe
+
+        shard, offset = self._shard(name), None
+        while True:
+            records, offset = shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=1024, filter=_edge_filter(flt) if flt else None,
+                                 with_payload=list(keys), with_vector=False)
+            )
+            for r in records:
+                yield str(r.id), dict(r.payload or {})
+            if offset is None:
+                return
+
+    def query(
+        self,
+        name: str,
+        using: str,
+        vector: Any,
+        limit: int,
+        flt: Where | None = None,
+        prefetch: tuple[str, Any, int] | None = None,
+        quantized: bool = False,
+    ) -> list[Found]:
+        import qdrant_edge as qe
+
+        shard = self._shard(name)
+        n = self._counts.get(name)
+        if n is None:
+            n = self.count(name)
+        exact = n < self.exact_below
+        quant = qe.QuantizationSearchParams(rescore=True, oversampling=2.0) if quantized else None
+        params = qe.SearchParams(hnsw_ef=self.hnsw_ef, exact=exact, quantization=quant)
+        ef = _edge_filter(flt) if flt else None
+        pre = None
+        if prefetch is not None:
+            p_using, p_vector, p_limit = prefetch
+            pre = [qe.Prefetch(limit=p_limit, query=qe.Query.Nearest(p_vector, using=p_using), params=params, filter=ef)]
+        res = shard.query(
+            qe.QueryRequest(
+                limit=limit,
+                query=qe.Query.Nearest(vector, using=using),
+                prefetches=pre,
+                filter=ef,
+                with_payload=True,
+                with_vector=False,
+                params=params,
+            )
+        )
+        return [Found(str(p.id), float(p.score), dict(p.payload or {})) for p in res]
+
+    def optimize(self, name: str) -> None:
+        """Build HNSW and merge segments (Edge searches unindexed segments by brute force)."""
+        shard = self._shard(name)
+        shard.optimize()
+        shard.flush()
+
+    def close(self) -> None:
+        for name in list(self._shards):
+            self._shards.pop(name)
+            _SHARDS.release(self._dir(name))
+
+
+def _edge_filter(flt: Where) -> Any:
+    import qdrant_edge as qe
+
+    def cond(c: Condition | Where) -> Any:
+        if isinstance(c, Where):
+            return _edge_filter(c)
+        if c.op == "eq":
+            return qe.FieldCondition(key=c.key, match=qe.MatchValue(c.value))
+        if c.op == "in":
+            return qe.FieldCondition(key=c.key, match=qe.MatchAny(list(c.value)))
+        if c.op == "nin":
+            return qe.FieldCondition(key=c.key, match=qe.MatchExcept(list(c.value)))
+        if c.op == "ne":
+            return qe.Filter(must_not=[qe.FieldCondition(key=c.key, match=qe.MatchValue(c.value))])
+        return qe.FieldCondition(key=c.key, range=qe.RangeFloat(**{c.op: float(c.value)}))
+
+    return qe.Filter(
+        must=[cond(c) for c in flt.must] or None,
+        should=[cond(c) for c in flt.should] or None,
+        must_not=[cond(c) for c in flt.must_not] or None,
+    )
+
+
+# ---------------------------------------------------------------------------
+# qdrant-client (server URL, :memory:, legacy local-mode folders)
+
+
+class ClientStore:
+    """Collections through a ``QdrantClient`` (a server, ``:memory:`` or a local-mode folder)."""
+
+    def __init__(self, client: Any, location: str = "", owns: bool = True) -> None:
+        self.client = client
+        self.location = location
+        self.owns = owns
+
+    def exists(self, name: str) -> bool:
+        return bool(self.client.collection_exists(name))
+
+    def read_meta(self, name: str) -> dict[str, Any]:
+        info = self.client.get_collection(name)
+        return dict((info.config.metadata or {}).get("ragtune") or {})
+
+    def create(self, name: str, vectors: Mapping[str, VectorSpec], meta: dict[str, Any]) -> None:
+        from qdrant_client import models
+
+        def params(spec: VectorSpec) -> Any:
+            quant = None
+            if spec.quantization == "scalar":
+                quant = models.ScalarQuantization(
+                    scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+                )
+            elif spec.quantization == "binary":
+                quant = models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+            return models.VectorParams(
+                size=spec.size,
+                distance=models.Distance.COSINE,
+                multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM)
+                if spec.multi
+                else None,
+                quantization_config=quant,
+            )
+
+        self.client.create_collection(
+            name, vectors_config={k: params(v) for k, v in vectors.items()}, metadata={"ragtune": meta}
+        )
+
+    def count(self, name: str, exact: bool = True) -> int:
+        return int(self.client.count(name, exact=exact).count)
+
+    def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
+        from qdrant_client import models
+
+        self.client.upsert(
+            name,
+            points=[
+                models.PointStruct(id=p.id, vector={k: np.asarray(v).tolist() for k, v in p.vectors.items()},
+                                   payload=p.payload)
+                for p in points
+            ],
+            wait=True,
+        )
+
+    def delete(self, name: str, flt: Where) -> None:
+        from qdrant_client import models
+
+        self.client.delete(name, points_selector=models.FilterSelector(filter=client_filter(flt)), wait=True)
+
+    def delete_ids(self, name: str, ids: Sequence[str]) -> None:
+        from qdrant_client import models
+
+        self.client.delete(name, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+
+    def scroll_payload(self, name: str, keys: Sequence[str], flt: Where | None = None) -> Iterable[tuple[str, dict]]:
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                name, scroll_filter=client_filter(flt) if flt else None, limit=1024, offset=offset,
+                with_payload=list(keys), with_vectors=False,
+            )
+            for r in records:
+                yield str(r.id), dict(r.payload or {})
+            if offset is None:
+                return
+
+    def query(
+        self,
+        name: str,
+        using: str,
+        vector: Any,
+        limit: int,
+        flt: Where | Any | None = None,
+        prefetch: tuple[str, Any, int] | None = None,
+        quantized: bool = False,
+    ) -> list[Found]:
+        from qdrant_client import models
+
+        qf = client_filter(flt) if isinstance(flt, Where) else flt  # a qdrant_client Filter passes through
+        params = (
+            models.SearchParams(quantization=models.QuantizationSearchParams(rescore=True, oversampling=2.0))
+            if quantized
+            else None
+        )
+        pre = None
+        if prefetch is not None:
+            p_using, p_vector, p_limit = prefetch
+            pre = models.Prefetch(query=p_vector, using=p_using, limit=p_limit, filter=qf)
+        res = self.client.query_points(
+            name, query=vector, using=using, prefetch=pre, limit=limit, with_payload=True,
+            query_filter=qf, search_params=params,
+        )
+        return [Found(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
+
+    def optimize(self, name: str) -> None:
+        """A server optimizes on its own; local mode has no index to build."""
+
+    def close(self) -> None:
+        if self.owns:
+            self.client.close()
+
+
+def client_filter(flt: Where) -> Any:
+    """A :class:`Where` as a qdrant-client ``Filter``."""
+    from qdrant_client import models
+
+    def cond(c: Condition | Where) -> Any:
+        if isinstance(c, Where):
+            return client_filter(c)
+        if c.op == "eq":
+            return models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
+        if c.op == "in":
+            return models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.value)))
+        if c.op == "nin":
+            return models.FieldCondition(key=c.key, match=models.MatchExcept(**{"except": list(c.value)}))
+        if c.op == "ne":
+            return models.Filter(must_not=[models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))])
+        return models.FieldCondition(key=c.key, range=models.Range(**{c.op: c.value}))
+
+    return models.Filter(
+        must=[cond(c) for c in flt.must] or None,
+        should=[cond(c) for c in flt.should] or None,
+        must_not=[cond(c) for c in flt.must_not] or None,
+    )
+
+
+def is_legacy_folder(folder: Path) -> bool:
+    """A folder qdrant-client's local mode wrote (``meta.json`` + ``collection/``)."""
+    return (folder / LEGACY_MARKER).is_file() and (folder / "collection").is_dir()
+
+
+def local_mode(folder: str | Path) -> ClientStore:
+    """qdrant-client's pure-Python local mode on ``folder`` (kept for old folders and for comparison)."""
+    from qdrant_client import QdrantClient
+
+    path = Path(folder).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        client = QdrantClient(path=str(path))
+    except RuntimeError as exc:  # locked by another process
+        raise InputError(f"{path}: cannot open the embedded Qdrant store ({exc})") from exc
+    return ClientStore(client, str(path))
+
