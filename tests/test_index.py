@@ -102,30 +102,3 @@ def test_payload_filter(qdrant_memory, tiny_chunks, st_model):
     flt = models.Filter(must=[models.FieldCondition(key="source", match=models.MatchValue(value="fares.txt"))])
     hits = idx.search(enc.encode_queries(["Which depot maintains the trams?"])[0], top_k=3, query_filter=flt)
     assert hits and all(h.metadata["source"] == "fares.txt" for h in hits)
-
-
-def test_server_url_path_when_reachable(tiny_chunks, st_model):
-    """The server path is the same code as the embedded one; runs where a Qdrant server answers."""
-    import os
-    import uuid
-
-    url = os.environ.get("RAGTUNE_QDRANT_URL", "http://127.0.0.1:6333")
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the client warns when it cannot read a server version
-            client = connect(url, timeout=2)
-            client.client.get_collections()
-    except Exception as exc:  # noqa: BLE001 - any failure means no server here
-        pytest.skip(f"no Qdrant server reachable at {url} (set RAGTUNE_QDRANT_URL): {type(exc).__name__}")
-    name = f"ragtune-test-{uuid.uuid4().hex[:8]}"
-    try:
-        idx = open_for_model(client, name, st_model, "base")
-        idx.upsert(tiny_chunks, Encoder(st_model))
-        idx.upsert(tiny_chunks, Encoder(st_model))
-        assert idx.count() == len(tiny_chunks)
-        hit = idx.search(Encoder(st_model).encode_queries(["Which depot maintains the trams?"])[0], top_k=1)[0]
-        assert "Eastfield" in hit.text
-    finally:
-        client.delete_collection(name)

@@ -32,6 +32,7 @@ app = typer.Typer(
 
 _QUIET = False
 _BACKEND_HELP = f"{' | '.join(BACKENDS)}: run a form `ragtune export` wrote (default file: the int8 one when present)."
+_WORKERS_HELP = "Encode in N CPU worker processes (every GPU is used when there are several)."
 _BACKEND_FILE_HELP = "The exported file to run, e.g. MODEL/onnx/model.onnx."
 _LOSS_HELP = " | ".join(_LOSSES)
 
@@ -258,10 +259,11 @@ def evaluate(
     llm: str | None = typer.Option(None, "--llm", help="provider:model to judge RAG quality with ragas (faithfulness, answer relevancy)."),
     backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
     backend_file: Path | None = typer.Option(None, "--backend-file", help=_BACKEND_FILE_HELP),
+    workers: int = typer.Option(0, "--workers", help=_WORKERS_HELP),
 ) -> None:
     """Evaluate a model (and a baseline) on a labelled set; writes report.json/.md/.html."""
     from ragtune.evaluation import evaluate_models, load_eval_dataset
-    from ragtune.models import load_model, model_label
+    from ragtune.models import Encoder, encoding_devices, load_model, model_label
     from ragtune.report import build_report, write_report
 
     dataset = load_eval_dataset(data)
@@ -274,8 +276,10 @@ def evaluate(
     labels: dict[str, Any] = {"tuned": tuned}
     if base and base.lower() != "none":
         labels = {"base": base, "tuned": tuned}
+    devices = encoding_devices(workers)
+    encoders = {k: Encoder(load_model(m) if isinstance(m, str) else m, devices=devices) for k, m in labels.items()}
     with _showing_progress():
-        results = evaluate_models(dataset, labels, dim_list, long_chunks)
+        results = evaluate_models(dataset, encoders if devices else labels, dim_list, long_chunks)
     from ragtune.pipeline import rag_metrics
 
     models = {label: (model_label(m) if label == "base" else _described(model, backend, backend_file)) for label, m in labels.items()}
@@ -298,16 +302,17 @@ def index(
     quantization: str = typer.Option("none", "--quantization", help="none | scalar | binary (a Qdrant server honours it)."),
     backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
     backend_file: Path | None = typer.Option(None, "--backend-file", help=_BACKEND_FILE_HELP),
+    workers: int = typer.Option(0, "--workers", help=_WORKERS_HELP),
 ) -> None:
     """Chunk a corpus into a Qdrant collection that follows it: a re-run encodes only new or
     edited documents' chunks and removes those of edited and deleted ones (ids are content-addressed)."""
     from ragtune.corpus import ChunkConfig, CorpusReader
     from ragtune.index import open_index
-    from ragtune.models import Encoder, load_model
+    from ragtune.models import Encoder, encoding_devices, load_model
 
     reader = CorpusReader(corpus, ChunkConfig(chunk_size=chunk_size))
     st = load_model(model, backend=backend, file=backend_file)
-    enc = Encoder(st)
+    enc = Encoder(st, devices=encoding_devices(workers))
     with open_index(qdrant, collection, st, model, api_key=api_key, small_dim=small_dim, quantization=quantization) as idx:
         with _showing_progress():
             done = idx.sync(reader, enc)  # streamed: one file's chunks in memory at a time

@@ -447,9 +447,9 @@ def open_index(
 
 def _vector_specs(dim: int, small: int, quantization: str) -> dict[str, VectorSpec]:
     out = {PLAIN: VectorSpec(dim, False, quantization), WINDOWS: VectorSpec(dim, True, quantization)}
-    if small:
-        out[PLAIN + SMALL] = VectorSpec(small, False)
-        out[WINDOWS + SMALL] = VectorSpec(small, True)
+    if small:  # prefetch vectors are scanned: 64 dims scan fast, and a graph would cost memory and build time
+        out[PLAIN + SMALL] = VectorSpec(small, False, index=False)
+        out[WINDOWS + SMALL] = VectorSpec(small, True, index=False)
     return out
 
 

@@ -169,6 +169,27 @@ class WindowedVectors:
         return np.split(self.vectors, bounds)
 
 
+def encoding_devices(workers: int | None = None) -> list[str] | None:
+    """Where :class:`Encoder` spreads its work: every GPU when there are several, else ``workers`` CPU processes.
+
+    Args:
+        workers: CPU worker processes (0 or 1: encode in this process). Ignored
+            when more than one GPU is present: those are used instead.
+
+    Example:
+        >>> encoding_devices(4)  # on a machine without GPUs  # doctest: +SKIP
+        ['cpu', 'cpu', 'cpu', 'cpu']
+    """
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus > 1:
+        return [f"cuda:{i}" for i in range(gpus)]
+    if workers and workers > 1:
+        return ["cpu"] * workers
+    return None
+
+
 class Encoder:
     """Encode queries, documents and document windows with one model: every caller's one path.
 
@@ -183,6 +204,9 @@ class Encoder:
         model: a loaded ``SentenceTransformer``, or a name for :func:`load_model`.
         batch_size: texts per forward pass.
         prompts: text put before each input of a kind (``{"query": "query: "}``).
+        devices: encode on several devices at once through sentence-transformers'
+            multi-process pool (``["cuda:0", "cuda:1"]``, or ``["cpu"] * 4`` for
+            CPU worker processes); see :func:`encoding_devices`. The torch form only.
 
     Example:
         >>> enc = Encoder("default")  # doctest: +SKIP
@@ -194,12 +218,37 @@ class Encoder:
     #: one call would make them (texts are length-sorted across blocks)
     BLOCK_BATCHES = 8
 
-    def __init__(self, model: Any, batch_size: int = 64, prompts: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        batch_size: int = 64,
+        prompts: dict[str, str] | None = None,
+        devices: Sequence[str] | None = None,
+    ) -> None:
         if isinstance(model, (str, os.PathLike)) or model is None:
             model = load_model(model)
         self.model = model
         self.batch_size = batch_size
         self.prompts = dict(prompts or {})
+        self.devices = list(devices) if devices and len(devices) > 1 else None
+        if self.devices and getattr(model, "ragtune_backend", None):
+            raise ConfigError("several encoding devices/workers run the torch form only; drop --backend or --workers")
+        self._pool: dict[str, Any] | None = None
+
+    def pool(self) -> dict[str, Any] | None:
+        """The multi-process pool over ``devices`` (started on first use, stopped at exit), or None."""
+        if self.devices and self._pool is None:
+            import atexit
+
+            self._pool = self.model.start_multi_process_pool(self.devices)
+            atexit.register(self.close)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes, if any."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            self.model.stop_multi_process_pool(pool)
 
     @property
     def dimension(self) -> int:
@@ -250,6 +299,8 @@ class Encoder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
+        if self.devices:
+            kwargs["pool"] = self.pool()
         if fn is None:  # sentence-transformers < 5
             prompts = getattr(self.model, "prompts", {}) or {}
             if kind in prompts:

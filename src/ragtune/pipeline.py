@@ -18,7 +18,7 @@ from ragtune._io import sha256_file
 from ragtune.config import build_config, to_data
 from ragtune.corpus import Chunk, ChunkConfig, load_chunks, load_corpus, save_chunks
 from ragtune.evaluation import RetrievalDataset, evaluate_models, from_pairs, load_eval_dataset
-from ragtune.models import Encoder, load_model, model_label, resolve_model
+from ragtune.models import Encoder, encoding_devices, load_model, model_label, resolve_model
 from ragtune.pairs import (
     GenerationConfig,
     Pair,
@@ -144,7 +144,7 @@ def stage_index(
     if rd.stage_done("index", fp, Path(loc) if "://" not in loc else rd.root):
         return rd.record["stages"]["index"]
     with rd.stage("index", fp) as info, task("[4/5] index"):
-        encoder = Encoder(model)
+        encoder = Encoder(model, devices=encoding_devices())  # every GPU when there are several
         with open_index(loc, collection, model, str(model_dir)) as index:
             done = index.sync(list(chunks), encoder)
             info.update(location=loc, collection=collection, points=done["points"], encoded=done["encoded"],

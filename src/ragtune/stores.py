@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ class VectorSpec:
     size: int
     multi: bool = False
     quantization: str = "none"  # none | scalar | binary
+    index: bool = True  # searched through a graph (HNSW) where the engine builds one; False: scanned
 
 
 class Store(Protocol):
@@ -209,6 +211,8 @@ class EdgeStore:
         self.exact_below = exact_below
         self._shards: dict[str, Any] = {}
         self._counts: dict[str, int] = {}
+        self._written: dict[str, int] = {}
+        self._graph_names: dict[str, set[str]] = {}
 
     def _dir(self, name: str) -> Path:
         return self.folder / "edge" / name
@@ -224,11 +228,20 @@ class EdgeStore:
     def exists(self, name: str) -> bool:
         return self._meta_path(name).is_file() and self._dir(name).is_dir()
 
-    def read_meta(self, name: str) -> dict[str, Any]:
+    def _meta_file(self, name: str) -> dict[str, Any]:
         try:
-            return dict(json.loads(self._meta_path(name).read_text()).get("ragtune") or {})
+            return dict(json.loads(self._meta_path(name).read_text()))
         except (OSError, ValueError):
             return {}
+
+    def read_meta(self, name: str) -> dict[str, Any]:
+        return dict(self._meta_file(name).get("ragtune") or {})
+
+    def _graphs(self, name: str) -> set[str]:
+        """Vector names with an HNSW graph (written at create)."""
+        if name not in self._graph_names:
+            self._graph_names[name] = set(self._meta_file(name).get("graphs") or [])
+        return self._graph_names[name]
 
     def create(self, name: str, vectors: Mapping[str, VectorSpec], meta: dict[str, Any]) -> None:
         import qdrant_edge as qe
@@ -239,23 +252,40 @@ class EdgeStore:
                 quant = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, always_ram=True)
             elif spec.quantization == "binary":
                 quant = qe.BinaryQuantizationConfig(always_ram=True)
+            graph = spec.index and not spec.multi
             return qe.EdgeVectorParams(
                 size=spec.size,
                 distance=qe.Distance.Cosine,
                 multivector_config=qe.MultiVectorConfig(comparator=qe.MultiVectorComparator.MaxSim) if spec.multi else None,
                 quantization_config=quant,
+                # Measured in eval/scale.py (100k chunks, 400k windows): an HNSW graph over a
+                # max-sim multivector took 290 s to build and found 0.79 of the exact top-10
+                # (0.90 at ef=512), while the exact max-sim scan finds all of them in ~25 ms.
+                # So multivectors (and the small prefetch vectors) are scanned, not graphed;
+                # only the plain dense vector gets HNSW.
+                hnsw_config=None if graph else qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
+                # window vectors are most of the store: half the memory in float16
+                # (cosine scores move by < 1e-3)
+                datatype=qe.VectorStorageDatatype.Float16 if spec.multi else None,
+                memory=None if graph else qe.Memory.Cold,
             )
 
         # payload (chunk text, LlamaIndex node JSON) on disk, as a Qdrant server's default: it is
-        # the bulk of a point and is read only for the hits
-        config = qe.EdgeConfig(vectors={k: params(v) for k, v in vectors.items()}, on_disk_payload=True)
+        # the bulk of a point and is read only for the hits; one segment per core, so an exact
+        # scan runs over them in parallel
+        config = qe.EdgeConfig(
+            vectors={k: params(v) for k, v in vectors.items()},
+            on_disk_payload=True,
+            optimizers=qe.EdgeOptimizersConfig(default_segment_number=max(1, min(4, os.cpu_count() or 1))),
+        )
         self._dir(name).parent.mkdir(parents=True, exist_ok=True)
         shard = self._shard(name, config)
         for key in ("doc_id", "source"):  # the keys ragtune deletes and filters by
             shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
         shard.flush()
         # the metadata last: a shard without it is not a collection yet (exists() is False)
-        write_json(self._meta_path(name), {"ragtune": meta})
+        graphs = [k for k, v in vectors.items() if v.index and not v.multi]
+        write_json(self._meta_path(name), {"ragtune": meta, "graphs": graphs})
 
     def count(self, name: str, exact: bool = True) -> int:
         import qdrant_edge as qe
@@ -264,13 +294,25 @@ class EdgeStore:
         self._counts[name] = n
         return n
 
+    #: points written between index builds during a long ingest: optimizing as it goes keeps
+    #: the unindexed (in-memory, appendable) segment, and the peak memory of a build, bounded
+    OPTIMIZE_EVERY = 50_000
+
     def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
         import qdrant_edge as qe
 
         shard = self._shard(name)
-        # Edge takes numpy arrays as they are (no per-float Python lists)
-        shard.update(qe.UpdateOperation.upsert_points([qe.Point(p.id, p.vectors, p.payload) for p in points]))
+        self._written[name] = self._written.get(name, 0) + len(points)
+        # measured per point (qdrant-edge-py 0.9): a 1-d numpy array converts faster than a list,
+        # a 2-d one slower than its nested lists (56 vs 83 µs for ragtune's four vectors)
+        shard.update(
+            qe.UpdateOperation.upsert_points(
+                [qe.Point(p.id, {k: _edge_vector(v) for k, v in p.vectors.items()}, p.payload) for p in points]
+            )
+        )
         self._counts.pop(name, None)
+        if self._written[name] >= self.OPTIMIZE_EVERY:
+            self.optimize(name)
 
     def delete(self, name: str, flt: Where) -> None:
         import qdrant_edge as qe
@@ -287,16 +329,13 @@ class EdgeStore:
     def scroll_payload(self, name: str, keys: Sequence[str], flt: Where | None = None) -> Iterable[tuple[str, dict]]:
         import qdrant_edge as qe
 
-        shard, offset = self._shard(name), None
-        while True:
-            records, offset = shard.scroll(
+        shard = self._shard(name)
+        return _paged(
+            lambda offset: shard.scroll(
                 qe.ScrollRequest(offset=offset, limit=1024, filter=_edge_filter(flt) if flt else None,
                                  with_payload=list(keys), with_vector=False)
             )
-            for r in records:
-                yield str(r.id), dict(r.payload or {})
-            if offset is None:
-                return
+        )
 
     def query(
         self,
@@ -314,14 +353,21 @@ class EdgeStore:
         n = self._counts.get(name)
         if n is None:
             n = self.count(name)
-        exact = n < self.exact_below
         quant = qe.QuantizationSearchParams(rescore=True, oversampling=2.0) if quantized else None
-        params = qe.SearchParams(hnsw_ef=self.hnsw_ef, exact=exact, quantization=quant)
+
+        graphs = self._graphs(name)
+
+        def params(using: str) -> Any:
+            # vectors without a graph (multivectors, small prefetch ones; see create) and small collections are scanned
+            return qe.SearchParams(hnsw_ef=self.hnsw_ef, exact=using not in graphs or n < self.exact_below,
+                                   quantization=quant)
+
         ef = _edge_filter(flt) if flt else None
         pre = None
         if prefetch is not None:
             p_using, p_vector, p_limit = prefetch
-            pre = [qe.Prefetch(limit=p_limit, query=qe.Query.Nearest(p_vector, using=p_using), params=params, filter=ef)]
+            pre = [qe.Prefetch(limit=p_limit, query=qe.Query.Nearest(p_vector, using=p_using),
+                               params=params(p_using), filter=ef)]
         res = shard.query(
             qe.QueryRequest(
                 limit=limit,
@@ -330,21 +376,43 @@ class EdgeStore:
                 filter=ef,
                 with_payload=True,
                 with_vector=False,
-                params=params,
+                params=params(using),
             )
         )
         return [Found(str(p.id), float(p.score), dict(p.payload or {})) for p in res]
 
     def optimize(self, name: str) -> None:
-        """Build HNSW and merge segments (Edge searches unindexed segments by brute force)."""
+        """Build HNSW and merge segments (Edge searches unindexed segments by brute force).
+
+        A collection under ``exact_below`` points is searched exactly anyway,
+        so its graph would never be used: it is only flushed.
+        """
         shard = self._shard(name)
-        shard.optimize()
+        self._written[name] = 0
+        if self.count(name) >= self.exact_below:
+            shard.optimize()
         shard.flush()
 
     def close(self) -> None:
         for name in list(self._shards):
             self._shards.pop(name)
             _SHARDS.release(self._dir(name))
+
+
+def _paged(fetch: Any) -> Iterable[tuple[str, dict]]:
+    """``(id, payload)`` of every record of a scroll: ``fetch(offset)`` returns ``(records, next_offset)``."""
+    offset = None
+    while True:
+        records, offset = fetch(offset)
+        for r in records:
+            yield str(r.id), dict(r.payload or {})
+        if offset is None:
+            return
+
+
+def _edge_vector(v: Any) -> Any:
+    v = np.asarray(v, dtype=np.float32)
+    return v if v.ndim == 1 else v.tolist()
 
 
 def _edge_filter(flt: Where) -> Any:
@@ -440,16 +508,12 @@ class ClientStore:
         self.client.delete(name, points_selector=models.PointIdsList(points=list(ids)), wait=True)
 
     def scroll_payload(self, name: str, keys: Sequence[str], flt: Where | None = None) -> Iterable[tuple[str, dict]]:
-        offset = None
-        while True:
-            records, offset = self.client.scroll(
+        return _paged(
+            lambda offset: self.client.scroll(
                 name, scroll_filter=client_filter(flt) if flt else None, limit=1024, offset=offset,
                 with_payload=list(keys), with_vectors=False,
             )
-            for r in records:
-                yield str(r.id), dict(r.payload or {})
-            if offset is None:
-                return
+        )
 
     def query(
         self,
