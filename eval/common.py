@@ -102,3 +102,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     from ragtune.config import parse_sets
 
     return parse_sets(items)
+
+
+def latency_ms(samples: list[float], digits: int = 3) -> dict[str, float]:
+    """``{"p50_ms", "p95_ms"}`` of per-call latencies in milliseconds."""
+    import numpy as np
+
+    return {f"p{q}_ms": round(float(np.percentile(samples, q)), digits) for q in (50, 95)}

@@ -51,7 +51,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import require
+from common import latency_ms, require
 
 BLOCK = 2000
 WINDOWS = 4
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--local-max", type=int, default=10_000, help="largest size local mode is run at")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--noise", type=float, default=0.3)
-    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ragtune-scale-vectors.npz")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ragtune-scale-vectors-v2.npz")
     ap.add_argument("--workdir", type=Path, default=None, help="where the stores are built (default: a temp folder)")
     ap.add_argument("--index-copies", default="1,10", help="corpus sizes (copies of the Uber PDF) for the streaming run; '' skips it")
     ap.add_argument("--index-backend", default="openvino", help="the --backend of the streaming run's `ragtune index`")
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "scale",
         "command": "python " + " ".join(sys.argv),
         "default_store": "edge",
-        "generator": {"source": "Uber 10-K windows, all-MiniLM-L6-v2", "real_chunks": len(base["owner_start"]),
+        "generator": {"source": "Uber 10-K windows, all-MiniLM-L6-v2", "real_chunks": int(base["chunks"]),
                       "windows_per_chunk": WINDOWS, "small_dim": SMALL, "noise": args.noise,
                       "queries": len(queries)},
         "runs": runs,
@@ -139,10 +139,8 @@ def _real_vectors(cache: Path) -> dict[str, np.ndarray]:
     ds = load_llamaindex(require("tenk", "uber_val_pairs.json"))
     enc = Encoder(load_model(None))
     wv = enc.encode_windows(list(ds.corpus.values()))
-    starts = np.flatnonzero(np.r_[True, np.diff(wv.owner) != 0])
-    counts = np.diff(np.r_[starts, len(wv.owner)])
     qv = enc.encode_queries([ds.queries[q] for q in sorted(ds.queries)])
-    out = {"windows": wv.vectors.astype(np.float32), "owner_start": starts, "owner_count": counts,
+    out = {"windows": wv.vectors.astype(np.float32), "chunks": np.asarray(len(ds.corpus)),
            "queries": qv.astype(np.float32)}
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
@@ -263,7 +261,6 @@ def _child(args: argparse.Namespace) -> int:
     base = _real_vectors(args.cache)
     queries = base["queries"][: args.queries]
     folder = args.workdir / f"{store_name}-{n}"
-    engine = {"edge": "edge", "local": "local"}[store_name]
     text = "Revenue grew in the quarter as trips increased across mobility and delivery. " * 10
 
     # ingest_s: time inside the store (create, upserts, index build) — the engines compared;
@@ -285,7 +282,7 @@ def _child(args: argparse.Namespace) -> int:
         return run
 
     t0 = time.perf_counter()
-    store = connect(folder, engine=engine)
+    store = connect(folder, engine=store_name)
     for name in ("create", "upsert", "optimize"):
         setattr(store, name, timed(getattr(store, name)))
     index = ChunkIndex(store, "scale")
@@ -303,7 +300,7 @@ def _child(args: argparse.Namespace) -> int:
     index.store.close()
 
     t0 = time.perf_counter()
-    store = connect(folder, engine=engine)
+    store = connect(folder, engine=store_name)
     index = ChunkIndex(store, "scale")
     index.count()
     reopen_s = time.perf_counter() - t0
@@ -317,7 +314,7 @@ def _child(args: argparse.Namespace) -> int:
             hits = index.search(q, top_k=TOP_K, mode=mode, two_stage=two_stage)
             lat.append((time.perf_counter() - t) * 1000)
             ids.append([h.id for h in hits])
-        modes[name] = {"p50_ms": round(float(np.percentile(lat, 50)), 3), "p95_ms": round(float(np.percentile(lat, 95)), 3)}
+        modes[name] = latency_ms(lat)
         top_ids[name] = ids
     index.store.close()
     disk = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

@@ -19,11 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import require
+from common import latency_ms, require
 
 MODES = {
     "plain": dict(mode="plain", two_stage=False),
@@ -62,8 +60,7 @@ def bench_model(label: str, model_path: str | None, ds, workdir: Path, top_k: in
         means, _ = compute_metrics(ds.relevant, results, ["hit@5", "ndcg@10", "mrr@10"])
         out["modes"][name] = {
             **{k: round(v, 4) for k, v in means.items()},
-            "p50_ms": round(float(np.percentile(lat, 50)), 3),
-            "p95_ms": round(float(np.percentile(lat, 95)), 3),
+            **latency_ms(lat),
         }
         print(f"  {label:<6} {name:<18} hit@5 {means['hit@5']:.3f}  ndcg@10 {means['ndcg@10']:.3f}  "
               f"p50 {out['modes'][name]['p50_ms']:.1f} ms  p95 {out['modes'][name]['p95_ms']:.1f} ms", flush=True)

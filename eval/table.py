@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ORDER = ("T1", "T2", "A", "G", "M", "anchor", "search")
 
@@ -69,10 +71,7 @@ def speed_rows(results: Path) -> list[str]:
         "| file | form | docs/s | × torch | query p50 / p95 ms | load s | MB | nDCG@10 plain (Δ) | nDCG@10 windows (Δ) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for f in sorted(results.glob("*.json")):
-        data = json.loads(f.read_text())
-        if data.get("benchmark") != "speed":
-            continue
+    for f, data in _benchmark(results, "speed"):
         for r in data["runs"]:
             out.append(
                 f"| {f.name} | {r['form']} | {r['docs_per_s']} | {r.get('x_torch_docs_per_s', '')} "
@@ -89,11 +88,8 @@ def server_rows(results: Path) -> list[str]:
         "| file | server | min cosine to encode | variant | clients | req/s | texts/s | p50 ms | p95 ms | errors |",
         "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for f in sorted(results.glob("*.json")):
-        data = json.loads(f.read_text())
-        if data.get("benchmark") != "speed" or not data.get("server"):
-            continue
-        for srv in data["server"]["servers"]:
+    for f, data in _benchmark(results, "speed"):
+        for srv in (data.get("server") or {}).get("servers", []):
             for r in srv["results"]:
                 lat = r.get("latency_ms") or {}
                 variant = "single" if r["texts_per_request"] == 1 else f"{r['texts_per_request']} texts"
@@ -112,10 +108,7 @@ def scale_rows(results: Path) -> list[str]:
         "| two-stage p95 ms | recall@10 windows / plain | peak RSS GiB | disk MB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for f in sorted(results.glob("*.json")):
-        data = json.loads(f.read_text())
-        if data.get("benchmark") != "scale":
-            continue
+    for f, data in _benchmark(results, "scale"):
         for r in data["runs"]:
             m = r["modes"]
             out.append(
@@ -125,6 +118,14 @@ def scale_rows(results: Path) -> list[str]:
                 f"| {r['peak_rss_gib']} | {r['disk_mb']} |"
             )
     return out
+
+
+def _benchmark(results: Path, name: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """``(file, data)`` of each result that ``eval/NAME.py`` wrote (its ``benchmark`` field)."""
+    for f in sorted(results.glob("*.json")):
+        data = json.loads(f.read_text())
+        if data.get("benchmark") == name:
+            yield f, data
 
 
 def _proto(f: Path) -> str:

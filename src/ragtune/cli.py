@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -232,7 +231,7 @@ def train_cmd(
     texts = [c.text for c in load_chunks(chunks)] if chunks else None
     with _showing_progress():
         result = train(data, out, cfg, chunks=texts)
-    if int(os.environ.get("RANK", "0") or 0) != 0:
+    if not console.is_main_process():
         return  # data-parallel: rank 0 reports (and alone wrote the model)
     _echo(
         f"trained {result.steps} steps on {result.train_pairs} pairs in {result.seconds:.1f} s "
@@ -277,9 +276,13 @@ def evaluate(
     if base and base.lower() != "none":
         labels = {"base": base, "tuned": tuned}
     devices = encoding_devices(workers)
-    encoders = {k: Encoder(load_model(m) if isinstance(m, str) else m, devices=devices) for k, m in labels.items()}
+    encoders = (
+        {k: Encoder(load_model(m) if isinstance(m, str) else m, devices=devices) for k, m in labels.items()}
+        if devices
+        else labels
+    )
     with _showing_progress():
-        results = evaluate_models(dataset, encoders if devices else labels, dim_list, long_chunks)
+        results = evaluate_models(dataset, encoders, dim_list, long_chunks)
     from ragtune.pipeline import rag_metrics
 
     models = {label: (model_label(m) if label == "base" else _described(model, backend, backend_file)) for label, m in labels.items()}

@@ -85,9 +85,14 @@ def log_to(folder: str | Path) -> Path:
     return path
 
 
+def is_main_process() -> bool:
+    """False on every rank but 0 of a data-parallel run (``torchrun`` / ``accelerate launch`` set ``RANK``)."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
 def display(quiet: bool = False) -> progress.Display | None:
     """The progress display for this console: rich on a terminal, lines otherwise, none when quiet."""
-    if quiet or int(os.environ.get("RANK", "0") or 0) != 0:  # under torchrun, rank 0 alone reports
+    if quiet or not is_main_process():  # under torchrun, rank 0 alone reports
         return None
     if sys.stderr.isatty():
         return progress.RichDisplay()

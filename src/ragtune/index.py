@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 PLAIN = "text-dense"
 WINDOWS = "windows"
 SMALL = "-small"
-META_KEY = "ragtune"
 QUANTIZATIONS = ("none", "scalar", "binary")
 ENGINES = ("auto", "edge", "local")
 
@@ -244,13 +243,12 @@ class ChunkIndex:
         for batch in track(batches, "Indexing chunks", unit="batches"):
             self._encode_and_write(batch, encoder)
             written += len(batch)
-        self.store.optimize(self.collection)
+        self.optimize()
         return written
 
     def _encode_and_write(self, chunks: Sequence[Chunk], encoder: Encoder) -> None:
         wv = encoder.encode_windows([c.text for c in chunks])
-        plain = wv.vectors[np.r_[0, np.flatnonzero(np.diff(wv.owner)) + 1]]
-        self.write(chunks, plain, wv.per_chunk(), wv.spans)
+        self.write(chunks, wv.first(), wv.per_chunk(), wv.spans)
 
     def write(
         self,

@@ -163,10 +163,16 @@ class WindowedVectors:
     owner: np.ndarray
     spans: list[list[tuple[int, int]]]
 
+    def _bounds(self) -> np.ndarray:
+        return np.flatnonzero(np.diff(self.owner)) + 1
+
     def per_chunk(self) -> list[np.ndarray]:
         """Split into one ``(n_windows, dim)`` array per chunk, in chunk order."""
-        bounds = np.flatnonzero(np.diff(self.owner)) + 1
-        return np.split(self.vectors, bounds)
+        return np.split(self.vectors, self._bounds())
+
+    def first(self) -> np.ndarray:
+        """``(n_chunks, dim)``: each chunk's first window (what a plain, one-vector index holds)."""
+        return self.vectors[np.r_[0, self._bounds()]]
 
 
 def encoding_devices(workers: int | None = None) -> list[str] | None:

@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +40,7 @@ from ragtune.errors import InputError
 log = logging.getLogger(__name__)
 
 OPS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte")
+META_KEY = "ragtune"  # ragtune's metadata (model, fingerprint, dimension) within a collection's metadata
 LEGACY_MARKER = "meta.json"  # qdrant-client's local mode keeps its collections list here
 
 
@@ -235,7 +236,7 @@ class EdgeStore:
             return {}
 
     def read_meta(self, name: str) -> dict[str, Any]:
-        return dict(self._meta_file(name).get("ragtune") or {})
+        return dict(self._meta_file(name).get(META_KEY) or {})
 
     def _graphs(self, name: str) -> set[str]:
         """Vector names with an HNSW graph (written at create)."""
@@ -285,7 +286,7 @@ class EdgeStore:
         shard.flush()
         # the metadata last: a shard without it is not a collection yet (exists() is False)
         graphs = [k for k, v in vectors.items() if v.index and not v.multi]
-        write_json(self._meta_path(name), {"ragtune": meta, "graphs": graphs})
+        write_json(self._meta_path(name), {META_KEY: meta, "graphs": graphs})
 
     def count(self, name: str, exact: bool = True) -> int:
         import qdrant_edge as qe
@@ -415,27 +416,33 @@ def _edge_vector(v: Any) -> Any:
     return v if v.ndim == 1 else v.tolist()
 
 
-def _edge_filter(flt: Where) -> Any:
-    import qdrant_edge as qe
+def _translate(flt: Where, field: Callable[[Condition], Any], make: Callable[..., Any]) -> Any:
+    """A :class:`Where` in an engine's terms: ``field`` builds one ``eq``/``in``/``nin``/range condition,
+    ``make(must, should, must_not)`` a filter; ``ne`` is a ``must_not`` of ``eq``, nested filters recurse."""
 
     def cond(c: Condition | Where) -> Any:
         if isinstance(c, Where):
-            return _edge_filter(c)
+            return _translate(c, field, make)
+        if c.op == "ne":
+            return make(None, None, [field(Condition(c.key, "eq", c.value))])
+        return field(c)
+
+    return make(*([cond(c) for c in part] or None for part in (flt.must, flt.should, flt.must_not)))
+
+
+def _edge_filter(flt: Where) -> Any:
+    import qdrant_edge as qe
+
+    def field(c: Condition) -> Any:
         if c.op == "eq":
             return qe.FieldCondition(key=c.key, match=qe.MatchValue(c.value))
         if c.op == "in":
             return qe.FieldCondition(key=c.key, match=qe.MatchAny(list(c.value)))
         if c.op == "nin":
             return qe.FieldCondition(key=c.key, match=qe.MatchExcept(list(c.value)))
-        if c.op == "ne":
-            return qe.Filter(must_not=[qe.FieldCondition(key=c.key, match=qe.MatchValue(c.value))])
         return qe.FieldCondition(key=c.key, range=qe.RangeFloat(**{c.op: float(c.value)}))
 
-    return qe.Filter(
-        must=[cond(c) for c in flt.must] or None,
-        should=[cond(c) for c in flt.should] or None,
-        must_not=[cond(c) for c in flt.must_not] or None,
-    )
+    return _translate(flt, field, lambda must, should, must_not: qe.Filter(must=must, should=should, must_not=must_not))
 
 
 # ---------------------------------------------------------------------------
@@ -455,7 +462,7 @@ class ClientStore:
 
     def read_meta(self, name: str) -> dict[str, Any]:
         info = self.client.get_collection(name)
-        return dict((info.config.metadata or {}).get("ragtune") or {})
+        return dict((info.config.metadata or {}).get(META_KEY) or {})
 
     def create(self, name: str, vectors: Mapping[str, VectorSpec], meta: dict[str, Any]) -> None:
         from qdrant_client import models
@@ -478,7 +485,7 @@ class ClientStore:
             )
 
         self.client.create_collection(
-            name, vectors_config={k: params(v) for k, v in vectors.items()}, metadata={"ragtune": meta}
+            name, vectors_config={k: params(v) for k, v in vectors.items()}, metadata={META_KEY: meta}
         )
 
     def count(self, name: str, exact: bool = True) -> int:
@@ -555,23 +562,17 @@ def client_filter(flt: Where) -> Any:
     """A :class:`Where` as a qdrant-client ``Filter``."""
     from qdrant_client import models
 
-    def cond(c: Condition | Where) -> Any:
-        if isinstance(c, Where):
-            return client_filter(c)
+    def field(c: Condition) -> Any:
         if c.op == "eq":
             return models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
         if c.op == "in":
             return models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.value)))
         if c.op == "nin":
             return models.FieldCondition(key=c.key, match=models.MatchExcept(**{"except": list(c.value)}))
-        if c.op == "ne":
-            return models.Filter(must_not=[models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))])
         return models.FieldCondition(key=c.key, range=models.Range(**{c.op: c.value}))
 
-    return models.Filter(
-        must=[cond(c) for c in flt.must] or None,
-        should=[cond(c) for c in flt.should] or None,
-        must_not=[cond(c) for c in flt.must_not] or None,
+    return _translate(
+        flt, field, lambda must, should, must_not: models.Filter(must=must, should=should, must_not=must_not)
     )
 
 

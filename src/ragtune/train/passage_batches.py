@@ -224,13 +224,13 @@ class PassageGroupedMNRLoss(nn.Module):
         q = nn.functional.normalize(queries, dim=-1)
         c = nn.functional.normalize(candidates, dim=-1)
         target = torch.tensor(inverse[0], device=q.device)
-        everyone, valid, offset = gather_candidates(c)
-        if valid is not None:  # data-parallel: every rank's candidates are negatives too
-            wide = (q @ everyone.T * self.scale).masked_fill(~valid, float("-inf"))
-            loss = nn.functional.cross_entropy(wide, target + offset)
         scores = q @ c.T * self.scale
+        everyone, valid, offset = gather_candidates(c)
         if valid is None:
             loss = nn.functional.cross_entropy(scores, target)
+        else:  # data-parallel: every rank's candidates are negatives too
+            wide = (q @ everyone.T * self.scale).masked_fill(~valid, float("-inf"))
+            loss = nn.functional.cross_entropy(wide, target + offset)
         if self.symmetric:
             # passages that are some query's positive, against all queries; a passage's own queries all count
             owners = torch.unique(target)

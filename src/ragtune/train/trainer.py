@@ -119,12 +119,7 @@ def train(
     best = best_step(trainer.state.best_model_checkpoint) if evaluator is not None else None
     if not trainer.is_world_process_zero():
         # data-parallel (torchrun / accelerate launch): rank 0 alone mixes, summarises and writes the model
-        return TrainResult(
-            model_dir=out_dir, seconds=round(time.perf_counter() - t0, 2), steps=int(out.global_step),
-            train_pairs=len(train_pairs), dims=prepared.dims, max_seq_length=prepared.train_seq_length,
-            precision=prepared.precision, trainable_params=int(prepared.trainable),
-            total_params=int(prepared.total), resumed_from=resume, best_step=best,
-        )
+        return _result(prepared, out_dir, time.perf_counter() - t0, int(out.global_step), len(train_pairs), resume, best)
     return _finish(
         prepared, config, out_dir, t0,
         steps=int(out.global_step), best=best, resume=resume,
@@ -282,6 +277,27 @@ def _trainer(
     return trainer
 
 
+def _result(
+    prepared: _Prepared, out_dir: Path, seconds: float, steps: int, train_pairs: int, resume: str | None,
+    best: int | None, **extra: Any,
+) -> TrainResult:
+    """What a training run reports (rank 0 adds the mix and the chunk summaries in ``extra``)."""
+    return TrainResult(
+        model_dir=out_dir,
+        seconds=round(seconds, 2),
+        steps=steps,
+        train_pairs=train_pairs,
+        dims=prepared.dims,
+        max_seq_length=prepared.train_seq_length,
+        precision=prepared.precision,
+        trainable_params=int(prepared.trainable),
+        total_params=int(prepared.total),
+        resumed_from=resume,
+        best_step=best,
+        **extra,
+    )
+
+
 def _finish(
     prepared: _Prepared,
     config: TrainConfig,
@@ -306,21 +322,8 @@ def _finish(
 
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(str(tmp)) if hasattr(model, "save_pretrained") else model.save(str(tmp))
-        result = TrainResult(
-            model_dir=out_dir,
-            seconds=round(seconds, 2),
-            steps=steps,
-            train_pairs=len(train_pairs),
-            dims=prepared.dims,
-            max_seq_length=prepared.train_seq_length,
-            precision=prepared.precision,
-            trainable_params=int(prepared.trainable),
-            total_params=int(prepared.total),
-            resumed_from=resume,
-            interpolation=interpolation,
-            best_step=best,
-            summary=summary,
-        )
+        result = _result(prepared, out_dir, seconds, steps, len(train_pairs), resume, best,
+                         interpolation=interpolation, summary=summary)
         card = {
             "base_model": model_label(config.base),
             "train": config.to_dict(),

@@ -135,12 +135,9 @@ class RagtuneVectorStore(BasePydanticVectorStore):
         chunks = [_chunk(n) for n in nodes]
         if self._encoder is not None:
             wv = self._encoder.encode_windows([c.text for c in chunks])
-            per_chunk = wv.per_chunk()
-            plain = np.stack([w[0] for w in per_chunk])
             given = [n.embedding for n in nodes]
-            if all(e is not None for e in given):
-                plain = np.asarray(given, dtype=np.float32)
-            self._index.write(chunks, plain, per_chunk, wv.spans)
+            plain = np.asarray(given, dtype=np.float32) if all(e is not None for e in given) else wv.first()
+            self._index.write(chunks, plain, wv.per_chunk(), wv.spans)
         else:
             if any(n.embedding is None for n in nodes):
                 raise ValueError("nodes need embeddings (or open the store with a RagtuneEmbedding)")
