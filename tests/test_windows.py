@@ -41,3 +41,27 @@ def test_spec_for_model_fits_the_model():
 def test_bad_spec():
     with pytest.raises(ConfigError):
         WindowSpec(size=50, stride=60)
+
+
+def test_remembered_windows_are_encoded_once(st_model):
+    """The pipeline's tuned encoder indexes, then evaluates: the second pass encodes nothing new."""
+    import numpy as np
+
+    from ragtune.models import Encoder
+
+    texts = ["short", " ".join(f"long text {i}" for i in range(200)), "another short one"]
+    spec = WindowSpec(40, 30)
+    plain = Encoder(st_model).encode_windows(texts, spec)
+    enc = Encoder(st_model, remember_windows=True)
+    calls: list[int] = []
+    forward = enc._forward
+    enc._forward = lambda batch, *a: calls.append(len(batch)) or forward(batch, *a)
+    first = enc.encode_windows(texts[1:2], spec)
+    again = enc.encode_windows(texts, spec)  # one text remembered, two new
+    assert sum(calls) == len(first.vectors) + 2
+    np.testing.assert_allclose(again.vectors, plain.vectors, atol=1e-5)
+    assert again.spans == plain.spans and list(again.owner) == list(plain.owner)
+    calls.clear()
+    enc.encode_windows(list(reversed(texts)), spec)
+    enc.encode_windows(texts, WindowSpec(40, 40))  # other windows: encoded afresh
+    assert sum(calls) == len(enc.encode_windows(texts, WindowSpec(40, 40)).vectors)

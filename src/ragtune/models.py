@@ -213,6 +213,11 @@ class Encoder:
         devices: encode on several devices at once through sentence-transformers'
             multi-process pool (``["cuda:0", "cuda:1"]``, or ``["cpu"] * 4`` for
             CPU worker processes); see :func:`encoding_devices`. The torch form only.
+        remember_windows: keep each text's window vectors, so a later
+            :meth:`encode_windows` of the same text under the same windows is
+            not encoded again (``ragtune run`` indexes the corpus, then
+            evaluates over it with the same model: one encoding serves both).
+            Memory grows with the texts encoded; off by default.
 
     Example:
         >>> enc = Encoder("default")  # doctest: +SKIP
@@ -230,6 +235,7 @@ class Encoder:
         batch_size: int = 64,
         prompts: dict[str, str] | None = None,
         devices: Sequence[str] | None = None,
+        remember_windows: bool = False,
     ) -> None:
         if isinstance(model, (str, os.PathLike)) or model is None:
             model = load_model(model)
@@ -240,6 +246,10 @@ class Encoder:
         if self.devices and getattr(model, "ragtune_backend", None):
             raise ConfigError("several encoding devices/workers run the torch form only; drop --backend or --workers")
         self._pool: dict[str, Any] | None = None
+        # (window spec, text digest) -> (spans, window vectors); None when not remembering
+        self._windows: dict[tuple[WindowSpec, bytes], tuple[list[tuple[int, int]], np.ndarray]] | None = (
+            {} if remember_windows else None
+        )
 
     def pool(self) -> dict[str, Any] | None:
         """The multi-process pool over ``devices`` (started on first use, stopped at exit), or None."""
@@ -328,6 +338,22 @@ class Encoder:
             raise ConfigError(
                 f"window size={spec.size} exceeds the model's max_seq_length={self.max_seq_length}"
             )
+        memo = self._windows
+        if memo is None:
+            return self._encode_windows(texts, spec)
+        keys = [(spec, hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest()) for t in texts]
+        missing = [i for i, k in enumerate(keys) if k not in memo]
+        if missing:
+            fresh = self._encode_windows([texts[i] for i in missing], spec)
+            for i, sp, vecs in zip(missing, fresh.spans, fresh.per_chunk()):
+                memo[keys[i]] = (sp, vecs)
+        parts = [memo[k] for k in keys]
+        owner = np.repeat(np.arange(len(parts), dtype=np.int64), [len(v) for _, v in parts])
+        dim = self.dimension
+        vectors = np.concatenate([v for _, v in parts]) if parts else np.zeros((0, dim), dtype=np.float32)
+        return WindowedVectors(vectors=vectors, owner=owner, spans=[list(sp) for sp, _ in parts])
+
+    def _encode_windows(self, texts: Sequence[str], spec: WindowSpec) -> WindowedVectors:
         if self.max_seq_length == READS_ALL:  # a static model reads each text whole: one window
             spans = [[(0, len(t))] for t in texts]
         else:

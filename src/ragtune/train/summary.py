@@ -40,6 +40,7 @@ import numpy as np
 
 from ragtune.progress import task
 from ragtune.train.config import SummarySettings
+from ragtune.train.hardware import autocast
 from ragtune.windows import WindowSpec, batch_window_spans
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def train_summaries(
     t0 = time.perf_counter()
     model.eval()
     device = next(model.parameters()).device
-    with torch.inference_mode(), _autocast(device, precision):
+    with torch.inference_mode(), autocast(device, precision):
         targets = summary_targets(model, chunks, settings.plain_weight)
     texts = list(targets)
     if not texts:
@@ -124,7 +125,7 @@ def train_summaries(
             rng.shuffle(order)
             for start in range(0, len(order), settings.batch_size):
                 idx = order[start : start + settings.batch_size]
-                with _autocast(device, precision):
+                with autocast(device, precision):
                     emb = _embed(model, [texts[i] for i in idx])
                     loss = summary_loss(emb.float(), target[idx], dims)
                 optimizer.zero_grad()
@@ -157,19 +158,8 @@ def _distance(model: Any, texts: list[str], target: Any, dims: Sequence[int], pr
     import torch
 
     parts = []
-    with torch.inference_mode(), _autocast(target.device, precision):
+    with torch.inference_mode(), autocast(target.device, precision):
         for start in range(0, len(texts), batch_size):
             emb = _embed(model, texts[start : start + batch_size]).float()
             parts.append(summary_loss(emb, target[start : start + batch_size], dims) * len(emb))
     return float(sum(parts) / len(texts))
-
-
-def _autocast(device: Any, precision: str) -> Any:
-    import contextlib
-
-    import torch
-
-    if precision in ("bf16", "fp16"):
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        return torch.autocast(device_type=device.type, dtype=dtype)
-    return contextlib.nullcontext()
