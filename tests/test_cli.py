@@ -120,6 +120,49 @@ def test_rerun_resumes_and_skips_finished_stages(sample_run):
         assert after[stage]["finished"] == before[stage]["finished"], stage
 
 
+def test_reruns_are_safe_copied_retrained_and_damaged(sample_run, tmp_path):
+    """A copied run directory is done; another training option retrains and the index follows the new
+    model (rebuilt, not refused); a truncated pairs.jsonl and a cut model.safetensors are named and redone."""
+    import shutil
+
+    from ragtune.index import open_index
+    from ragtune.models import load_model, model_fingerprint
+
+    src, _, _ = sample_run
+    work = tmp_path / "copy"
+    shutil.copytree(src, work)
+    args = ["run", str(SAMPLE_CORPUS), "--workdir", str(work), "--max-pairs", "64", "--max-seq-length", "96",
+            "--batch-size", "16"]
+    stages = lambda: json.loads((work / "run.json").read_text())["stages"]  # noqa: E731
+    before = stages()
+    cli(*args, "--max-steps", "2")
+    assert all(stages()[s]["finished"] == before[s]["finished"] for s in before), "a copied run redid a stage"
+
+    proc = cli(*args, "--max-steps", "3")
+    after = stages()
+    assert after["train"]["steps"] == 3 and after["index"]["replaced"]["fingerprint"]
+    assert after["evaluate"]["finished"] != before["evaluate"]["finished"]
+    report = json.loads((work / "report" / "report.json").read_text())
+    assert report["training"]["steps"] == 3
+    model = load_model(work / "model")
+    with open_index(work / "qdrant", "ragtune", model, "model", create=False) as index:  # refuses another model's
+        assert index.metadata()["fingerprint"] == model_fingerprint(model) and index.count() == after["index"]["points"]
+    assert "model: inputs or options of the train stage changed" in proc.stderr
+    assert "{'loss'" not in proc.stdout + proc.stderr and "it/s" not in proc.stdout + proc.stderr  # -q: no bars, no dicts
+    assert not list((work / "qdrant" / "edge").glob("*.rebuild*")) and not list((work / "qdrant" / "edge").glob("*.replaced"))
+
+    pairs = (work / "pairs.jsonl").read_text().splitlines(keepends=True)
+    (work / "pairs.jsonl").write_text("".join(pairs[:10]))  # cut at a line break: still valid JSONL
+    weights = work / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    proc = cli(*args, "--max-steps", "3")
+    warned = [ln for ln in proc.stderr.splitlines() if "not what the" in ln]
+    assert any("pairs.jsonl" in ln for ln in warned) and any("model.safetensors" in ln for ln in warned), proc.stderr
+    assert len((work / "pairs.jsonl").read_text().splitlines()) == len(pairs)
+    assert stages()["train"]["train_pairs"] == after["train"]["train_pairs"]
+    load_model(work / "model")  # whole again
+
+
 def test_run_export_measures_each_form_into_the_report(sample_run):
     """``run --export onnx-int8`` on a finished run: only the export stage runs, and the report
     gains a speed section with torch and the int8 form side by side (docs/s, latency, quality)."""
@@ -166,6 +209,12 @@ def test_generate_prints_counts(tmp_path, tiny_corpus, capsys):
         (["run", "{corpus}", "--workdir", "{tmp}/w", "--eval", "{tmp}/wrong.json"], "wrong.json"),
         (["query", "x", "--model", "{tmp}/nomodel", "--qdrant", "{tmp}/q", "--collection", "c"], "nomodel"),
         (["train", "{tmp}/wrong.json", "--out", "{tmp}/m", "--loss", "bogus"], "loss"),
+        (["run", "{corpus}", "--workdir", "{tmp}/wrong.json"], "--workdir is a file"),
+        (["run", "{corpus}", "--workdir", "{tmp}/w", "--collection", "../x"], "collection='../x'"),
+        (["run", "{corpus}", "--workdir", "{tmp}/w", "--max-pairs", "0"], "max_pairs=0"),
+        (["run", "{corpus}", "--workdir", "{tmp}/w", "--max-steps", "0"], "max_steps=0"),
+        (["query", "x", "--model", "default", "--qdrant", "{tmp}/q", "--collection", "c", "--top-k", "0"], "--top-k"),
+        (["query", "--model", "default"], "Missing argument"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(tmp_path, tiny_corpus, capsys, args, needle):
@@ -174,10 +223,11 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, tiny_corpus, capsys, args, 
     (tmp_path / "nomodel").mkdir()
     args = [a.format(tmp=tmp_path, corpus=tiny_corpus) for a in args]
     code, _, err = run_inprocess(capsys, *args)
-    assert code == 1
+    assert code in (1, 2)  # 2: a usage error (a bad option value), as click counts them
     lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and needle in lines[0], err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and err.strip() == lines[0]
+    assert not (tmp_path / "w").exists()  # refused before the run directory is made
 
 
 def test_one_bad_file_is_a_warning_not_a_failure(tmp_path, tiny_corpus, capsys):
@@ -328,3 +378,19 @@ def test_index_follows_the_folder(tmp_path, tiny_corpus, capsys, model_path):
     edited = counts()
     assert 0 < edited["encoded"] == edited["removed"] < first["points"]  # only fares.txt's changed chunks
     assert edited["points"] == first["points"]
+    # edit one file and delete another: the collection equals a clean index of the new folder
+    (corpus / "fares.txt").write_text((corpus / "fares.txt").read_text().replace("2.60 euros", "2.80 euros"))
+    (corpus / "depot.html").unlink()
+    changed = counts()
+    assert changed["removed"] > changed["encoded"] > 0
+    clean = ["index", str(corpus), "--model", model_path, "--qdrant", str(tmp_path / "clean"), "--collection", "c",
+             "--chunk-size", "128"]
+    code, stdout, err = run_inprocess(capsys, *clean)
+    assert code == 0, err
+    assert f"holds {changed['points']} points" in stdout
+    code, stdout, err = run_inprocess(capsys, "query", "Eastfield depot underfloor lathe technicians", "--model",
+                                      model_path, "--qdrant", str(tmp_path / "q"), "--collection", "c", "--top-k", "20",
+                                      "--json")
+    assert code == 0, err
+    sources = [json.loads(line)["source"] for line in stdout.splitlines()]
+    assert sources and not any("depot.html" in (s or "") for s in sources)

@@ -57,6 +57,28 @@ def test_other_model_is_refused(qdrant_memory, tiny_chunks, st_model, tmp_path):
     assert idx.count() == 2  # nothing overwritten
 
 
+@pytest.mark.parametrize("engine", ["edge", "memory"])
+def test_other_model_is_rebuilt_when_asked(engine, qdrant_memory, tiny_chunks, st_model, tmp_path):
+    """replace=True: Edge builds beside the old collection (which still answers) and swaps at commit."""
+    store = connect(tmp_path / "q") if engine == "edge" else qdrant_memory
+    old = open_for_model(store, "c", st_model, "base-model")
+    old.upsert(tiny_chunks[:2], Encoder(st_model))
+    new = ChunkIndex(store, "c")
+    new.ensure("other-model", "0" * 16, 384, replace=True)
+    assert new.replaced == {"model": "base-model", "fingerprint": model_fingerprint(st_model), "dim": 384}
+    enc = Encoder(st_model)
+    new.upsert(tiny_chunks, enc)
+    if engine == "edge":
+        assert ChunkIndex(store, "c").count() == 2  # the old one serves until the new one is complete
+    new.commit()
+    again = ChunkIndex(store, "c")
+    assert again.metadata()["model"] == "other-model" and again.count() == len(tiny_chunks)
+    assert again.search(enc.encode_queries(["Which depot maintains the trams?"])[0], top_k=1)[0].metadata["source"] == "depot.html"
+    if engine == "edge":
+        store.close()
+        assert sorted(p.name for p in (tmp_path / "q" / "edge").iterdir()) == ["c", "c.json"]
+
+
 def test_embedded_on_disk_persists(tmp_path, tiny_chunks, st_model):
     loc = tmp_path / "qdrant"
     client = connect(loc)

@@ -58,6 +58,29 @@ def test_interrupted_training_resumes_from_checkpoint(tmp_path, tiny_pairs):
     assert res.steps == 4 and out.exists()
 
 
+def test_checkpoint_cut_off_mid_write_is_not_resumed_from(tmp_path, tiny_pairs):
+    """A kill while checkpoint-4 is written leaves it without trainer_state.json: resume from checkpoint-2."""
+    import shutil
+
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 5:
+                raise KeyboardInterrupt("simulated interruption")
+
+    out, ckpt = tmp_path / "model", tmp_path / "ckpt"
+    cfg = TrainConfig(max_steps=6, **FAST)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_pairs, out, cfg, checkpoint_dir=ckpt, callbacks=[StopAt()])
+    (ckpt / "checkpoint-4" / "trainer_state.json").unlink()  # as if killed before the state was written
+    shutil.copytree(ckpt / "checkpoint-2", ckpt / "checkpoint-3")
+    (ckpt / "checkpoint-3" / "trainer_state.json").write_text('{"global_ste')  # cut mid-JSON
+    res = train(tiny_pairs, out, cfg, checkpoint_dir=ckpt)
+    assert res.resumed_from and res.resumed_from.endswith("checkpoint-2")
+    assert res.steps == 6 and out.exists()
+
+
 def test_changed_config_does_not_resume_a_stale_checkpoint(tmp_path, tiny_pairs):
     ckpt = tmp_path / "ckpt"
     (ckpt / "checkpoint-2").mkdir(parents=True)

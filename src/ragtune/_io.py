@@ -81,7 +81,10 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+                raise ValueError(
+                    f"{path}:{lineno}: not valid JSON ({exc.msg}); fix or delete that line "
+                    "(a file cut off mid-write: write it again)"
+                ) from exc
     return rows
 
 

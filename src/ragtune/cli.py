@@ -104,7 +104,7 @@ def run(
     Settings come from --config, then these options, then --set; run.json records the result.
     """
     from ragtune.config import load_config_file, merge, parse_sets
-    from ragtune.pipeline import resolve_run_config, run_pipeline
+    from ragtune.pipeline import preflight, resolve_run_config, run_pipeline
 
     options = {
         "train.base": base, "train.epochs": epochs, "generation.max_pairs": max_pairs,
@@ -117,6 +117,7 @@ def run(
     given = parse_sets(f"{k}={json.dumps(v)}" for k, v in options.items() if v is not None)
     layers = merge(load_config_file(config) if config else {}, given, parse_sets(sets), {"corpus": str(corpus)})
     cfg = resolve_run_config(layers)
+    preflight(cfg, workdir)  # one-line errors before the run directory or any long work
     log_file = console.log_to(Path(workdir) / "logs")
     with _showing_progress():
         report = run_pipeline(cfg, workdir)
@@ -306,6 +307,9 @@ def index(
     backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
     backend_file: Path | None = typer.Option(None, "--backend-file", help=_BACKEND_FILE_HELP),
     workers: int = typer.Option(0, "--workers", help=_WORKERS_HELP),
+    replace: bool = typer.Option(
+        False, "--replace", help="A collection built by another model is rebuilt with this one (embedded: beside it, swapped in when complete)."
+    ),
 ) -> None:
     """Chunk a corpus into a Qdrant collection that follows it: a re-run encodes only new or
     edited documents' chunks and removes those of edited and deleted ones (ids are content-addressed)."""
@@ -316,9 +320,13 @@ def index(
     reader = CorpusReader(corpus, ChunkConfig(chunk_size=chunk_size))
     st = load_model(model, backend=backend, file=backend_file)
     enc = Encoder(st, devices=encoding_devices(workers))
-    with open_index(qdrant, collection, st, model, api_key=api_key, small_dim=small_dim, quantization=quantization) as idx:
+    with open_index(qdrant, collection, st, model, api_key=api_key, small_dim=small_dim, quantization=quantization,
+                    replace=replace) as idx:
         with _showing_progress():
             done = idx.sync(reader, enc)  # streamed: one file's chunks in memory at a time
+        idx.commit()
+        if idx.replaced:
+            _echo(f"replaced {collection!r} of model {idx.replaced.get('model')!r} (weights {idx.replaced.get('fingerprint')})")
         _echo(
             f"{done['encoded']} chunks encoded, {done['kept']} kept, {done['removed']} removed; "
             f"{collection!r} at {qdrant} holds {done['points']} points"
@@ -331,7 +339,7 @@ def query(
     model: str = typer.Option(..., "--model", "-m"),
     qdrant: str = typer.Option(..., "--qdrant"),
     collection: str = typer.Option(..., "--collection", "-c"),
-    top_k: int = typer.Option(5, "--top-k", "-k"),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Hits to return (>= 1)."),
     mode: str = typer.Option("windows", "--mode", help="windows (best window of each chunk) | plain"),
     api_key: str | None = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY"),
     two_stage: bool = typer.Option(False, "--two-stage", help="Candidates on small Matryoshka vectors, rescored on full ones."),
@@ -492,13 +500,28 @@ def _print_summary(report: dict[str, Any], workdir: Path | None) -> None:
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 1."""
     try:
-        app()
+        # click's own handling would print a usage box; every error here is one line
+        code = app(standalone_mode=False)
     except RagtuneError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except typer.TyperException as exc:  # (typer's click) a bad option value, a missing argument
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"error: {message} (see ragtune {_command_name()} --help)".replace("  ", " "), err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        typer.echo("interrupted: re-run the same command to resume", err=True)
+        sys.exit(130)
     except KeyboardInterrupt:
         typer.echo("interrupted: re-run the same command to resume", err=True)
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _command_name() -> str:
+    """The sub-command being run, for the pointer to its help."""
+    return next((a for a in sys.argv[1:] if not a.startswith("-")), "")
 
 
 load_commands(app)

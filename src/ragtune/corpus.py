@@ -1,7 +1,8 @@
 """Stage 1 — corpus files to chunks, through LlamaIndex readers and node parsers.
 
-A corpus is a file or a folder. Each file is read on its own so that one
-unreadable or corrupt file is skipped with a warning instead of ending the run.
+A corpus is a file or a folder (symlinked folders are followed). Each file is
+read and chunked on its own so that one unreadable, corrupt or unsplittable file
+is skipped with a warning instead of ending the run.
 Chunks follow LlamaIndex's defaults (``SentenceSplitter``, 1024 tokens, 200
 overlap) so they match what users already index; a chunk may be far longer than
 the encoder reads, which :mod:`ragtune.windows` handles downstream.
@@ -13,7 +14,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
@@ -39,6 +40,15 @@ VOLATILE_METADATA = frozenset(
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".jsonl", ".docx", ".pptx", ".epub", ".csv"}
+
+#: Longest text handed to NLTK's sentence tokenizer in one call, in characters.
+#: NLTK runs punkt's regular expressions under a 5 s wall-clock limit
+#: (``nltk.redos``), which a multi-megabyte paragraph (a dump without blank
+#: lines) exceeds or not depending on CPU load. Far above any real paragraph,
+#: so ordinary documents split exactly as LlamaIndex splits them.
+MAX_SENTENCE_SPAN = 100_000
+#: Where a longer paragraph is cut, best first (see :func:`bounded_pieces`).
+_CUTS = ("\n\n", "\n", ". ", " ")
 
 
 @dataclass
@@ -73,6 +83,9 @@ class ChunkConfig:
     #: None: a fifth of the chunk, at most 200 tokens (LlamaIndex's 200 at its default 1024)
     chunk_overlap: int | None = None
     recursive: bool = True
+    #: a larger file is skipped with a warning (None: no limit): chunking plain
+    #: text takes roughly 0.6 s and 11 MB of memory per MB of file
+    max_file_mb: float | None = 256
 
     def __post_init__(self) -> None:
         if self.chunk_overlap is None:
@@ -83,6 +96,8 @@ class ChunkConfig:
             raise ConfigError(
                 f"chunk_overlap={self.chunk_overlap}: must be >= 0 and below chunk_size={self.chunk_size}"
             )
+        if self.max_file_mb is not None and self.max_file_mb <= 0:
+            raise ConfigError(f"max_file_mb={self.max_file_mb}: must be positive (or None for no limit)")
 
 
 @dataclass
@@ -98,16 +113,17 @@ class CorpusResult:
 def list_files(path: str | Path, recursive: bool = True) -> tuple[Path, list[Path]]:
     """Resolve a corpus path to (root, files). Raises :class:`InputError` on a bad path."""
     p = Path(path).expanduser()
-    if not p.exists():
-        raise InputError(f"{p}: no such file or directory (give a document or a folder of documents)")
+    try:
+        p.stat()
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file or directory (give a document or a folder of documents)") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{p}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
     if p.is_file():
         return p.parent, [p]
-    pattern = "**/*" if recursive else "*"
-    files = sorted(
-        f
-        for f in p.glob(pattern)
-        if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
-    )
+    if not p.is_dir():
+        raise InputError(f"{p}: neither a file nor a folder (give a document or a folder of documents)")
+    files = sorted(scan_files(p, recursive))
     if not files:
         raise InputError(f"{p}: the folder is empty (expected documents: {_suffix_list()})")
     supported = [f for f in files if f.suffix.lower() in SUPPORTED_SUFFIXES]
@@ -117,6 +133,42 @@ def list_files(path: str | Path, recursive: bool = True) -> tuple[Path, list[Pat
         if f.suffix.lower() not in SUPPORTED_SUFFIXES:
             log.warning("%s: skipped, unsupported file type %r", f, f.suffix)
     return p, supported
+
+
+def scan_files(folder: Path, recursive: bool, parents: frozenset[str] = frozenset()) -> Iterator[Path]:
+    """Files under ``folder``, hidden ones left out, following symlinked folders.
+
+    Hand-written because ``Path.glob("**")`` silently skips symlinked folders
+    (Python 3.10-3.12; 3.13 only adds an opt-in). A link back to a folder that
+    holds it (a loop) is skipped with a warning: ``parents`` are the real paths
+    of the folders above.
+    """
+    here = parents | {os.path.realpath(folder)}
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        log.warning("%s: skipped, cannot list the folder (%s)", folder, exc.strerror or exc)
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        f = folder / entry.name
+        try:
+            is_file, is_dir = entry.is_file(), entry.is_dir()  # both follow symlinks
+        except OSError as exc:
+            log.warning("%s: skipped, cannot be read (%s)", f, exc.strerror or exc)
+            continue
+        if is_file:
+            yield f
+        elif is_dir:
+            if not recursive:
+                continue
+            if os.path.realpath(f) in here:
+                log.warning("%s: skipped, a symlink to a folder that contains it (a loop)", f)
+                continue
+            yield from scan_files(f, recursive, here)
+        elif entry.is_symlink():
+            log.warning("%s: skipped, a broken symlink (its target does not exist)", f)
 
 
 class CorpusReader:
@@ -144,24 +196,31 @@ class CorpusReader:
         self.chunks = 0
 
     def __iter__(self) -> Iterator[Chunk]:
-        root, path = self.root, self.path
+        root, path, limit = self.root, self.path, self.config.max_file_mb
         for f in track(self.paths, "Reading documents", unit="files"):
             rel = f.name if f.parent == root and root == Path(path).expanduser().parent else f.relative_to(root).as_posix()
+            step = "read"
             try:
-                docs = read_file(f)
-            except Exception as exc:  # noqa: BLE001 - a reader may raise anything on a corrupt file
+                if limit is not None and (mb := f.stat().st_size / 2**20) > limit:
+                    reason = f"too large: {mb:.0f} MB, over chunk.max_file_mb={limit:g}"
+                    log.warning("%s: skipped, %s (raise the limit to read it)", f, reason)
+                    self.skipped[rel] = reason
+                    continue
+                docs = [d for d in read_file(f) if d.text and d.text.strip()]
+                if not docs:
+                    log.warning("%s: skipped, no text could be extracted", f)
+                    self.skipped[rel] = "no text extracted"
+                    continue
+                digest = sha256_file(f)
+                step = "chunked"
+                chunks = chunk_documents(docs, self.config, source=rel)
+            except Exception as exc:  # noqa: BLE001 - a reader or splitter may raise anything on a bad file
                 reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-                log.warning("%s: skipped, could not be read (%s)", f, reason)
+                log.warning("%s: skipped, could not be %s (%s)", f, step, reason)
                 self.skipped[rel] = reason
                 continue
-            docs = [d for d in docs if d.text and d.text.strip()]
-            if not docs:
-                log.warning("%s: skipped, no text could be extracted", f)
-                self.skipped[rel] = "no text extracted"
-                continue
-            self.files[rel] = sha256_file(f)
+            self.files[rel] = digest
             self.documents += len(docs)
-            chunks = chunk_documents(docs, self.config, source=rel)
             self.chunks += len(chunks)
             yield from chunks
         if not self.chunks:
@@ -221,7 +280,9 @@ def chunk_documents(
     from llama_index.core.node_parser import SentenceSplitter
 
     config = config or ChunkConfig()
-    splitter = SentenceSplitter(chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
+    splitter = SentenceSplitter(
+        chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap, chunking_tokenizer_fn=_sentences()
+    )
     sources = [source] * len(documents) if source is not None else _document_sources(documents, root)
     parts: dict[str, int] = {}
     chunks: list[Chunk] = []
@@ -242,6 +303,36 @@ def chunk_documents(
                     Chunk(id=chunk_id(doc_key, ordinal, text), text=text, doc_id=doc_key, source=src, metadata=dict(meta))
                 )
     return chunks
+
+
+def _sentences() -> Callable[[str], list[str]]:
+    """LlamaIndex's sentence tokenizer (NLTK punkt), fed at most :data:`MAX_SENTENCE_SPAN` characters a call."""
+    from llama_index.core.node_parser.text.utils import split_by_sentence_tokenizer
+
+    punkt = split_by_sentence_tokenizer()
+
+    def split(text: str) -> list[str]:
+        if len(text) <= MAX_SENTENCE_SPAN:
+            return punkt(text)
+        return [s for piece in bounded_pieces(text, MAX_SENTENCE_SPAN) for s in punkt(piece)]
+
+    return split
+
+
+def bounded_pieces(text: str, limit: int) -> Iterator[str]:
+    """``text`` as consecutive pieces of at most ``limit`` characters that join back into it.
+
+    Each cut falls after the last paragraph break in the second half of the
+    window, else the last line break, sentence end or space there; a run of
+    ``limit // 2`` characters with none of them is cut where the window ends.
+    """
+    start = 0
+    while len(text) - start > limit:
+        end = start + limit
+        cut = next((i + len(sep) for sep in _CUTS if (i := text.rfind(sep, start + limit // 2, end)) >= 0), end)
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
 
 
 def chunk_id(doc_key: str, ordinal: int, text: str) -> str:
@@ -276,10 +367,9 @@ def read_file(path: Path) -> list[Any]:
 
     suffix = path.suffix.lower()
     if suffix in TEXT_SUFFIXES:
-        text = path.read_text(encoding="utf-8")
-        return [Document(text=text, metadata={"file_name": path.name})]
+        return [Document(text=read_text(path), metadata={"file_name": path.name})]
     if suffix in HTML_SUFFIXES:
-        return [Document(text=html_to_text(path.read_text(encoding="utf-8")), metadata={"file_name": path.name})]
+        return [Document(text=html_to_text(read_text(path)), metadata={"file_name": path.name})]
     if suffix == ".jsonl":
         return _read_jsonl_docs(path)
     if suffix == ".pdf":
@@ -290,6 +380,26 @@ def read_file(path: Path) -> list[Any]:
     from llama_index.core import SimpleDirectoryReader
 
     return SimpleDirectoryReader(input_files=[str(path)], raise_on_error=True).load_data()
+
+
+def read_text(path: Path) -> str:
+    """A text file as UTF-8, else in the encoding charset-normalizer detects (with a warning naming it)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        from charset_normalizer import from_path
+
+        best = from_path(path).best()
+        # short Western texts tie among many single-byte code pages (cp1250 reads "à"
+        # as "ŕ"): take cp1252, the commonest one, wherever it reads the bytes as cleanly
+        western = from_path(path, cp_isolation=["cp1252"]).best()
+        if western is not None and (best is None or western.chaos <= best.chaos):
+            best = western
+        if best is None:
+            raise ValueError(f"not UTF-8 ({exc.reason} at byte {exc.start}) and no other text encoding fits") from None
+        log.warning("%s: not valid UTF-8, decoded as %s", path, best.encoding)
+        # read again rather than str(best): read_text's newline handling, as for UTF-8 files
+        return path.read_text(encoding=best.encoding)
 
 
 def html_to_text(html: str) -> str:

@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 PLAIN = "text-dense"
 WINDOWS = "windows"
 SMALL = "-small"
+#: suffix of a collection rebuilt beside the one it replaces (ChunkIndex.ensure(replace=True))
+STAGING = ".rebuild"
 QUANTIZATIONS = ("none", "scalar", "binary")
 ENGINES = ("auto", "edge", "local")
 
@@ -135,6 +137,13 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def check_collection(name: str) -> str:
+    """A collection name of letters, digits, ``-`` and ``_`` (it names a folder of the embedded store)."""
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise InputError(f"collection={name!r}: use letters, digits, '-' and '_'")
+    return name
+
+
 class ChunkIndex:
     """A collection of chunks, with plain and per-window vectors, in any :mod:`ragtune.stores` engine.
 
@@ -145,14 +154,15 @@ class ChunkIndex:
     """
 
     def __init__(self, store: Any, collection: str, owns_client: bool = False) -> None:
-        if not collection or not collection.replace("-", "").replace("_", "").isalnum():
-            raise InputError(f"collection={collection!r}: use letters, digits, '-' and '_'")
+        check_collection(collection)
         if not hasattr(store, "read_meta"):  # a bare QdrantClient
             store = ClientStore(store, owns=False)
         self.store = store
         self.collection = collection
         self.owns_client = owns_client
         self._meta: dict[str, Any] | None = None
+        self._final: str | None = None  # the collection a staged rebuild replaces at commit()
+        self.replaced: dict[str, Any] | None = None  # the model whose collection ensure(replace=True) rebuilt
 
     @property
     def client(self) -> Any:
@@ -194,11 +204,16 @@ class ChunkIndex:
         dim: int,
         small_dim: int | None = None,
         quantization: str = "none",
+        replace: bool = False,
     ) -> None:
         """Create the collection, or check that an existing one was built by this model.
 
         ``small_dim`` adds truncated vectors for two-stage search (default: a
-        sixth of ``dim``; 0 turns them off).
+        sixth of ``dim``; 0 turns them off). ``replace``: a collection of
+        another model is rebuilt instead of refused; on an engine that can
+        swap (Qdrant Edge) the new one is built beside it and takes its place
+        at :meth:`commit`, so the old one serves until the new one is complete;
+        elsewhere it is dropped first. :attr:`replaced` then names the old model.
         """
 
         if quantization not in QUANTIZATIONS:
@@ -215,16 +230,30 @@ class ChunkIndex:
                     f"collection {self.collection!r} exists but was not built by ragtune; "
                     "choose another --collection name"
                 )
-            if have.get("dim") != dim or have.get("fingerprint") != fingerprint:
+            mismatch = have.get("dim") != dim or have.get("fingerprint") != fingerprint
+            if mismatch and replace:
+                self.replaced = {k: have.get(k) for k in ("model", "fingerprint", "dim")}
+                if hasattr(self.store, "swap"):
+                    self._final, self.collection = self.collection, self.collection + STAGING
+                self.store.drop(self.collection)
+                self._meta = None
+            elif mismatch:
                 raise IndexMismatchError(
                     f"collection {self.collection!r} holds vectors of model {have.get('model')!r} "
                     f"(dim {have.get('dim')}, weights {have.get('fingerprint')}), but the model given is "
                     f"{model_name!r} (dim {dim}, weights {fingerprint}); nothing was changed — "
-                    "use another --collection, or the model that built it"
+                    "use another --collection, the model that built it, or --replace to rebuild it"
                 )
-            return
+            else:
+                return
         self.store.create(self.collection, _vector_specs(dim, small, quantization), meta)
         self._meta = meta
+
+    def commit(self) -> None:
+        """Put a collection rebuilt beside the old one (``ensure(replace=True)``) in its place; else nothing."""
+        if self._final is not None:
+            self.store.swap(self.collection, self._final)
+            self.collection, self._final = self._final, None
 
     def count(self, exact: bool = True) -> int:
         """Points in the collection (``exact=False``: a server's fast estimate)."""

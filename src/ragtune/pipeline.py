@@ -17,6 +17,7 @@ from typing import Any
 from ragtune._io import sha256_file
 from ragtune.config import build_config, to_data
 from ragtune.corpus import Chunk, ChunkConfig, load_chunks, load_corpus, save_chunks
+from ragtune.errors import InputError, RagtuneError
 from ragtune.evaluation import RetrievalDataset, evaluate_models, from_pairs, load_eval_dataset
 from ragtune.models import Encoder, encoding_devices, load_model, model_label, resolve_model
 from ragtune.pairs import (
@@ -52,9 +53,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         from ragtune.backends import backend_of
+        from ragtune.index import check_collection
 
         for fmt in self.export:
             backend_of(fmt)  # ConfigError naming the choices
+        check_collection(self.collection)
 
     def to_dict(self) -> dict[str, Any]:
         return to_data(self)
@@ -75,7 +78,7 @@ def stage_chunks(rd: RunDir, corpus: str | Path, config: ChunkConfig) -> list[Ch
     fp = fingerprint("chunks", str(Path(corpus).resolve()), asdict(config), _tree_hash(corpus))
     if rd.stage_done("chunks", fp, rd.chunks):
         return load_chunks(rd.chunks)
-    with rd.stage("chunks", fp) as info, task("[1/5] chunks"):
+    with rd.stage("chunks", fp, rd.chunks) as info, task("[1/5] chunks"):
         res = load_corpus(corpus, config)
         save_chunks(rd.chunks, res.chunks)
         info.update(files=len(res.files), documents=res.documents, chunks=len(res.chunks), skipped=res.skipped)
@@ -90,7 +93,7 @@ def stage_pairs(
     fp = fingerprint("pairs", sha256_file(rd.chunks), asdict(config), model_label(base))
     if rd.stage_done("pairs", fp, rd.pairs):
         return load_pairs(rd.pairs)
-    with rd.stage("pairs", fp) as info, task("[2/5] pairs"):
+    with rd.stage("pairs", fp, rd.pairs) as info, task("[2/5] pairs"):
         encoder = Encoder(base)
         generator = make_generator(config, cache_dir=rd.cache / "llm")
         res = generate_pairs(
@@ -117,7 +120,7 @@ def stage_train(rd: RunDir, pairs: Sequence[Pair], config: TrainConfig, chunks: 
     fp = fingerprint("train", sha256_file(rd.pairs), sha256_file(rd.chunks) if chunks else "", config.to_dict())
     if rd.stage_done("train", fp, rd.model):
         return rd.model
-    with rd.stage("train", fp) as info, task("[3/5] training"):
+    with rd.stage("train", fp, rd.model) as info, task("[3/5] training"):
         result = train(
             pairs, rd.model, config, checkpoint_dir=rd.checkpoints, chunks=[c.text for c in chunks] or None
         )
@@ -145,16 +148,42 @@ def stage_index(
     loc = location or str(rd.qdrant)
     model = encoder.model if encoder is not None else load_model(model_dir)
     mfp = model_fingerprint(model)
-    fp = fingerprint("index", sha256_file(rd.chunks), mfp, collection, loc)
-    if rd.stage_done("index", fp, Path(loc) if "://" not in loc else rd.root):
+    # the run's own store is named relative to the run, so a copied run directory is still done
+    fp = fingerprint("index", sha256_file(rd.chunks), mfp, collection, location or "RUN/qdrant")
+    if rd.stage_done("index", fp, Path(loc) if "://" not in loc else rd.root) and _index_intact(rd, loc, collection, model):
         return rd.record["stages"]["index"]
     with rd.stage("index", fp) as info, task("[4/5] index"):
         encoder = encoder or Encoder(model, devices=encoding_devices())  # every GPU when there are several
-        with open_index(loc, collection, model, str(model_dir)) as index:
+        # a collection of another model (a re-run that retrained) is rebuilt beside it and swapped in
+        with open_index(loc, collection, model, str(model_dir), replace=True) as index:
             done = index.sync(list(chunks), encoder)
+            index.commit()
+            if index.replaced:
+                log.info("%s: collection %r rebuilt for the new model (weights %s, was %s) and swapped in",
+                         rd.relative(Path(loc)) if "://" not in loc else loc, collection, mfp,
+                         index.replaced.get("fingerprint"))
             info.update(location=loc, collection=collection, points=done["points"], encoded=done["encoded"],
-                        removed=done["removed"], engine=index.engine, dim=encoder.dimension)
+                        removed=done["removed"], engine=index.engine, dim=encoder.dimension,
+                        replaced=index.replaced)
     return info
+
+
+def _index_intact(rd: RunDir, location: str, collection: str, model: Any) -> bool:
+    """The recorded collection is still there, built by ``model``, with the points the stage wrote."""
+    from ragtune.index import open_index
+
+    want = rd.record["stages"]["index"].get("points")
+    try:
+        with open_index(location, collection, model, "", create=False) as index:
+            have = index.count()
+    except RagtuneError as exc:
+        log.warning("%s: the index stage's collection cannot be used (%s); rebuilding it", location, exc)
+        return False
+    if want is not None and have != want:
+        log.warning("%s: collection %r holds %d points, the index stage wrote %d; rebuilding it",
+                    location, collection, have, want)
+        return False
+    return True
 
 
 def stage_evaluate(
@@ -176,7 +205,8 @@ def stage_evaluate(
     of that model, used instead of loading it again.
     """
     models: dict[str, Any] = {"base": base} if tuned is None else {"base": base, "tuned": tuned}
-    fp = fingerprint("evaluate", dataset.source, len(dataset.queries), model_label(base), str(tuned), list(dims or []), long_chunks, judge_llm,
+    fp = fingerprint("evaluate", dataset.source, len(dataset.queries), model_label(base),
+                     rd.relative(Path(tuned)) if tuned is not None else None, list(dims or []), long_chunks, judge_llm,
                      rd.record.get("stages", {}).get("train", {}).get("fingerprint"))
     if rd.stage_done("evaluate", fp, rd.report / "report.json"):
         import json
@@ -192,6 +222,7 @@ def stage_evaluate(
         extra["ragas"] = rag
     report = build_report(dataset, results, names, timings=rd.timings(), extra=extra)
     write_report(report, rd.report)
+    rd.record_artifact("evaluate", rd.report / "report.json")
     return report
 
 
@@ -230,7 +261,6 @@ def stage_export(
 
 def rag_metrics(dataset: RetrievalDataset, results: dict[str, Any], judge_llm: str | None) -> dict[str, Any]:
     """ragas metrics for the plain-mode labels; empty (and logged) when ragas is not installed."""
-    from ragtune.errors import RagtuneError
 
     try:
         from ragtune.evaluation.ragas_eval import ragas_metrics
@@ -252,12 +282,44 @@ def rag_metrics(dataset: RetrievalDataset, results: dict[str, Any], judge_llm: s
         return {}
 
 
+def preflight(config: RunConfig, workdir: str | Path) -> RetrievalDataset | None:
+    """Every check that needs no training, before any long work; ``workdir`` is made only once the corpus is found.
+
+    A missing corpus, a run directory that is a file or not writable, a bad
+    ``--base`` or evaluation set: each a one-line error naming it. Returns the
+    given evaluation set, loaded.
+    """
+    import tempfile
+
+    if not Path(config.corpus).exists():
+        raise InputError(f"{config.corpus}: no such file or folder (the corpus to read)")
+    corpus = Path(config.corpus)
+    from ragtune.corpus import scan_files
+
+    if corpus.is_dir() and next(iter(scan_files(corpus, True)), None) is None:
+        raise InputError(f"{corpus}: the corpus folder holds no files")
+    resolve_model(config.train.base)  # a bad --base fails here, before the corpus is read
+    given = load_eval_dataset(config.eval_data) if config.eval_data else None
+    root = Path(workdir)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root}: --workdir is a file; give a folder for the run's artifacts")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{root}: cannot create the run directory ({exc.strerror or exc})") from exc
+    try:  # a probe, not os.access: that says yes to root on a read-only mount
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise InputError(f"{root}: the run directory is not writable ({exc.strerror or exc})") from exc
+    return given
+
+
 def run_pipeline(config: RunConfig, workdir: str | Path) -> dict[str, Any]:
     """Run every stage into ``workdir``; returns the report record."""
+    given = preflight(config, workdir)
     rd = RunDir(Path(workdir))
-    resolve_model(config.train.base)  # fail early on a bad --base, before reading the corpus
     dataset_path = config.eval_data
-    given: RetrievalDataset | None = load_eval_dataset(dataset_path) if dataset_path else None
     inputs = {"corpus": str(Path(config.corpus).resolve())}
     if dataset_path:
         inputs["eval"] = str(Path(dataset_path).resolve())
@@ -295,6 +357,7 @@ def run_pipeline(config: RunConfig, workdir: str | Path) -> dict[str, Any]:
         if speed and report.get("speed") != speed:  # the report gains its speed section
             report["speed"] = speed
             write_report(report, rd.report)
+            rd.record_artifact("evaluate", rd.report / "report.json")
     rd.record["report"] = str(rd.report / "report.json")
     rd.save()
     return report
@@ -308,5 +371,7 @@ def _tree_hash(corpus: str | Path) -> str:
         return fingerprint(p.name, st.st_size, st.st_mtime_ns)
     if not p.exists():
         return "missing"
-    items = sorted((str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns) for f in p.rglob("*") if f.is_file())
+    from ragtune.corpus import scan_files  # the files the reader reads, symlinked folders included
+
+    items = sorted((str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns) for f in scan_files(p, True))
     return fingerprint(items)

@@ -1,14 +1,19 @@
 """The run directory: where every stage's artifact lives, and ``run.json``.
 
 ``run.json`` records the configuration, package versions, input hashes and, per
-stage, a fingerprint of what the stage was given plus its wall time. A stage
-whose fingerprint matches and whose output exists is skipped on a re-run, so an
-interrupted ``ragtune run`` resumes where it stopped.
+stage, a fingerprint of what the stage was given, a digest of what it wrote
+(size and SHA-256 of files; of a model folder, its weights) and its wall time.
+A stage whose fingerprint matches and whose output still matches its digest is
+skipped on a re-run, so an interrupted ``ragtune run`` resumes where it
+stopped; an output that was damaged or edited since is named in one line and
+the stage is redone. A stage redone because its inputs changed says so, and
+what it replaced.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,10 +24,52 @@ from typing import Any
 
 # fingerprint lives in _io (the trainer needs it without this module); re-exported here
 from ragtune._io import fingerprint as fingerprint
-from ragtune._io import write_json
+from ragtune._io import sha256_file, write_json
 from ragtune.machine import machine_info, package_versions
 
+log = logging.getLogger(__name__)
+
 RUN_FILE = "run.json"
+#: files inside an artifact folder that later stages rewrite (the model card
+#: gains the evaluation) and folders they add (``ragtune export``'s forms)
+_LATER = {"README.md", "ragtune.json", "RAGTUNE.md"}  # train.card writes these after evaluation
+_LATER_DIRS = {"onnx", "openvino"}
+#: weights are hashed; the other files of a folder are checked by size
+_HASHED = (".safetensors", ".bin", ".pt", ".npy")
+
+
+def artifact_digest(path: Path) -> dict[str, Any] | None:
+    """Size and SHA-256 of a file; of a folder, each file's size and its weights' SHA-256. None when missing."""
+    if path.is_file():
+        return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    if not path.is_dir():
+        return None
+    files: dict[str, Any] = {}
+    for f in sorted(path.rglob("*")):
+        rel = f.relative_to(path)
+        if not f.is_file() or rel.parts[0] in _LATER_DIRS or (len(rel.parts) == 1 and f.name in _LATER):
+            continue
+        files[rel.as_posix()] = [f.stat().st_size, sha256_file(f) if f.suffix in _HASHED else None]
+    return {"files": files}
+
+
+def _difference(recorded: dict[str, Any], now: dict[str, Any] | None) -> str | None:
+    """What changed between two digests, in a few words; None when they match."""
+    if now is None:
+        return "it is missing"
+    if "sha256" in recorded:
+        if now.get("bytes") != recorded["bytes"]:
+            return f"{now.get('bytes')} bytes, {recorded['bytes']} written"
+        return None if now.get("sha256") == recorded["sha256"] else "its content changed"
+    have, want = now.get("files", {}), recorded.get("files", {})
+    for name, (size, digest) in want.items():
+        if name not in have:
+            return f"{name} is missing"
+        if have[name][0] != size:
+            return f"{name} has {have[name][0]} bytes, {size} written"
+        if digest and have[name][1] != digest:
+            return f"{name}'s content changed"
+    return None
 @dataclass
 class RunDir:
     """Paths of a run's artifacts and the bookkeeping in ``run.json``."""
@@ -81,13 +128,39 @@ class RunDir:
         self.save()
 
     def stage_done(self, name: str, fp: str, output: Path) -> bool:
-        """True when stage ``name`` already ran with fingerprint ``fp`` and its output exists."""
+        """True when stage ``name`` already ran with fingerprint ``fp`` and its output is still what it wrote.
+
+        A damaged or edited output (its digest differs) is named in one
+        warning and the stage is redone; so is a stage whose inputs changed.
+        """
         st = self.record["stages"].get(name)
-        return bool(st and st.get("fingerprint") == fp and st.get("status") == "done" and output.exists())
+        if not (st and st.get("status") == "done" and output.exists()):
+            return False
+        if st.get("fingerprint") != fp:
+            log.warning("%s: inputs or options of the %s stage changed; redoing it (the new %s replaces it when complete)",
+                        self.relative(output), name, self.relative(output))
+            return False
+        recorded = st.get("artifact")
+        why = _difference(recorded, artifact_digest(output)) if recorded else None
+        if why:
+            log.warning("%s: not what the %s stage wrote (%s); redoing the stage", self.relative(output), name, why)
+            return False
+        return True
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the run directory, for messages."""
+        try:
+            return Path(path).relative_to(self.root).as_posix() or "."
+        except ValueError:
+            return str(path)
 
     @contextmanager
-    def stage(self, name: str, fp: str) -> Iterator[dict[str, Any]]:
-        """Time a stage and record it; the yielded dict collects the stage's own facts."""
+    def stage(self, name: str, fp: str, output: Path | None = None) -> Iterator[dict[str, Any]]:
+        """Time a stage and record it; the yielded dict collects the stage's own facts.
+
+        With ``output``, the digest of what the stage wrote there is recorded,
+        so a later run can tell that it is still intact.
+        """
         info: dict[str, Any] = {}
         self.record["stages"][name] = {"fingerprint": fp, "status": "running", "started": _now()}
         self.save()
@@ -101,7 +174,14 @@ class RunDir:
             raise
         st = self.record["stages"][name]
         st.update(info)
+        if output is not None:
+            st["artifact"] = artifact_digest(output)
         st.update(status="done", seconds=round(time.perf_counter() - t0, 3), finished=_now())
+        self.save()
+
+    def record_artifact(self, name: str, output: Path) -> None:
+        """Record the digest of what finished stage ``name`` wrote after its timed part (the report)."""
+        self.record["stages"][name]["artifact"] = artifact_digest(output)
         self.save()
 
     def timings(self) -> dict[str, float]:

@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -133,6 +134,7 @@ class Store(Protocol):
         quantized: bool = False,
     ) -> list[Found]: ...
     def optimize(self, name: str) -> None: ...
+    def drop(self, name: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -394,10 +396,42 @@ class EdgeStore:
             shard.optimize()
         shard.flush()
 
+    def _release(self, name: str) -> None:
+        if self._shards.pop(name, None) is not None:
+            _SHARDS.release(self._dir(name))
+        self._counts.pop(name, None)
+        self._written.pop(name, None)
+        self._graph_names.pop(name, None)
+
+    def drop(self, name: str) -> None:
+        """Delete collection ``name`` (its folder and metadata) if present."""
+        self._release(name)
+        self._meta_path(name).unlink(missing_ok=True)
+        shutil.rmtree(self._dir(name), ignore_errors=True)
+
+    def swap(self, staged: str, name: str) -> None:
+        """Make the complete collection ``staged`` be ``name``, replacing what ``name`` held.
+
+        Edge has no aliases; folders are renamed. ``name`` stops existing (its
+        metadata file goes first) before the staged folder takes its place, so
+        an interruption leaves no collection that looks complete but is not:
+        the next run builds it again.
+        """
+        self.optimize(staged)
+        self._release(staged)
+        self._release(name)
+        self._meta_path(name).unlink(missing_ok=True)
+        old = self._dir(name).with_name(f"{name}.replaced")
+        shutil.rmtree(old, ignore_errors=True)
+        if self._dir(name).exists():
+            self._dir(name).rename(old)
+        self._dir(staged).rename(self._dir(name))
+        self._meta_path(staged).rename(self._meta_path(name))
+        shutil.rmtree(old, ignore_errors=True)
+
     def close(self) -> None:
         for name in list(self._shards):
-            self._shards.pop(name)
-            _SHARDS.release(self._dir(name))
+            self._release(name)
 
 
 def _paged(fetch: Any) -> Iterable[tuple[str, dict]]:
@@ -552,6 +586,10 @@ class ClientStore:
 
     def optimize(self, name: str) -> None:
         """A server optimizes on its own; local mode has no index to build."""
+
+    def drop(self, name: str) -> None:
+        if self.client.collection_exists(name):
+            self.client.delete_collection(name)
 
     def close(self) -> None:
         if self.owns:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ragtune.corpus import Chunk
+from ragtune.errors import ConfigError
 from ragtune.pairs.filters import DuplicateFilter, LengthFilter, apply_filters
 from ragtune.pairs.offline import OfflineConfig, OfflineGenerator
 from ragtune.pairs.schema import (
@@ -60,6 +61,14 @@ class GenerationConfig:
     val_fraction: float = 0.15
     split_by: Literal["doc", "chunk"] = "doc"
     seed: int = 13
+
+    def __post_init__(self) -> None:
+        if self.max_pairs is not None and self.max_pairs < 2:
+            raise ConfigError(f"max_pairs={self.max_pairs}: must be at least 2 (training needs two pairs)")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction={self.val_fraction}: must be in [0, 1)")
+        if self.negatives < 0 or self.round_trip_k < 1:
+            raise ConfigError(f"negatives={self.negatives}, round_trip_k={self.round_trip_k}: must be >= 0 and >= 1")
 
 
 @dataclass

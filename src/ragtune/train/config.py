@@ -157,6 +157,8 @@ class TrainConfig:
         self.interpolate = _interpolate_mode(self.interpolate)
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ConfigError(f"max_steps={self.max_steps}: give a number of steps >= 1 (or -1: train by epochs)")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ConfigError(f"epochs={self.epochs}: must be > 0")
         if self.batch_size < 2:

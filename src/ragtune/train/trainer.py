@@ -89,7 +89,6 @@ def train(
     chunk's start stands for the whole chunk (:mod:`ragtune.train.summary`).
     """
     import torch
-    from transformers.trainer_utils import get_last_checkpoint
 
     config = config or TrainConfig()
     out_dir = Path(out_dir)
@@ -105,7 +104,7 @@ def train(
     prepared = _prepare_model(config, train_pairs)
     batches = _loss_and_batches(prepared, config, train_pairs)
     fp = fingerprint(config.to_dict(), [(p.query, p.positive_id) for p in train_pairs])
-    resume = prepare_checkpoints(ckpt_dir, fp, get_last_checkpoint)
+    resume = prepare_checkpoints(ckpt_dir, fp)
 
     callbacks = list(callbacks)
     evaluator, eval_args = None, {}
