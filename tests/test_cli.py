@@ -345,6 +345,37 @@ def test_set_reaches_lora_and_config_file_replays_it(tmp_path):
     assert second["config"] == first["config"]
     for stage in ("chunks", "pairs", "train", "index", "evaluate"):
         assert second["stages"][stage]["finished"] == first["stages"][stage]["finished"], stage
+    # autotrain's names reach the same settings: --lora-r 16 is the LoRA run above (nothing redone)
+    cli("run", str(SAMPLE_CORPUS), "--workdir", str(work), "--lora-r", "16", "--lora-alpha", "32", "--epochs", "1",
+        "--max-steps", "2", "--max-seq-length", "96", "--no-summarize", "--batch-size", "8", "--max-pairs", "40", "--no-long")
+    third = json.loads((work / "run.json").read_text())
+    assert third["config"] == first["config"]
+    assert third["stages"]["train"]["finished"] == first["stages"]["train"]["finished"]
+
+
+AUTOTRAIN_NAMES = ("--lr", "--batch-size", "--epochs", "--warmup-ratio", "--weight-decay", "--gradient-accumulation",
+                   "--mixed-precision", "--lora-r", "--lora-alpha", "--lora-dropout")
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_help_lists_autotrain_option_names(command):
+    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ragtune"), command, "--help"],
+                         capture_output=True, text=True, env=dict(os.environ, COLUMNS="200"), check=True).stdout
+    missing = [n for n in AUTOTRAIN_NAMES if f"{n} " not in out and f"{n}," not in out]
+    assert not missing, missing
+
+
+def test_autotrain_names_map_to_settings():
+    from ragtune.cli import _training_options
+    from ragtune.config import build_config, parse_sets
+    from ragtune.train import TrainConfig
+
+    named = _training_options(2e-4, 0.2, 0.0, 4, "none", 16, 8, 0.1, 16.0, None)
+    cfg = build_config(TrainConfig, parse_sets(f"{k}={json.dumps(v)}" for k, v in named.items()))
+    assert (cfg.warmup_ratio, cfg.weight_decay, cfg.gradient_accumulation, cfg.precision) == (0.2, 0.0, 4, "fp32")
+    assert (cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.plus_ratio) == (16, 8, 0.1, 16.0)
+    assert cfg.lora.learning_rate == 2e-4  # --lr is LoRA's rate when LoRA is on (autotrain's meaning)
+    assert _training_options(None, None, None, None, None, None, None, None, None, None) == {}
 
 
 def test_unknown_setting_is_one_line_error(tmp_path, capsys):

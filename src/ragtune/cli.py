@@ -19,7 +19,6 @@ from ragtune import __version__, console, progress
 from ragtune.backends import BACKENDS, FORMATS
 from ragtune.errors import RagtuneError
 from ragtune.train.config import LOSSES as _LOSSES
-from ragtune.train.config import LoraSettings as _LoraDefaults
 from ragtune.train.config import TrainConfig as _Defaults
 
 app = typer.Typer(
@@ -66,6 +65,38 @@ def _main(
     console.setup(quiet=quiet, verbose=verbose)
 
 
+#: autotrain's option names (the LoRA trainer CLI people know), shared by ``train`` and ``run``
+_AUTOTRAIN_HELP = {
+    "warmup": "Share of steps warming the learning rate up (default 0.1).",
+    "decay": "AdamW weight decay (default 0.01).",
+    "accum": "Batches whose gradients add up to one optimizer step (default 1).",
+    "precision": "auto | bf16 | fp16 | none (fp32); auto: bf16 where the hardware runs it.",
+    "lora_r": "Train a LoRA adapter of this rank instead of all weights (any --lora-* option turns LoRA on).",
+    "lora_alpha": "LoRA alpha (default 32).",
+    "lora_dropout": "LoRA dropout (default 0.05).",
+    "lora_plus": "LoRA+: B matrices learn at this multiple of the rate (e.g. 16).",
+    "lora_lr": "LoRA's learning rate (default 1e-3); --lr sets it too when LoRA is on and this is not given.",
+}
+
+
+def _training_options(
+    lr: float | None, warmup_ratio: float | None, weight_decay: float | None, gradient_accumulation: int | None,
+    mixed_precision: str | None, lora_r: int | None, lora_alpha: int | None, lora_dropout: float | None,
+    lora_plus_ratio: float | None, lora_lr: float | None,
+) -> dict[str, Any]:
+    """autotrain-named options → ``TrainConfig`` fields (dotted, for ``--set``-style merging); None: not given."""
+    precision = {"none": "fp32", "no": "fp32"}.get(str(mixed_precision).lower(), mixed_precision) if mixed_precision else None
+    out: dict[str, Any] = {
+        "learning_rate": lr, "warmup_ratio": warmup_ratio, "weight_decay": weight_decay,
+        "gradient_accumulation": gradient_accumulation, "precision": precision,
+    }
+    lora = {"rank": lora_r, "alpha": lora_alpha, "dropout": lora_dropout, "plus_ratio": lora_plus_ratio,
+            "learning_rate": lora_lr if lora_lr is not None else lr}
+    if any(v is not None for k, v in lora.items() if k != "learning_rate"):
+        out.update({f"lora.{k}": v for k, v in lora.items()})
+    return {k: v for k, v in out.items() if v is not None}
+
+
 @app.command()
 def run(
     corpus: Path = typer.Argument(..., help="A document or a folder of documents (PDF, Markdown, text, HTML, JSONL)."),
@@ -85,7 +116,18 @@ def run(
     qdrant: str | None = typer.Option(None, "--qdrant", help="Qdrant folder or URL (default: WORKDIR/qdrant)."),
     loss: str | None = typer.Option(None, "--loss", help=f"{_LOSS_HELP} (default {_Defaults.loss})."),
     batch_size: int | None = typer.Option(None, "--batch-size", help=f"default {_Defaults.batch_size}"),
-    learning_rate: float | None = typer.Option(None, "--lr", help=f"default {_Defaults.learning_rate}"),
+    learning_rate: float | None = typer.Option(None, "--lr", "--learning-rate", help=f"default {_Defaults.learning_rate}"),
+    warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help=_AUTOTRAIN_HELP["warmup"]),
+    weight_decay: float | None = typer.Option(None, "--weight-decay", help=_AUTOTRAIN_HELP["decay"]),
+    gradient_accumulation: int | None = typer.Option(
+        None, "--gradient-accumulation", "--gradient-accumulation-steps", help=_AUTOTRAIN_HELP["accum"]
+    ),
+    mixed_precision: str | None = typer.Option(None, "--mixed-precision", "--precision", help=_AUTOTRAIN_HELP["precision"]),
+    lora_r: int | None = typer.Option(None, "--lora-r", "--lora-rank", help=_AUTOTRAIN_HELP["lora_r"]),
+    lora_alpha: int | None = typer.Option(None, "--lora-alpha", help=_AUTOTRAIN_HELP["lora_alpha"]),
+    lora_dropout: float | None = typer.Option(None, "--lora-dropout", help=_AUTOTRAIN_HELP["lora_dropout"]),
+    lora_plus_ratio: float | None = typer.Option(None, "--lora-plus-ratio", help=_AUTOTRAIN_HELP["lora_plus"]),
+    lora_lr: float | None = typer.Option(None, "--lora-lr", help=_AUTOTRAIN_HELP["lora_lr"]),
     chunk_size: int | None = typer.Option(None, "--chunk-size", help="Chunk size in tokens (LlamaIndex default 1024)."),
     long_chunks: bool | None = typer.Option(None, "--long/--no-long", help="Also evaluate best-window (long-chunk) search (default on)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop training after this many steps (a quick smoke run)."),
@@ -109,10 +151,14 @@ def run(
     options = {
         "train.base": base, "train.epochs": epochs, "generation.max_pairs": max_pairs,
         "eval_data": str(eval_data) if eval_data else None, "collection": collection, "qdrant": qdrant,
-        "train.loss": loss, "train.batch_size": batch_size, "train.learning_rate": learning_rate,
+        "train.loss": loss, "train.batch_size": batch_size,
         "chunk.chunk_size": chunk_size, "long_chunks": long_chunks, "train.max_steps": max_steps,
         "train.max_seq_length": max_seq_length, "generation.llm": llm, "train.summarize": summarize,
         "export": _formats(export) if export else None,
+        **{f"train.{k}": v for k, v in _training_options(
+            learning_rate, warmup_ratio, weight_decay, gradient_accumulation, mixed_precision,
+            lora_r, lora_alpha, lora_dropout, lora_plus_ratio, lora_lr,
+        ).items()},
     }
     given = parse_sets(f"{k}={json.dumps(v)}" for k, v in options.items() if v is not None)
     layers = merge(load_config_file(config) if config else {}, given, parse_sets(sets), {"corpus": str(corpus)})
@@ -181,13 +227,22 @@ def train_cmd(
     epochs: float = typer.Option(_Defaults.epochs, "--epochs"),
     loss: str = typer.Option(_Defaults.loss, "--loss", help=_LOSS_HELP),
     batch_size: int = typer.Option(_Defaults.batch_size, "--batch-size"),
-    learning_rate: float = typer.Option(_Defaults.learning_rate, "--lr"),
+    learning_rate: float | None = typer.Option(None, "--lr", "--learning-rate", help=f"default {_Defaults.learning_rate}"),
+    warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help=_AUTOTRAIN_HELP["warmup"]),
+    weight_decay: float | None = typer.Option(None, "--weight-decay", help=_AUTOTRAIN_HELP["decay"]),
+    gradient_accumulation: int | None = typer.Option(
+        None, "--gradient-accumulation", "--gradient-accumulation-steps", help=_AUTOTRAIN_HELP["accum"]
+    ),
+    mixed_precision: str | None = typer.Option(None, "--mixed-precision", "--precision", help=_AUTOTRAIN_HELP["precision"]),
     max_steps: int = typer.Option(-1, "--max-steps", help="Stop after this many steps (overrides epochs)."),
     max_seq_length: int | None = typer.Option(None, "--max-seq-length"),
     dims: str | None = typer.Option(None, "--dims", help="Matryoshka dims, comma-separated (default: full, 1/2, 1/4, 1/6)."),
     no_matryoshka: bool = typer.Option(False, "--no-matryoshka"),
-    lora_rank: int | None = typer.Option(None, "--lora-rank", help="Train a LoRA adapter of this rank instead of all weights."),
-    lora_lr: float = typer.Option(_LoraDefaults.learning_rate, "--lora-lr", help="LoRA's learning rate (--lr is for full fine-tuning)."),
+    lora_r: int | None = typer.Option(None, "--lora-r", "--lora-rank", help=_AUTOTRAIN_HELP["lora_r"]),
+    lora_alpha: int | None = typer.Option(None, "--lora-alpha", help=_AUTOTRAIN_HELP["lora_alpha"]),
+    lora_dropout: float | None = typer.Option(None, "--lora-dropout", help=_AUTOTRAIN_HELP["lora_dropout"]),
+    lora_plus_ratio: float | None = typer.Option(None, "--lora-plus-ratio", help=_AUTOTRAIN_HELP["lora_plus"]),
+    lora_lr: float | None = typer.Option(None, "--lora-lr", help=_AUTOTRAIN_HELP["lora_lr"]),
     query_adapter: bool = typer.Option(False, "--query-adapter", help="Train only a linear map on query vectors: existing document vectors stay valid."),
     freeze_layers: int = typer.Option(0, "--freeze-layers", help="Freeze embeddings and the lowest N transformer layers."),
     interpolate: str = typer.Option(
@@ -205,21 +260,23 @@ def train_cmd(
     summarize: bool = typer.Option(True, "--summarize/--no-summarize", help="Run the chunk-summary stage when --chunks is given."),
 ) -> None:
     """Fine-tune an encoder on pairs; writes a sentence-transformers folder."""
+    from ragtune.config import build_config, parse_sets
     from ragtune.corpus import load_chunks
     from ragtune.pairs import load_pairs
-    from ragtune.train import AdapterSettings, LoraSettings, TrainConfig, train
+    from ragtune.train import AdapterSettings, TrainConfig, train
 
-    cfg = TrainConfig(
+    named = _training_options(learning_rate, warmup_ratio, weight_decay, gradient_accumulation, mixed_precision,
+                              lora_r, lora_alpha, lora_dropout, lora_plus_ratio, lora_lr)
+    cfg = build_config(TrainConfig, dict(
+        parse_sets(f"{k}={json.dumps(v)}" for k, v in named.items()),
         base=base,
         epochs=epochs,
         loss=loss,
         batch_size=batch_size,
-        learning_rate=learning_rate,
         max_steps=max_steps,
         max_seq_length=max_seq_length,
         matryoshka=not no_matryoshka,
         matryoshka_dims=_parse_dims(dims),
-        lora=LoraSettings(rank=lora_rank, learning_rate=lora_lr) if lora_rank else None,
         query_adapter=AdapterSettings() if query_adapter else None,
         freeze_layers=freeze_layers,
         interpolate=interpolate,
@@ -227,7 +284,7 @@ def train_cmd(
         batching=batching,
         rotate=rotate,
         summarize=summarize,
-    )
+    ))
     data = load_pairs(pairs)
     texts = [c.text for c in load_chunks(chunks)] if chunks else None
     with _showing_progress():

@@ -28,8 +28,13 @@ class LoraSettings:
     # adapters start at zero and want ~10x the full-model rate; measured on T1
     # (eval/README.md): 1e-3 hit@5 0.689 / nDCG@10 0.617, 1e-4 0.671 / 0.602
     learning_rate: float = 1e-3
+    # LoRA+ (Hayou et al. 2024, through peft's create_loraplus_optimizer): the B
+    # matrices learn at this multiple of the rate (the paper suggests 16); None: plain LoRA
+    plus_ratio: float | None = None
 
     def __post_init__(self) -> None:
+        if self.plus_ratio is not None and self.plus_ratio < 1:
+            raise ConfigError(f"lora plus_ratio={self.plus_ratio}: must be >= 1 (B's rate over A's)")
         if self.rank < 1:
             raise ConfigError(f"lora rank={self.rank}: must be >= 1")
         if not 0 <= self.dropout < 1:
@@ -111,6 +116,9 @@ class TrainConfig:
     learning_rate: float = 1e-4
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
+    # optimizer steps accumulate gradients of this many batches (a larger effective
+    # batch for the optimizer; in-batch negatives still come from one batch)
+    gradient_accumulation: int = 1
     max_seq_length: int | None = None
     seed: int = 13
     precision: Precision = "auto"
@@ -157,6 +165,12 @@ class TrainConfig:
         self.interpolate = _interpolate_mode(self.interpolate)
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.gradient_accumulation < 1:
+            raise ConfigError(f"gradient_accumulation={self.gradient_accumulation}: must be >= 1")
+        if not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0:
+            raise ConfigError(
+                f"warmup_ratio={self.warmup_ratio}, weight_decay={self.weight_decay}: need 0 <= warmup_ratio < 1, weight_decay >= 0"
+            )
         if self.max_steps == 0 or self.max_steps < -1:
             raise ConfigError(f"max_steps={self.max_steps}: give a number of steps >= 1 (or -1: train by epochs)")
         if self.epochs <= 0 and self.max_steps <= 0:

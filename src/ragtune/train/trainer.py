@@ -237,6 +237,7 @@ def _training_args(
         learning_rate=config.effective_learning_rate,
         warmup_ratio=config.warmup_ratio,
         weight_decay=config.weight_decay,
+        gradient_accumulation_steps=config.gradient_accumulation,
         lr_scheduler_type="linear",
         batch_sampler=batches.sampler,
         bf16=precision == "bf16",
@@ -265,7 +266,15 @@ def _trainer(
 
     from ragtune.train.callbacks import ProgressCallback
 
-    optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.effective_learning_rate)
+    if config.lora is not None and config.lora.plus_ratio:
+        from peft.optimizers import create_loraplus_optimizer
+
+        optimizer = create_loraplus_optimizer(
+            model, torch.optim.AdamW, lr=config.effective_learning_rate,
+            loraplus_lr_ratio=config.lora.plus_ratio, weight_decay=config.weight_decay,
+        )
+    else:
+        optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.effective_learning_rate)
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
