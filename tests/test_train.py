@@ -40,6 +40,26 @@ def test_lora_adapter_round_trip(tmp_path, tiny_pairs):
     assert model.encode(["depot"]).shape == (1, 384)
 
 
+@pytest.mark.parametrize("lora", [LoraSettings(method="ia3", learning_rate=0.05), LoraSettings(rank=4, plus_ratio=16)])
+def test_ia3_and_lora_plus_save_adapters_that_load(tmp_path, tiny_pairs, st_model, lora):
+    """(IA)3 (the stand-in for bottleneck adapters) and LoRA+ train, save, and load as sentence-transformers folders."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from ragtune.models import Encoder
+
+    out = tmp_path / "adapter"
+    res = train(tiny_pairs, out, TrainConfig(max_steps=3, lora=lora, interpolate="off", **FAST))
+    assert 0 < res.trainable_params < res.total_params / 20
+    peft_type = json.loads((out / "adapter_config.json").read_text())["peft_type"]
+    assert peft_type == ("IA3" if lora.method == "ia3" else "LORA")
+    texts = ["night tram interval", "depot staff"]
+    loaded = SentenceTransformer(str(out)).encode(texts, normalize_embeddings=True)
+    base = st_model.encode(texts, normalize_embeddings=True)
+    assert not np.allclose(loaded, base, atol=1e-4)  # the adapter was loaded, and it moved
+    np.testing.assert_allclose(Encoder(str(out)).encode_queries(texts), loaded, atol=1e-5)
+
+
 def test_interrupted_training_resumes_from_checkpoint(tmp_path, tiny_pairs):
     from transformers import TrainerCallback
 

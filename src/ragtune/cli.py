@@ -76,13 +76,14 @@ _AUTOTRAIN_HELP = {
     "lora_dropout": "LoRA dropout (default 0.05).",
     "lora_plus": "LoRA+: B matrices learn at this multiple of the rate (e.g. 16).",
     "lora_lr": "LoRA's learning rate (default 1e-3); --lr sets it too when LoRA is on and this is not given.",
+    "peft": "lora | ia3: the peft adapter to train ((IA)3 stands in for bottleneck adapters; see ragtune.train.LoraSettings).",
 }
 
 
 def _training_options(
     lr: float | None, warmup_ratio: float | None, weight_decay: float | None, gradient_accumulation: int | None,
     mixed_precision: str | None, lora_r: int | None, lora_alpha: int | None, lora_dropout: float | None,
-    lora_plus_ratio: float | None, lora_lr: float | None,
+    lora_plus_ratio: float | None, lora_lr: float | None, peft_method: str | None = None,
 ) -> dict[str, Any]:
     """autotrain-named options → ``TrainConfig`` fields (dotted, for ``--set``-style merging); None: not given."""
     precision = {"none": "fp32", "no": "fp32"}.get(str(mixed_precision).lower(), mixed_precision) if mixed_precision else None
@@ -90,8 +91,8 @@ def _training_options(
         "learning_rate": lr, "warmup_ratio": warmup_ratio, "weight_decay": weight_decay,
         "gradient_accumulation": gradient_accumulation, "precision": precision,
     }
-    lora = {"rank": lora_r, "alpha": lora_alpha, "dropout": lora_dropout, "plus_ratio": lora_plus_ratio,
-            "learning_rate": lora_lr if lora_lr is not None else lr}
+    lora = {"method": peft_method, "rank": lora_r, "alpha": lora_alpha, "dropout": lora_dropout,
+            "plus_ratio": lora_plus_ratio, "learning_rate": lora_lr if lora_lr is not None else lr}
     if any(v is not None for k, v in lora.items() if k != "learning_rate"):
         out.update({f"lora.{k}": v for k, v in lora.items()})
     return {k: v for k, v in out.items() if v is not None}
@@ -128,6 +129,7 @@ def run(
     lora_dropout: float | None = typer.Option(None, "--lora-dropout", help=_AUTOTRAIN_HELP["lora_dropout"]),
     lora_plus_ratio: float | None = typer.Option(None, "--lora-plus-ratio", help=_AUTOTRAIN_HELP["lora_plus"]),
     lora_lr: float | None = typer.Option(None, "--lora-lr", help=_AUTOTRAIN_HELP["lora_lr"]),
+    peft_method: str | None = typer.Option(None, "--peft-method", help=_AUTOTRAIN_HELP["peft"]),
     chunk_size: int | None = typer.Option(None, "--chunk-size", help="Chunk size in tokens (LlamaIndex default 1024)."),
     long_chunks: bool | None = typer.Option(None, "--long/--no-long", help="Also evaluate best-window (long-chunk) search (default on)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop training after this many steps (a quick smoke run)."),
@@ -157,7 +159,7 @@ def run(
         "export": _formats(export) if export else None,
         **{f"train.{k}": v for k, v in _training_options(
             learning_rate, warmup_ratio, weight_decay, gradient_accumulation, mixed_precision,
-            lora_r, lora_alpha, lora_dropout, lora_plus_ratio, lora_lr,
+            lora_r, lora_alpha, lora_dropout, lora_plus_ratio, lora_lr, peft_method,
         ).items()},
     }
     given = parse_sets(f"{k}={json.dumps(v)}" for k, v in options.items() if v is not None)
@@ -243,6 +245,7 @@ def train_cmd(
     lora_dropout: float | None = typer.Option(None, "--lora-dropout", help=_AUTOTRAIN_HELP["lora_dropout"]),
     lora_plus_ratio: float | None = typer.Option(None, "--lora-plus-ratio", help=_AUTOTRAIN_HELP["lora_plus"]),
     lora_lr: float | None = typer.Option(None, "--lora-lr", help=_AUTOTRAIN_HELP["lora_lr"]),
+    peft_method: str | None = typer.Option(None, "--peft-method", help=_AUTOTRAIN_HELP["peft"]),
     query_adapter: bool = typer.Option(False, "--query-adapter", help="Train only a linear map on query vectors: existing document vectors stay valid."),
     freeze_layers: int = typer.Option(0, "--freeze-layers", help="Freeze embeddings and the lowest N transformer layers."),
     interpolate: str = typer.Option(
@@ -266,7 +269,7 @@ def train_cmd(
     from ragtune.train import AdapterSettings, TrainConfig, train
 
     named = _training_options(learning_rate, warmup_ratio, weight_decay, gradient_accumulation, mixed_precision,
-                              lora_r, lora_alpha, lora_dropout, lora_plus_ratio, lora_lr)
+                              lora_r, lora_alpha, lora_dropout, lora_plus_ratio, lora_lr, peft_method)
     cfg = build_config(TrainConfig, dict(
         parse_sets(f"{k}={json.dumps(v)}" for k, v in named.items()),
         base=base,

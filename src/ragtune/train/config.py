@@ -18,8 +18,19 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 @dataclass
 class LoraSettings:
-    """LoRA through peft: only the adapter is trained and saved."""
+    """A parameter-efficient adapter through peft (LoRA by default): only the adapter is trained and saved.
 
+    ``method="ia3"`` trains (IA)³ instead: learned scales on keys, values and
+    the feed-forward output (peft's defaults per architecture), about 16k
+    parameters on all-MiniLM-L6-v2; rank, alpha, dropout and ``plus_ratio``
+    are LoRA's and do not apply. It stands in for AdapterHub's bottleneck
+    adapters, whose ``adapters`` package (1.3.0) requires transformers ~=4.57
+    and cannot load beside the installed transformers 5; peft has no
+    bottleneck adapter, and (IA)³ is its adapter-style method that adds
+    modules on activations rather than a low-rank weight update.
+    """
+
+    method: Literal["lora", "ia3"] = "lora"
     rank: int = 16
     alpha: int = 32
     dropout: float = 0.05
@@ -33,6 +44,10 @@ class LoraSettings:
     plus_ratio: float | None = None
 
     def __post_init__(self) -> None:
+        if self.method not in ("lora", "ia3"):
+            raise ConfigError(f"lora method={self.method!r}: choose lora or ia3")
+        if self.plus_ratio and self.method != "lora":
+            raise ConfigError("lora plus_ratio: LoRA+ applies to LoRA's B matrices; drop it for method=ia3")
         if self.plus_ratio is not None and self.plus_ratio < 1:
             raise ConfigError(f"lora plus_ratio={self.plus_ratio}: must be >= 1 (B's rate over A's)")
         if self.rank < 1:

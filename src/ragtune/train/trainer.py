@@ -184,7 +184,12 @@ def _prepare_model(config: TrainConfig, train_pairs: Sequence[Pair]) -> _Prepare
 
 
 def _add_lora(model: Any, lora: LoraSettings) -> None:
-    from peft import LoraConfig, TaskType
+    from peft import IA3Config, LoraConfig, TaskType
+
+    if lora.method == "ia3":
+        targets = list(lora.target_modules) if lora.target_modules else None
+        model.add_adapter(IA3Config(task_type=TaskType.FEATURE_EXTRACTION, target_modules=targets))
+        return
 
     model.add_adapter(
         LoraConfig(
