@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +32,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
+from ragtune.corpus import Chunk  # noqa: E402
 from ragtune.errors import IndexMismatchError, InputError  # noqa: E402
 from ragtune.index import ChunkIndex, connect, open_for_model  # noqa: E402
 from ragtune.models import Encoder, truncate  # noqa: E402
@@ -40,6 +43,7 @@ from ragtune_server.batching import (  # noqa: E402
     MicroBatcher,
     QueueFullError,
 )
+from ragtune_server.server import uvicorn_config  # noqa: E402
 
 KEY = "test-key-123"
 COLLECTION = "tram"
@@ -61,10 +65,9 @@ class Running:
 
 @contextmanager
 def running(app: Any, timeout: float = 60.0) -> Iterator[Running]:
-    """Run ``app`` under uvicorn on 127.0.0.1 (a free port the OS picks) in a thread."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
+    """Run ``app`` under uvicorn on 127.0.0.1 (a free port the OS picks) in a thread, configured
+    as ``ragtune serve`` configures it (protocol, timeouts)."""
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0, "warning"))
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -82,17 +85,22 @@ def running(app: Any, timeout: float = 60.0) -> Iterator[Running]:
         assert not thread.is_alive(), "the test server did not stop"
 
 
+def _index(loc: Path, chunks: list[Any], st_model: Any) -> None:
+    """Write ``chunks`` into the collection at ``loc`` and close the folder again."""
+    client = connect(loc)
+    try:
+        open_for_model(client, COLLECTION, st_model, "all-MiniLM-L6-v2").upsert(
+            chunks, Encoder(st_model)
+        )
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="module")
 def qdrant_dir(tmp_path_factory, tiny_chunks, st_model) -> Path:
     """An on-disk Qdrant folder holding the tiny corpus, indexed by the bundled model."""
     loc = tmp_path_factory.mktemp("server") / "qdrant"
-    client = connect(loc)
-    try:
-        open_for_model(client, COLLECTION, st_model, "all-MiniLM-L6-v2").upsert(
-            tiny_chunks, Encoder(st_model)
-        )
-    finally:
-        client.close()
+    _index(loc, tiny_chunks, st_model)
     return loc
 
 
@@ -245,6 +253,74 @@ def test_search_payload_filter(http):
     assert {h["metadata"]["source"] for h in two["results"]} == {"fares.txt", "faq.jsonl"}
     none = http.post("/v1/search", json={"query": DEPOT_Q, "filter": {"source": "nope.md"}}).json()
     assert none["results"] == []
+    # Qdrant's payload-key syntax: dotted paths, array items, quoted keys
+    paths = {"meta.author": "x", "tags[]": "y", "pages[0]": 3, '"odd key".b': True}
+    r = http.post("/v1/search", json={"query": DEPOT_Q, "filter": paths})
+    assert r.status_code == 200 and r.json()["results"] == [], r.text
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_search_shows_no_server_paths(tmp_path, st_model):
+    """Metadata holding absolute paths (an index written by LlamaIndex's readers, or an older
+    ragtune) is answered with paths relative to the corpus root, or file names."""
+    corpus = tmp_path / "corpus"
+    depot = corpus / "sub" / "depot.md"
+    loose = tmp_path / "elsewhere" / "loose.md"
+    chunks = [
+        Chunk(
+            id="6f1c3a52-0000-4000-8000-000000000001",
+            text="The Eastfield depot maintains the tram fleet.",
+            doc_id="sub/depot.md#0",
+            source="sub/depot.md",
+            metadata={
+                "file_path": str(depot),
+                "file_directory": str(depot.parent),
+                "origin": {
+                    "copies": [str(loose), f"file://{depot}"],
+                    "home": "~/corpus/sub/depot.md",
+                },
+                "windows_path": "C:\\Users\\me\\corpus\\sub\\depot.md",
+                "url": "https://example.org/depot",
+            },
+        ),
+        Chunk(  # an absolute source, as some writers leave it
+            id="6f1c3a52-0000-4000-8000-000000000002",
+            text="Trams are washed at the depot every night.",
+            doc_id=f"{loose}#0",
+            source=str(loose),
+            metadata={"file_path": str(loose)},
+        ),
+    ]
+    loc = tmp_path / "qdrant"
+    _index(loc, chunks, st_model)
+    app = create_app(st_model, model_name="mini", qdrant=str(loc), collection=COLLECTION)
+    with running(app) as r, httpx.Client(base_url=r.url, timeout=60) as c:
+        bodies = [
+            c.post(S, json={"query": DEPOT_Q, "top_k": 5, "mode": mode}).json()
+            for mode in ("windows", "plain")
+        ]
+    for body in bodies:
+        assert len(body["results"]) == 2, body
+        for s in _strings(body):
+            assert not s.startswith("/") and str(tmp_path) not in s, s
+        meta = {h["id"][-1]: h["metadata"] for h in body["results"]}
+        assert meta["1"]["file_path"] == meta["1"]["windows_path"] == "sub/depot.md"
+        assert meta["1"]["file_directory"] == "sub"
+        origin = {"copies": ["loose.md", "sub/depot.md"], "home": "sub/depot.md"}
+        assert meta["1"]["origin"] == origin
+        assert meta["1"]["url"] == "https://example.org/depot"
+        assert meta["2"]["source"] == meta["2"]["file_path"] == "loose.md"
 
 
 # 3. bad requests -----------------------------------------------------------------------
@@ -260,6 +336,9 @@ BAD_JSON_REQUESTS = [
     ("token-ids", E, {"input": [[101, 2054, 102]]}, 400, "input", None),
     ("empty-list", E, {"input": []}, 400, "input", None),
     ("empty-string", E, {"input": ["ok", ""]}, 400, "input", None),
+    ("blank-string", E, {"input": "   "}, 400, "input", None),
+    ("nul-string", E, {"input": ["ok", "\u0000"]}, 400, "input", None),
+    ("invisible-string", E, {"input": "\u200b\t\u0000 "}, 400, "input", None),
     ("missing-input", E, {"model": "m"}, 400, "input", "missing_field"),
     ("dimensions-zero", E, {"input": "x", "dimensions": 0}, 400, "dimensions", None),
     ("dimensions-too-wide", E, {"input": "x", "dimensions": 385}, 400, "dimensions", None),
@@ -271,9 +350,14 @@ BAD_JSON_REQUESTS = [
     ("top-k-too-big", S, {"query": "x", "top_k": 101}, 400, "top_k", None),
     ("query-number", S, {"query": 5}, 400, "query", None),
     ("query-empty", S, {"query": "  "}, 400, "query", None),
+    ("query-nul", S, {"query": "\u0000"}, 400, "query", None),
     ("query-too-long", S, {"query": "q" * 32_001}, 413, "query", "input_too_large"),
     ("filter-float", S, {"query": "x", "filter": {"page": 1.5}}, 400, "filter", None),
     ("filter-list", S, {"query": "x", "filter": ["source"]}, 400, "filter", None),
+    ("filter-bad-key", S, {"query": "x", "filter": {"a..b[]": "x"}}, 400, "filter", None),
+    ("filter-key-space", S, {"query": "x", "filter": {"my key": "x"}}, 400, "filter", None),
+    ("filter-key-bracket", S, {"query": "x", "filter": {"tags[x]": "x"}}, 400, "filter", None),
+    ("filter-int-range", S, {"query": "x", "filter": {"page": 2**64}}, 400, "filter", None),
     ("mode", S, {"query": "x", "mode": "fuzzy"}, 400, "mode", None),
 ]
 
@@ -286,6 +370,34 @@ BAD_JSON_REQUESTS = [
 def test_bad_request_gets_openai_error(http, path, body, status, param, code):
     _assert_error(http.post(path, json=body), status, param, code)
     assert http.post(E, json={"input": "still serving"}).status_code == 200
+
+
+INVALID_UNICODE = [
+    # (id, path, raw JSON body, param): lone surrogates, as JSON escapes or as UTF-8-encoded bytes
+    ("input", E, rb'{"input": "\ud800"}', "input"),
+    ("input-item", E, rb'{"input": ["ok", "a\udfffb"]}', "input"),
+    ("query", S, rb'{"query": "tram \ud83d"}', "query"),
+    ("filter-key", S, rb'{"query": "x", "filter": {"\ud800": "x"}}', "filter"),
+    ("filter-value", S, rb'{"query": "x", "filter": {"source": ["a", "\ud800"]}}', "filter"),
+    ("utf8-surrogate", E, b'{"input": "\xed\xa0\x80"}', "input"),
+    ("invalid-utf8", E, b'{"input": "\xff"}', None),
+]
+
+
+@pytest.mark.parametrize(
+    "path,content,param", [c[1:] for c in INVALID_UNICODE], ids=[c[0] for c in INVALID_UNICODE]
+)
+def test_invalid_unicode_is_a_400(http, path, content, param):
+    err = _assert_error(
+        http.post(path, content=content, headers={"content-type": "application/json"}), 400, param
+    )
+    assert "Traceback" not in err["message"]
+    if param is not None:
+        assert "surrogate" in err["message"], err
+    # a surrogate pair is one valid character (U+1F68B, a tram)
+    pair = rb'{"input": "\ud83d\ude8b"}'
+    ok = http.post(E, content=pair, headers={"content-type": "application/json"})
+    assert ok.status_code == 200, ok.text
 
 
 @pytest.mark.parametrize(
@@ -357,6 +469,98 @@ def test_body_size_limit(http):
     assert http.post(E, json={"input": "still serving"}).status_code == 200
 
 
+def _memory_kb(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, which runs the test servers."""
+    status = Path("/proc/self/status").read_text()
+    found = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
+    assert found, status
+    return int(found.group(1))
+
+
+def test_body_limit_is_derived_and_holds_memory_down(st_model):
+    """48 MB of filler in the ignored ``user`` field: refused with 413 by its declared length
+    (nothing read) and, sent chunked, once the derived limit is crossed; memory stays flat."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc to read the process's memory")
+    limits = Limits()
+    # every input at its longest, 4 UTF-8 bytes a character, plus 1 MiB for the rest of the JSON
+    assert limits.body_bytes == 256 * 32_000 * 4 + 2**20 < 48_000_000
+    filler = b"y" * 1_000_000
+    head, tail = b'{"input": "x", "user": "', b'"}'
+
+    def body() -> Iterator[bytes]:  # streamed: the client holds 1 MB of it at a time
+        yield head
+        for _ in range(48):
+            yield filler
+        yield tail
+
+    size = len(head) + 48 * len(filler) + len(tail)
+    with (
+        running(create_app(st_model, model_name="mini", limits=limits)) as r,
+        httpx.Client(base_url=r.url, timeout=120) as c,
+    ):
+        assert c.post(E, json={"input": "warm up"}).status_code == 200
+        idle = _memory_kb("VmRSS")
+        try:  # reset the peak (Linux clear_refs); without it only the end state is measured
+            Path("/proc/self/clear_refs").write_text("5")
+            peak_field = "VmHWM"
+        except OSError:
+            peak_field = "VmRSS"
+        for headers in ({"content-length": str(size)}, {}):  # declared; chunked
+            headers = {"content-type": "application/json", **headers}
+            resp = c.post(E, content=body(), headers=headers)
+            _assert_error(resp, 413, None, "body_too_large")
+            assert str(limits.body_bytes) in resp.json()["error"]["message"]
+        peak, after = _memory_kb(peak_field), _memory_kb("VmRSS")
+        assert c.post(E, json={"input": "still serving"}).status_code == 200
+    print(f"RSS idle {idle / 1024:.1f} MiB, peak {peak / 1024:.1f}, after {after / 1024:.1f}")
+    assert peak - idle < 100 * 1024, (idle, peak)
+    assert after - idle < 100 * 1024, (idle, after)
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (socket timeout: it did not)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def _raw_error(raw: bytes, status: int, code: str) -> None:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), raw
+    err = json.loads(body)["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["code"] == code, err
+    assert err["type"] == "invalid_request_error"
+
+
+def test_silent_and_slow_connections_are_closed(st_model):
+    """Short timeouts; each socket's own timeout (10 s) fails the test if the server holds on."""
+    limits = Limits(header_timeout_s=0.5, body_timeout_s=0.5, keep_alive_s=0.5)
+    request = b"POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    with running(create_app(st_model, model_name="mini", limits=limits)) as r:
+        address = ("127.0.0.1", int(r.url.rsplit(":", 1)[1]))
+
+        def connect_() -> socket.socket:
+            return socket.create_connection(address, timeout=10)
+
+        with connect_() as s:  # connects, never sends a byte
+            assert _read_until_closed(s) == b""
+        with connect_() as s:  # half the headers
+            s.sendall(request)
+            _raw_error(_read_until_closed(s), 408, "request_timeout")
+        with connect_() as s:  # the headers, then part of the body
+            s.sendall(request + b'Content-Length: 100\r\n\r\n{"input": ')
+            _raw_error(_read_until_closed(s), 408, "request_timeout")
+        with connect_() as s:  # one whole request, then idle on the kept-alive connection
+            s.sendall(request + b'Content-Length: 14\r\n\r\n{"input": "x"}')
+            assert _read_until_closed(s).startswith(b"HTTP/1.1 200 ")
+        with connect_() as s:  # not HTTP at all
+            s.sendall(b"\x16\x03\x01 hello\r\n\r\n")
+            _raw_error(_read_until_closed(s), 400, "invalid_http")
+        assert httpx.post(r.url + E, json={"input": "still serving"}, timeout=60).status_code == 200
+
+
 def test_unknown_route_and_method(http):
     _assert_error(http.get("/v1/nothing"), 404, None, "unknown_url")
     _assert_error(http.get(E), 405, None, "method_not_allowed")
@@ -415,17 +619,21 @@ def test_embeddings_only_server(st_model):
         err = _assert_error(c.post(S, json={"query": "x"}), 404, None, "search_not_configured")
         assert "--qdrant" in err["message"]
         assert c.get("/health").json()["collection"] is None
+        _assert_error(c.post("/v1/reload"), 404, None, "search_not_configured")
+
+
+_PROBE = (
+    "import sys; from ragtune.index import ChunkIndex, connect\n"
+    "try:\n    print(ChunkIndex(connect(sys.argv[1]), sys.argv[2]).count())\n"
+    "except Exception as e:\n    print(e)"
+)
 
 
 def test_store_is_held_while_serving_and_released_at_shutdown(qdrant_dir, st_model, tmp_path):
     loc = tmp_path / "copy"
     shutil.copytree(qdrant_dir, loc)
     app = create_app(st_model, model_name="mini", qdrant=str(loc), collection=COLLECTION)
-    probe = [sys.executable, "-c", (
-        "import sys; from ragtune.index import ChunkIndex, connect\n"
-        "try:\n    print(ChunkIndex(connect(sys.argv[1]), sys.argv[2]).count())\n"
-        "except Exception as e:\n    print(e)"
-    ), str(loc), COLLECTION]
+    probe = [sys.executable, "-c", _PROBE, str(loc), COLLECTION]
     with running(app) as r:
         assert r.health()["collection"]["name"] == COLLECTION
         # another process cannot open the folder while the server holds it
@@ -434,6 +642,48 @@ def test_store_is_held_while_serving_and_released_at_shutdown(qdrant_dir, st_mod
     # the lifespan closed the store: the lock is free again
     out = subprocess.run(probe, capture_output=True, text=True, timeout=120).stdout
     assert out.strip().isdigit() and int(out) > 0, out
+
+
+def test_reload_serves_a_collection_reindexed_while_released(tmp_path, tiny_chunks, st_model):
+    """The embedded folder has one writer at a time: release it, index, reload, see the points."""
+    loc = tmp_path / "qdrant"
+    depot = [ch for ch in tiny_chunks if ch.source == "depot.html"]
+    others = [ch for ch in tiny_chunks if ch.source != "depot.html"]
+    assert depot and others
+    _index(loc, others, st_model)
+    app = create_app(
+        st_model, model_name="all-MiniLM-L6-v2", qdrant=str(loc), collection=COLLECTION, api_key=KEY
+    )
+    probe = [sys.executable, "-c", _PROBE, str(loc), COLLECTION]
+    auth = {"Authorization": f"Bearer {KEY}"}
+    with running(app) as r, httpx.Client(base_url=r.url, headers=auth, timeout=60) as c:
+        top = c.post(S, json={"query": DEPOT_Q, "top_k": 1}).json()["results"][0]
+        assert top["metadata"]["source"] != "depot.html"
+        for path in ("/v1/reload", "/v1/release"):  # admin endpoints need the key
+            _assert_error(httpx.post(r.url + path, timeout=60), 401, None, "missing_api_key")
+        want = {"collection": COLLECTION, "status": "open", "points": len(others)}
+        assert c.post("/v1/reload").json() == want  # reopens in place
+        assert c.post("/v1/release").json() == {"collection": COLLECTION, "status": "released"}
+        _assert_error(c.post(S, json={"query": DEPOT_Q}), 503, None, "collection_unavailable")
+        assert c.get("/health").status_code == 503
+        assert c.post(E, json={"input": "embeddings keep working"}).status_code == 200
+        # released means released: another process opens the folder
+        out = subprocess.run(probe, capture_output=True, text=True, timeout=120).stdout
+        assert out.strip() == str(len(others)), out
+        _index(loc, depot, st_model)  # the re-index, while the server serves embeddings only
+        reloaded = c.post("/v1/reload")
+        assert reloaded.json() == {**want, "points": len(others) + len(depot)}, reloaded.text
+        top = c.post(S, json={"query": DEPOT_Q, "top_k": 1}).json()["results"][0]
+        assert top["metadata"]["source"] == "depot.html"
+        assert r.health()["collection"] == {"name": COLLECTION, "points": len(tiny_chunks)}
+        # a reload that cannot open the collection is a 409 that says why; search waits meanwhile
+        c.post("/v1/release")
+        loc.rename(tmp_path / "moved")
+        err = _assert_error(c.post("/v1/reload"), 409, None, "reload_failed")
+        assert "no such folder" in err["message"]
+        _assert_error(c.post(S, json={"query": DEPOT_Q}), 503, None, "collection_unavailable")
+        (tmp_path / "moved").rename(loc)
+        assert c.post("/v1/reload").json()["points"] == len(tiny_chunks)
 
 
 def test_serve_refuses_a_collection_of_another_model(tmp_path, st_model):
@@ -476,6 +726,7 @@ SERVE_OPTIONS = {
     "--model", "--model-name", "--qdrant", "--collection", "--host", "--port", "--api-key",
     "--qdrant-api-key", "--device", "--threads", "--max-inputs", "--max-input-chars",
     "--max-batch-size", "--max-wait-ms", "--log-level", "--backend", "--backend-file", "--help",
+    "--timeout-headers", "--timeout-body", "--timeout-keep-alive",
 }
 
 

@@ -1,4 +1,4 @@
-"""The FastAPI app: /v1/embeddings, /v1/search, /v1/models, /health.
+"""The FastAPI app: /v1/embeddings, /v1/search, /v1/models, /health, /v1/reload, /v1/release.
 
 Handlers stay thin: validate (schemas), check limits, hand texts to the
 micro-batcher, shape the OpenAI-style answer. Responses are built as plain
@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.responses import Response
 
 from ragtune import __version__
+from ragtune.errors import RagtuneError
 from ragtune.models import load_model, model_label, truncate
 from ragtune_server.auth import BearerAuthMiddleware
 from ragtune_server.batching import BatchConfig, BatcherClosedError, Encoded, QueueFullError
@@ -36,12 +37,18 @@ from ragtune_server.schemas import (
     SearchRequest,
     SearchResponse,
 )
-from ragtune_server.search import build_filter
+from ragtune_server.search import (
+    SearchBackend,
+    SearchClosedError,
+    build_filter,
+    client_error,
+    public_metadata,
+)
 
 log = logging.getLogger("ragtune_server")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 413, 502, 503)
+    code: {"model": ErrorBody} for code in (400, 401, 404, 408, 409, 413, 502, 503)
 }
 
 
@@ -98,7 +105,9 @@ def create_app(
     )
     app.state.ragtune = ctx
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, limit=ctx.limits.body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware, limit=ctx.limits.body_bytes, timeout=ctx.limits.body_timeout_s
+    )
     if api_key:  # added last: the outermost layer, so nothing runs before the key check
         app.add_middleware(BearerAuthMiddleware, api_key=api_key)
     app.include_router(_routes())
@@ -150,19 +159,22 @@ def _routes() -> APIRouter:
     @router.post("/v1/search", response_model=SearchResponse, responses=_ERRORS)
     async def search(body: SearchRequest, ctx: ServerContext = Depends(get_context)) -> Response:
         """The ``top_k`` chunks nearest to ``query``, optionally filtered on payload fields."""
-        if ctx.search is None:
-            raise APIError(
-                404,
-                "search is not enabled on this server: "
-                "start it with --qdrant PATH_OR_URL --collection NAME",
-                code="search_not_configured",
-            )
+        backend = _search_backend(ctx)
         check_texts([body.query], ctx.limits, "query", indexed=False)
         query_filter = build_filter(body.filter)
         encoded = await _encode(ctx, [body.query], "query")
         try:
-            hits = await ctx.search.search(encoded.vectors[0], body.top_k, body.mode, query_filter, body.two_stage)
+            hits = await backend.search(
+                encoded.vectors[0], body.top_k, body.mode, query_filter, body.two_stage
+            )
+        except SearchClosedError as exc:
+            raise _unavailable(ctx) from exc
+        except RagtuneError:
+            raise  # the request does not fit the collection (two_stage without small vectors): 400
         except Exception as exc:
+            refused = client_error(exc)
+            if refused is not None:
+                raise APIError(400, refused, param="filter", code="invalid_filter") from exc
             log.exception("search failed")
             raise APIError(
                 502,
@@ -173,14 +185,45 @@ def _routes() -> APIRouter:
         return FastJSONResponse(
             {
                 "results": [
-                    {"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata}
+                    {
+                        "id": h.id,
+                        "score": h.score,
+                        "text": h.text,
+                        "metadata": public_metadata(h.metadata),
+                    }
                     for h in hits
                 ],
                 "model": ctx.model_name,
-                "collection": ctx.search.collection,
+                "collection": backend.collection,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
+
+    @router.post("/v1/reload", responses=_ERRORS)
+    async def reload(ctx: ServerContext = Depends(get_context)) -> Response:
+        """Reopen the collection, to serve what was written to it since it was opened.
+
+        An embedded folder can be written by one process at a time: POST
+        /v1/release, run ``ragtune index`` on the folder, then POST /v1/reload.
+        """
+        _require_search(ctx)
+        try:
+            backend = await ctx.reload()
+        except RagtuneError as exc:
+            raise APIError(
+                409, f"the collection could not be reopened: {exc}", code="reload_failed"
+            ) from exc
+        return FastJSONResponse(
+            {"collection": backend.collection, "status": "open", "points": await backend.count()}
+        )
+
+    @router.post("/v1/release", responses=_ERRORS)
+    async def release(ctx: ServerContext = Depends(get_context)) -> Response:
+        """Close the collection (and an embedded folder's lock) until POST /v1/reload;
+        /v1/search answers 503 meanwhile, /v1/embeddings keeps working."""
+        _require_search(ctx)
+        await ctx.release()
+        return FastJSONResponse({"collection": ctx.collection, "status": "released"})
 
     @router.get("/v1/models", response_model=ModelList, responses=_ERRORS)
     async def models(ctx: ServerContext = Depends(get_context)) -> Response:
@@ -211,10 +254,13 @@ def _routes() -> APIRouter:
             "batching": ctx.batcher.stats.as_dict() if ctx.batcher else None,
         }
         status = 200
-        if ctx.search is not None:
-            info: dict[str, Any] = {"name": ctx.search.collection}
+        if ctx.search_configured:
+            info: dict[str, Any] = {"name": ctx.collection}
             try:
-                info["points"] = await ctx.search.count()
+                info["points"] = await _search_backend(ctx).count()
+            except APIError as exc:
+                info["error"] = exc.message
+                body["status"], status = "degraded", 503
             except Exception as exc:  # noqa: BLE001 - any failure is "degraded", and said so
                 info["error"] = f"{type(exc).__name__}: {exc}"[:300]
                 body["status"], status = "degraded", 503
@@ -222,6 +268,34 @@ def _routes() -> APIRouter:
         return FastJSONResponse(body, status_code=status)
 
     return router
+
+
+def _search_backend(ctx: ServerContext) -> SearchBackend:
+    """The open collection; 404 when the server has none, 503 while it is released."""
+    _require_search(ctx)
+    if ctx.search is None:
+        raise _unavailable(ctx)
+    return ctx.search
+
+
+def _require_search(ctx: ServerContext) -> None:
+    if not ctx.search_configured:
+        raise APIError(
+            404,
+            "search is not enabled on this server: "
+            "start it with --qdrant PATH_OR_URL --collection NAME",
+            code="search_not_configured",
+        )
+
+
+def _unavailable(ctx: ServerContext) -> APIError:
+    return APIError(
+        503,
+        f"collection {ctx.collection!r} is not open (released for re-indexing, or being "
+        "reopened); retry, or POST /v1/reload to open it",
+        code="collection_unavailable",
+        headers={"Retry-After": "1"},
+    )
 
 
 async def _encode(ctx: ServerContext, texts: Sequence[str], kind: str) -> Encoded:

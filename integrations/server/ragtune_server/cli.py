@@ -65,6 +65,17 @@ def serve_command(
     max_input_chars: int = typer.Option(
         Limits.max_input_chars, "--max-input-chars", help="Characters per input."
     ),
+    timeout_headers: float = typer.Option(
+        Limits.header_timeout_s,
+        "--timeout-headers",
+        help="Seconds a connection may take to send a request's headers.",
+    ),
+    timeout_body: float = typer.Option(
+        Limits.body_timeout_s, "--timeout-body", help="Seconds a request's body may take to arrive."
+    ),
+    timeout_keep_alive: float = typer.Option(
+        Limits.keep_alive_s, "--timeout-keep-alive", help="Seconds an idle connection stays open."
+    ),
     max_batch_size: int = typer.Option(
         BatchConfig.max_batch_size, "--max-batch-size", help="Texts per merged model call."
     ),
@@ -94,7 +105,13 @@ def serve_command(
             api_key=api_key,
             qdrant_api_key=qdrant_api_key,
             model_name=model_name or Path(model).name or model,
-            limits=Limits(max_inputs=max_inputs, max_input_chars=max_input_chars),
+            limits=Limits(
+                max_inputs=max_inputs,
+                max_input_chars=max_input_chars,
+                header_timeout_s=timeout_headers,
+                body_timeout_s=timeout_body,
+                keep_alive_s=timeout_keep_alive,
+            ),
             batching=BatchConfig(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms),
             device=device,
             threads=threads,

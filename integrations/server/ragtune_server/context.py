@@ -3,15 +3,18 @@
 Built by :func:`ragtune_server.create_app` (which loads the model, so a bad
 model fails before a port is bound) and started/stopped by the app's
 lifespan: the batcher needs the running event loop, and the Qdrant client
-holds the embedded store's file lock, so both live exactly as long as the app.
+holds the embedded store's file lock, so both live exactly as long as the app
+(or until ``POST /v1/release``; ``POST /v1/reload`` opens the collection again).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
 
+from ragtune.index import is_remote
 from ragtune_server.batching import BatchConfig, MicroBatcher
 from ragtune_server.encoding import ModelWorker
 from ragtune_server.limits import Limits
@@ -32,6 +35,7 @@ class ServerContext:
     created: int = field(default_factory=lambda: int(time.time()))
     search: SearchBackend | None = None
     batcher: MicroBatcher | None = None
+    _reopening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
     def search_configured(self) -> bool:
@@ -41,14 +45,48 @@ class ServerContext:
         """Open the collection once (idempotent); raises ``RagtuneError`` naming the fix."""
         if self.qdrant is None or self.search is not None:
             return self.search
-        self.search = SearchBackend.open(
+        self.search = self._open_backend()
+        return self.search
+
+    async def reload(self) -> SearchBackend:
+        """Open the collection again, so the server sees what was written to it meanwhile.
+
+        An embedded folder is closed first (a process holds one open copy of a
+        collection, and reading the changes needs a fresh open); searches in
+        flight finish, searches meanwhile get 503. A Qdrant server's collection is
+        reopened before the old client closes, so searches never pause.
+        Raises ``RagtuneError`` (the collection is gone, locked, or of another model).
+        """
+        async with self._reopening:
+            old = self.search
+            if old is not None and not is_remote(old.location):
+                await self._release()
+                old = None
+            opened = await asyncio.to_thread(self._open_backend)
+            self.search = opened
+            if old is not None:
+                await asyncio.to_thread(old.close)
+            return opened
+
+    async def release(self) -> None:
+        """Close the collection (an embedded folder's lock too) until :meth:`reload`."""
+        async with self._reopening:
+            await self._release()
+
+    async def _release(self) -> None:
+        old, self.search = self.search, None
+        if old is not None:
+            await asyncio.to_thread(old.close)
+
+    def _open_backend(self) -> SearchBackend:
+        assert self.qdrant is not None
+        return SearchBackend.open(
             self.qdrant,
             self.collection or "ragtune",
             self.worker.model,
             self.model_name,
             self.qdrant_api_key,
         )
-        return self.search
 
     async def start(self) -> None:
         self.open_search()

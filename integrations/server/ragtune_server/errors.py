@@ -139,7 +139,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             message = (
                 f"unknown route {request.method} {request.url.path}: this server answers "
-                "POST /v1/embeddings, POST /v1/search, GET /v1/models, GET /health"
+                "POST /v1/embeddings, POST /v1/search, GET /v1/models, GET /health, "
+                "POST /v1/reload, POST /v1/release"
             )
             return error_response(404, message, code="unknown_url")
         if exc.status_code == 405:

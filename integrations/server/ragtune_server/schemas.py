@@ -10,6 +10,8 @@ prefixes them with the field.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -36,6 +38,33 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
+#: a lone UTF-16 surrogate: JSON's "\\ud800" decodes to one, but it is no character, and
+#: the tokenizer, the store and orjson all refuse it
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: a Qdrant payload key (JSON path), as Qdrant's parser (lib/segment/src/json_path/parse.rs)
+#: reads it: a key of letters, digits, '_', '-' or a "quoted key", then any of .key, ."quoted",
+#: [N] (an array item), [] (every item)
+_KEY = r'(?:[\w-]+|"[^"\\]*")'
+_PAYLOAD_KEY = re.compile(rf"{_KEY}(?:\.{_KEY}|\[[0-9]*\])*")
+_INT64 = range(-(2**63), 2**63)
+
+
+def check_unicode(text: str, where: str) -> None:
+    """Refuse a string holding a lone surrogate, naming where and at what position."""
+    bad = _SURROGATE.search(text)
+    if bad:
+        raise ValueError(
+            f"{where} holds an unpaired surrogate (\\u{ord(bad.group()):04x}) at position "
+            f"{bad.start()}: not valid Unicode; send UTF-8 text"
+        )
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` holds nothing the model reads: only whitespace and control or format
+    characters (NUL, zero-width space, ...), which tokenizers drop."""
+    return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text)
+
+
 def _texts(value: Any) -> list[str]:
     if isinstance(value, str):
         texts = [value]
@@ -57,9 +86,11 @@ def _texts(value: Any) -> list[str]:
         got = json_type(value)
         raise ValueError(f"expected a string or a list of strings, got {got}")  # noqa: TRY004
     for i, text in enumerate(texts):
-        if not text:
-            where = f"item {i} is" if isinstance(value, list) else "got"
-            raise ValueError(f"{where} an empty string; send non-empty text")
+        where = f"item {i}" if isinstance(value, list) else "the text"
+        if is_blank(text):
+            what = "empty" if not text else "blank (only whitespace or control characters)"
+            raise ValueError(f"{where} is {what}; send non-empty text")
+        check_unicode(text, where)
     return texts
 
 
@@ -67,8 +98,9 @@ def _query(value: Any) -> str:
     if not isinstance(value, str):
         got = json_type(value)
         raise ValueError(f"expected the question as a string, got {got}")  # noqa: TRY004
-    if not value.strip():
+    if is_blank(value):
         raise ValueError("the question is empty; send a non-empty string")
+    check_unicode(value, "the question")
     return value
 
 
@@ -83,6 +115,18 @@ def _filter(value: Any) -> dict[str, Any] | None:
     for key, v in value.items():
         if not key:
             raise ValueError("a key is empty; keys are payload fields such as 'source' or 'doc_id'")
+        check_unicode(key, f"key {key!r}")
+        if not _PAYLOAD_KEY.fullmatch(key):
+            raise ValueError(
+                f"{key!r} is not a payload key: use letters, digits, '_' and '-', a dotted path "
+                "(meta.author), an array item (tags[] or tags[0]), or quote other characters "
+                '("my key")'
+            )
+        for x in v if isinstance(v, list) else [v]:
+            if isinstance(x, str):
+                check_unicode(x, f"{key!r}")
+            elif _is_int(x) and x not in _INT64:
+                raise ValueError(f"{key!r}: {x} is out of range; integers are 64-bit")
         if isinstance(v, list):
             if not v:
                 raise ValueError(f"{key!r} is an empty list; give at least one value to match")

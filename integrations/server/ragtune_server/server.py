@@ -33,6 +33,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def uvicorn_config(app: Any, host: str, port: int, log_level: str = "info") -> Any:
+    """uvicorn's ``Config`` for ``app`` with its :class:`Limits`' timeouts (the tests run this too).
+
+    The h11 protocol with a header deadline (:mod:`ragtune_server.protocol`), no
+    WebSocket upgrades (none are served), uvicorn's keep-alive timeout from the limits.
+    """
+    import uvicorn
+
+    from ragtune_server.protocol import protocol_class
+
+    limits: Limits = app.state.ragtune.limits
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        http=protocol_class(limits.header_timeout_s),
+        ws="none",
+        timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]  # used as a float
+    )
+
+
 def serve(
     model: str | os.PathLike[str] | Any = "default",
     qdrant: str | None = None,
@@ -99,9 +122,7 @@ def serve(
     ctx = app.state.ragtune
     ctx.open_search()  # fail here, with a one-line error, not inside uvicorn
     try:
-        server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
-        )
+        server = uvicorn.Server(uvicorn_config(app, host, port, log_level))
         server.run()
     finally:
         ctx.close_search()
