@@ -12,6 +12,18 @@ from ragtune.train import LoraSettings, TrainConfig, train
 FAST = dict(batch_size=8, max_seq_length=64, save_steps=2, precision="fp32", learning_rate=5e-5)
 
 
+def _stop_at(step: int):
+    """A callback that interrupts training after ``step``, as a kill would."""
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == step:
+                raise KeyboardInterrupt("simulated interruption")
+
+    return StopAt()
+
+
 def test_full_finetune_writes_a_loadable_model(tmp_path, tiny_pairs, st_model):
     import numpy as np
     from sentence_transformers import SentenceTransformer
@@ -61,17 +73,10 @@ def test_ia3_and_lora_plus_save_adapters_that_load(tmp_path, tiny_pairs, st_mode
 
 
 def test_interrupted_training_resumes_from_checkpoint(tmp_path, tiny_pairs):
-    from transformers import TrainerCallback
-
-    class StopAt(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            if state.global_step == 3:
-                raise KeyboardInterrupt("simulated interruption")
-
     out, ckpt = tmp_path / "model", tmp_path / "ckpt"
     cfg = TrainConfig(max_steps=4, **FAST)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_pairs, out, cfg, checkpoint_dir=ckpt, callbacks=[StopAt()])
+        train(tiny_pairs, out, cfg, checkpoint_dir=ckpt, callbacks=[_stop_at(3)])
     assert (ckpt / "checkpoint-2").exists() and not out.exists()
     res = train(tiny_pairs, out, cfg, checkpoint_dir=ckpt)
     assert res.resumed_from and res.resumed_from.endswith("checkpoint-2")
@@ -82,17 +87,10 @@ def test_checkpoint_cut_off_mid_write_is_not_resumed_from(tmp_path, tiny_pairs):
     """A kill while checkpoint-4 is written leaves it without trainer_state.json: resume from checkpoint-2."""
     import shutil
 
-    from transformers import TrainerCallback
-
-    class StopAt(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            if state.global_step == 5:
-                raise KeyboardInterrupt("simulated interruption")
-
     out, ckpt = tmp_path / "model", tmp_path / "ckpt"
     cfg = TrainConfig(max_steps=6, **FAST)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_pairs, out, cfg, checkpoint_dir=ckpt, callbacks=[StopAt()])
+        train(tiny_pairs, out, cfg, checkpoint_dir=ckpt, callbacks=[_stop_at(5)])
     (ckpt / "checkpoint-4" / "trainer_state.json").unlink()  # as if killed before the state was written
     shutil.copytree(ckpt / "checkpoint-2", ckpt / "checkpoint-3")
     (ckpt / "checkpoint-3" / "trainer_state.json").write_text('{"global_ste')  # cut mid-JSON

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -80,6 +80,22 @@ _AUTOTRAIN_HELP = {
 }
 
 
+class _Training:
+    """Training options ``train`` and ``run`` share (autotrain's names), declared once."""
+
+    learning_rate = Annotated[float | None, typer.Option("--lr", "--learning-rate", help=f"default {_Defaults.learning_rate}")]
+    warmup_ratio = Annotated[float | None, typer.Option("--warmup-ratio", help=_AUTOTRAIN_HELP["warmup"])]
+    weight_decay = Annotated[float | None, typer.Option("--weight-decay", help=_AUTOTRAIN_HELP["decay"])]
+    gradient_accumulation = Annotated[int | None, typer.Option("--gradient-accumulation", "--gradient-accumulation-steps", help=_AUTOTRAIN_HELP["accum"])]
+    mixed_precision = Annotated[str | None, typer.Option("--mixed-precision", "--precision", help=_AUTOTRAIN_HELP["precision"])]
+    lora_r = Annotated[int | None, typer.Option("--lora-r", "--lora-rank", help=_AUTOTRAIN_HELP["lora_r"])]
+    lora_alpha = Annotated[int | None, typer.Option("--lora-alpha", help=_AUTOTRAIN_HELP["lora_alpha"])]
+    lora_dropout = Annotated[float | None, typer.Option("--lora-dropout", help=_AUTOTRAIN_HELP["lora_dropout"])]
+    lora_plus_ratio = Annotated[float | None, typer.Option("--lora-plus-ratio", help=_AUTOTRAIN_HELP["lora_plus"])]
+    lora_lr = Annotated[float | None, typer.Option("--lora-lr", help=_AUTOTRAIN_HELP["lora_lr"])]
+    peft_method = Annotated[str | None, typer.Option("--peft-method", help=_AUTOTRAIN_HELP["peft"])]
+
+
 def _training_options(
     lr: float | None, warmup_ratio: float | None, weight_decay: float | None, gradient_accumulation: int | None,
     mixed_precision: str | None, lora_r: int | None, lora_alpha: int | None, lora_dropout: float | None,
@@ -117,19 +133,17 @@ def run(
     qdrant: str | None = typer.Option(None, "--qdrant", help="Qdrant folder or URL (default: WORKDIR/qdrant)."),
     loss: str | None = typer.Option(None, "--loss", help=f"{_LOSS_HELP} (default {_Defaults.loss})."),
     batch_size: int | None = typer.Option(None, "--batch-size", help=f"default {_Defaults.batch_size}"),
-    learning_rate: float | None = typer.Option(None, "--lr", "--learning-rate", help=f"default {_Defaults.learning_rate}"),
-    warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help=_AUTOTRAIN_HELP["warmup"]),
-    weight_decay: float | None = typer.Option(None, "--weight-decay", help=_AUTOTRAIN_HELP["decay"]),
-    gradient_accumulation: int | None = typer.Option(
-        None, "--gradient-accumulation", "--gradient-accumulation-steps", help=_AUTOTRAIN_HELP["accum"]
-    ),
-    mixed_precision: str | None = typer.Option(None, "--mixed-precision", "--precision", help=_AUTOTRAIN_HELP["precision"]),
-    lora_r: int | None = typer.Option(None, "--lora-r", "--lora-rank", help=_AUTOTRAIN_HELP["lora_r"]),
-    lora_alpha: int | None = typer.Option(None, "--lora-alpha", help=_AUTOTRAIN_HELP["lora_alpha"]),
-    lora_dropout: float | None = typer.Option(None, "--lora-dropout", help=_AUTOTRAIN_HELP["lora_dropout"]),
-    lora_plus_ratio: float | None = typer.Option(None, "--lora-plus-ratio", help=_AUTOTRAIN_HELP["lora_plus"]),
-    lora_lr: float | None = typer.Option(None, "--lora-lr", help=_AUTOTRAIN_HELP["lora_lr"]),
-    peft_method: str | None = typer.Option(None, "--peft-method", help=_AUTOTRAIN_HELP["peft"]),
+    learning_rate: _Training.learning_rate = None,
+    warmup_ratio: _Training.warmup_ratio = None,
+    weight_decay: _Training.weight_decay = None,
+    gradient_accumulation: _Training.gradient_accumulation = None,
+    mixed_precision: _Training.mixed_precision = None,
+    lora_r: _Training.lora_r = None,
+    lora_alpha: _Training.lora_alpha = None,
+    lora_dropout: _Training.lora_dropout = None,
+    lora_plus_ratio: _Training.lora_plus_ratio = None,
+    lora_lr: _Training.lora_lr = None,
+    peft_method: _Training.peft_method = None,
     chunk_size: int | None = typer.Option(None, "--chunk-size", help="Chunk size in tokens (LlamaIndex default 1024)."),
     long_chunks: bool | None = typer.Option(None, "--long/--no-long", help="Also evaluate best-window (long-chunk) search (default on)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop training after this many steps (a quick smoke run)."),
@@ -229,23 +243,21 @@ def train_cmd(
     epochs: float = typer.Option(_Defaults.epochs, "--epochs"),
     loss: str = typer.Option(_Defaults.loss, "--loss", help=_LOSS_HELP),
     batch_size: int = typer.Option(_Defaults.batch_size, "--batch-size"),
-    learning_rate: float | None = typer.Option(None, "--lr", "--learning-rate", help=f"default {_Defaults.learning_rate}"),
-    warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help=_AUTOTRAIN_HELP["warmup"]),
-    weight_decay: float | None = typer.Option(None, "--weight-decay", help=_AUTOTRAIN_HELP["decay"]),
-    gradient_accumulation: int | None = typer.Option(
-        None, "--gradient-accumulation", "--gradient-accumulation-steps", help=_AUTOTRAIN_HELP["accum"]
-    ),
-    mixed_precision: str | None = typer.Option(None, "--mixed-precision", "--precision", help=_AUTOTRAIN_HELP["precision"]),
+    learning_rate: _Training.learning_rate = None,
+    warmup_ratio: _Training.warmup_ratio = None,
+    weight_decay: _Training.weight_decay = None,
+    gradient_accumulation: _Training.gradient_accumulation = None,
+    mixed_precision: _Training.mixed_precision = None,
     max_steps: int = typer.Option(-1, "--max-steps", help="Stop after this many steps (overrides epochs)."),
     max_seq_length: int | None = typer.Option(None, "--max-seq-length"),
     dims: str | None = typer.Option(None, "--dims", help="Matryoshka dims, comma-separated (default: full, 1/2, 1/4, 1/6)."),
     no_matryoshka: bool = typer.Option(False, "--no-matryoshka"),
-    lora_r: int | None = typer.Option(None, "--lora-r", "--lora-rank", help=_AUTOTRAIN_HELP["lora_r"]),
-    lora_alpha: int | None = typer.Option(None, "--lora-alpha", help=_AUTOTRAIN_HELP["lora_alpha"]),
-    lora_dropout: float | None = typer.Option(None, "--lora-dropout", help=_AUTOTRAIN_HELP["lora_dropout"]),
-    lora_plus_ratio: float | None = typer.Option(None, "--lora-plus-ratio", help=_AUTOTRAIN_HELP["lora_plus"]),
-    lora_lr: float | None = typer.Option(None, "--lora-lr", help=_AUTOTRAIN_HELP["lora_lr"]),
-    peft_method: str | None = typer.Option(None, "--peft-method", help=_AUTOTRAIN_HELP["peft"]),
+    lora_r: _Training.lora_r = None,
+    lora_alpha: _Training.lora_alpha = None,
+    lora_dropout: _Training.lora_dropout = None,
+    lora_plus_ratio: _Training.lora_plus_ratio = None,
+    lora_lr: _Training.lora_lr = None,
+    peft_method: _Training.peft_method = None,
     query_adapter: bool = typer.Option(False, "--query-adapter", help="Train only a linear map on query vectors: existing document vectors stay valid."),
     freeze_layers: int = typer.Option(0, "--freeze-layers", help="Freeze embeddings and the lowest N transformer layers."),
     interpolate: str = typer.Option(
