@@ -18,6 +18,7 @@ import typer
 from ragtune import __version__, console, progress
 from ragtune.backends import BACKENDS, FORMATS
 from ragtune.errors import RagtuneError
+from ragtune.train.classification import LOSSES as _CLS_LOSSES
 from ragtune.train.config import LOSSES as _LOSSES
 from ragtune.train.config import TrainConfig as _Defaults
 
@@ -33,6 +34,8 @@ _BACKEND_HELP = f"{' | '.join(BACKENDS)}: run a form `ragtune export` wrote (def
 _WORKERS_HELP = "Encode in N CPU worker processes (every GPU is used when there are several)."
 _BACKEND_FILE_HELP = "The exported file to run, e.g. MODEL/onnx/model.onnx."
 _LOSS_HELP = " | ".join(_LOSSES)
+_TASK_HELP = "retrieval | classification (labelled texts: a logistic-regression probe on the embeddings, MTEB's way)."
+_LABELLED_HELP = "--task classification: JSONL/CSV with text,label (optional split) columns, or a folder whose subfolders are the labels (a corpus folder works)."
 
 
 @contextlib.contextmanager
@@ -237,11 +240,13 @@ def generate(
 
 @app.command("train")
 def train_cmd(
-    pairs: Path = typer.Argument(..., help="pairs.jsonl or a LlamaIndex EmbeddingQAFinetuneDataset JSON."),
+    pairs: Path | None = typer.Argument(None, help="pairs.jsonl or a LlamaIndex EmbeddingQAFinetuneDataset JSON."),
     out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
+    task: str = typer.Option("retrieval", "--task", help=_TASK_HELP),
+    data: Path | None = typer.Option(None, "--data", "-d", help=_LABELLED_HELP + " Trains on its train part, the SetFit way."),
     base: str | None = typer.Option(None, "--base"),
     epochs: float = typer.Option(_Defaults.epochs, "--epochs"),
-    loss: str = typer.Option(_Defaults.loss, "--loss", help=_LOSS_HELP),
+    loss: str = typer.Option(_Defaults.loss, "--loss", help=f"{_LOSS_HELP}; --task classification: {' | '.join(_CLS_LOSSES)}"),
     batch_size: int = typer.Option(_Defaults.batch_size, "--batch-size"),
     learning_rate: _Training.learning_rate = None,
     warmup_ratio: _Training.warmup_ratio = None,
@@ -274,7 +279,7 @@ def train_cmd(
     ),
     summarize: bool = typer.Option(True, "--summarize/--no-summarize", help="Run the chunk-summary stage when --chunks is given."),
 ) -> None:
-    """Fine-tune an encoder on pairs; writes a sentence-transformers folder."""
+    """Fine-tune an encoder on pairs (or on labelled texts with --task classification); writes a sentence-transformers folder."""
     from ragtune.config import build_config, parse_sets
     from ragtune.corpus import load_chunks
     from ragtune.pairs import load_pairs
@@ -282,6 +287,11 @@ def train_cmd(
 
     named = _training_options(learning_rate, warmup_ratio, weight_decay, gradient_accumulation, mixed_precision,
                               lora_r, lora_alpha, lora_dropout, lora_plus_ratio, lora_lr, peft_method)
+    if _task(task, data) == "classification":
+        _train_classification(data, out, base, epochs, None if loss == _Defaults.loss else loss, batch_size, max_steps, named)
+        return
+    if pairs is None or data is not None:
+        raise RagtuneError("train: give PAIRS (pairs.jsonl or a LlamaIndex dataset JSON), or --task classification --data D")
     cfg = build_config(TrainConfig, dict(
         parse_sets(f"{k}={json.dumps(v)}" for k, v in named.items()),
         base=base,
@@ -323,9 +333,10 @@ def train_cmd(
 @app.command()
 def evaluate(
     model: str = typer.Option(..., "--model", "-m", help="Model folder (or hub id) to evaluate."),
-    data: Path = typer.Option(..., "--data", "-d", help="LlamaIndex dataset JSON, BEIR folder, or pairs.jsonl."),
+    data: Path = typer.Option(..., "--data", "-d", help="LlamaIndex dataset JSON, BEIR folder, or pairs.jsonl; " + _LABELLED_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder to write."),
-    baseline: str | None = typer.Option(None, "--baseline", help="Model to compare with (default: the model's base; 'none' to skip)."),
+    baseline: str | None = typer.Option(None, "--baseline", "--base", help="Model to compare with (default: the model's base; 'none' to skip)."),
+    task: str = typer.Option("retrieval", "--task", help=_TASK_HELP),
     dims: str | None = typer.Option(None, "--dims", help="Dimensions to evaluate, comma-separated (default: the trained Matryoshka dims)."),
     long_chunks: bool = typer.Option(True, "--long/--no-long", help="Also evaluate best-window search."),
     llm: str | None = typer.Option(None, "--llm", help="provider:model to judge RAG quality with ragas (faithfulness, answer relevancy)."),
@@ -338,6 +349,9 @@ def evaluate(
     from ragtune.models import Encoder, encoding_devices, load_model, model_label
     from ragtune.report import build_report, write_report
 
+    if _task(task, data) == "classification":
+        _evaluate_classification(data, model, baseline, out, backend, backend_file, workers)
+        return
     dataset = load_eval_dataset(data)
     from ragtune.train.card import read_card
 
@@ -511,6 +525,77 @@ def export_cmd(
                 continue
             path = export_model(model, fmt, out, calibration=texts)
             _echo(f"{fmt}: {path} ({path.stat().st_size / 2**20:.1f} MB)")
+
+
+def _task(task: str, data: Path | None) -> str:
+    """The --task, checked against what was given: one-line errors before anything loads."""
+    from ragtune.evaluation.classification import TASKS
+
+    if task not in TASKS:
+        raise RagtuneError(f"--task {task!r}: choose {' or '.join(TASKS)}")
+    if task == "classification" and data is None:
+        raise RagtuneError("--task classification needs --data (labelled texts: JSONL/CSV with text,label, or a folder of label subfolders)")
+    return task
+
+
+def _train_classification(
+    data: Path, out: Path, base: str | None, epochs: float, loss: str | None, batch_size: int, max_steps: int,
+    named: dict[str, Any],
+) -> None:
+    """``train --task classification``: tune on the train part of the labelled set's fixed split."""
+    from ragtune.evaluation.classification import load_labelled
+    from ragtune.train.classification import (
+        DEFAULT_LEARNING_RATE,
+        DEFAULT_LOSS,
+        train_classification,
+    )
+
+    if any(k.startswith("lora.") or k == "gradient_accumulation" for k in named):
+        raise RagtuneError("--task classification trains all weights: drop the --lora-* / --gradient-accumulation options")
+    train_part, _ = load_labelled(data).split()
+    with _showing_progress():
+        r = train_classification(
+            train_part.texts, train_part.labels, out, base=base, loss=loss or DEFAULT_LOSS, epochs=epochs,
+            batch_size=batch_size, learning_rate=named.get("learning_rate", DEFAULT_LEARNING_RATE),
+            warmup_ratio=named.get("warmup_ratio", 0.1), weight_decay=named.get("weight_decay", 0.01),
+            max_steps=max_steps, precision=named.get("precision", "auto"),
+        )
+    _echo(f"trained {r.steps} steps on {r.texts} labelled texts ({len(r.labels)} labels, {r.loss}, {r.precision}) "
+          f"in {r.seconds:.1f} s → {out}")
+
+
+def _evaluate_classification(
+    data: Path, model: str, baseline: str | None, out: Path, backend: str, backend_file: Path | None, workers: int
+) -> None:
+    """``evaluate --task classification``: probe base and tuned embeddings on the labelled set's held-out part."""
+    from ragtune.evaluation.classification import evaluate_classification, load_labelled
+    from ragtune.models import Encoder, encoding_devices, load_model, model_label, resolve_model
+    from ragtune.report import write_report
+    from ragtune.report.classification import build_classification_report
+    from ragtune.train.card import read_card
+
+    labelled = load_labelled(data)
+    base = baseline if baseline is not None else read_card(model).get("base_model", "default")
+    base = None if base.lower() == "none" else base
+    if base is not None:
+        resolve_model(base)
+    devices = encoding_devices(workers)
+    models: dict[str, Any] = {"base": base} if base is not None else {}
+    models["tuned"] = load_model(model, backend=backend, file=backend_file)
+    encoders = {k: Encoder(m, devices=devices) for k, m in models.items()}
+    with _showing_progress():
+        result = evaluate_classification(labelled, encoders)
+    names = {k: model_label(base) if k == "base" else _described(model, backend, backend_file) for k in models}
+    report = build_classification_report(labelled, result, names)
+    write_report(report, out)
+    from ragtune.report.markdown import verdict
+
+    _echo("")
+    _echo(verdict(report))
+    for label, m in result["metrics"].items():
+        _echo(f"  {label:<6} accuracy {m['accuracy']:.3f} [{m['accuracy_ci'][0]:.3f}, {m['accuracy_ci'][1]:.3f}]  "
+              f"macro-F1 {m['macro_f1']:.3f} [{m['macro_f1_ci'][0]:.3f}, {m['macro_f1_ci'][1]:.3f}]")
+    _echo(f"wrote {out}/report.json, report.md, report.html")
 
 
 def _formats(value: str) -> list[str]:

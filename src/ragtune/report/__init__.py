@@ -18,10 +18,14 @@
 - ``ragas`` (optional): label → metric → float, from
   :func:`ragtune.evaluation.ragas_eval.ragas_metrics`.
 
+A classification evaluation writes ``task: "classification"``, ``dataset``, ``models`` and
+``classification`` instead of the retrieval keys (:mod:`.classification`).
+
 ``report.md`` and ``report.html`` are rendered from this record alone
 (:mod:`.facts` derives what both say; :mod:`.plots` draws the figures).
 """
 
 from ragtune.report.build import build_report, write_report
+from ragtune.report.classification import build_classification_report
 
-__all__ = ["build_report", "write_report"]
+__all__ = ["build_classification_report", "build_report", "write_report"]

@@ -121,7 +121,9 @@ def verdicts(report: Mapping[str, Any]) -> list[str]:
         return [describe(d) for d in diffs]
     metrics = report.get("metrics") or {}
     if not metrics:
-        return ["No evaluation results are recorded in this report."]
+        from ragtune.report.classification import classification_verdicts
+
+        return classification_verdicts(report) or ["No evaluation results are recorded in this report."]
     parts = []
     for label, by_dim in metrics.items():
         dim = full_dim(by_dim)

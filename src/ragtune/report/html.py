@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ragtune.report.classification import classification_html, classification_verdict_html
 from ragtune.report.facts import (
     HEADLINE,
     KEY_METRIC,
@@ -101,6 +102,7 @@ def render_html(report: Mapping[str, Any]) -> str:
     sections = [
         _verdict(report) + _tiles(report),
         _summary(report),
+        classification_html(report),
         _plots(figures),
         _examples(report),
         _ragas(report),
@@ -109,7 +111,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         _details(report),
         _dataset(report),
     ]
-    nav = [("summary", "Summary"), ("plots", "Plots"), ("queries", "Queries"), ("ragas", "RAG quality"), ("speed", "Speed"),
+    nav = [("summary", "Summary"), ("classification", "Classification"), ("plots", "Plots"), ("queries", "Queries"), ("ragas", "RAG quality"), ("speed", "Speed"),
            ("stages", "Stages"), ("details", "All numbers"), ("dataset", "Dataset")]
     body = "\n".join(s for s in sections if s)
     links = "".join(f"<a href='#{k}'>{t}</a>" for k, t in nav if f"id='{k}'" in body)
@@ -125,14 +127,17 @@ def render_html(report: Mapping[str, Any]) -> str:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width,initial-scale=1'>",
         f"<title>ragtune report — {e(str(ds.get('name', '')))}</title><style>{_CSS}</style></head><body>",
-        "<header class='top'><div class='wrap'><div class='eyebrow'>ragtune retrieval report</div>",
+        f"<header class='top'><div class='wrap'><div class='eyebrow'>ragtune {e(report.get('task', 'retrieval'))} report</div>",
         f"<h1>{e(str(ds.get('name') or 'Evaluation'))}</h1><div class='meta'>{e(meta)}</div>",
         f"<nav>{links}</nav></div></header><main class='wrap'>",
         body,
         (
             f"</main><footer><div class='wrap'>ragtune {e(str(report.get('ragtune_version', '')))} · "
-            "quality figures come from exact (brute-force) search; <i>+long</i> labels search long chunks "
-            "by their best window · intervals are paired bootstrap over queries.</div></footer></body></html>"
+            + ("classification scores come from a logistic-regression probe on frozen embeddings · intervals are "
+               "bootstrap over test texts." if report.get("task") == "classification" else
+               "quality figures come from exact (brute-force) search; <i>+long</i> labels search long chunks "
+               "by their best window · intervals are paired bootstrap over queries.")
+            + "</div></footer></body></html>"
         ),
     ])
 
@@ -148,6 +153,8 @@ def _num(v: Any) -> str:
 def _verdict(report: Mapping[str, Any]) -> str:
     diffs = headline_differences(report)
     texts = verdicts(report)
+    if not diffs and report.get("task") == "classification":
+        return classification_verdict_html(report)
     if not diffs:
         return f"<section class='verdict v-zero' id='verdict'><div><span class='badge zero'>no comparison</span><p>{e(texts[0])}</p></div></section>"
     d = diffs[0]
@@ -195,6 +202,8 @@ def _diff_cell(d: Difference | None) -> str:
 
 def _summary(report: Mapping[str, Any]) -> str:
     labels, rows = summary_rows(report)
+    if not labels and report.get("task") == "classification":
+        return ""
     if not labels:
         return "<section id='summary'><h2>Summary</h2><p class='empty'>No metrics recorded.</p></section>"
     keys = list(dict.fromkeys(d.key for r in rows for d in r.diffs))

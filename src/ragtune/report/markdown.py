@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ragtune.report.classification import classification_markdown
 from ragtune.report.facts import (
     HEADLINE,
     SPEED_COLUMNS,
@@ -34,18 +35,20 @@ def _num(v: float) -> str:
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The whole Markdown report: verdict, summary, per-dimension tables, examples, stages, dataset."""
     ds = report.get("dataset") or {}
+    cls = report.get("task") == "classification"
     lines = [
-        "# ragtune retrieval report",
+        f"# ragtune {'classification' if cls else 'retrieval'} report",
         "",
         (
-            f"Dataset: **{ds.get('name')}** ({ds.get('kind')}) — {ds.get('queries')} queries over "
-            f"{ds.get('corpus')} documents.  "
+            f"Dataset: **{ds.get('name')}** ({ds.get('kind')}) — "
+            + (f"{(report.get('classification') or {}).get('test')} held-out texts.  " if cls else
+               f"{ds.get('queries')} queries over {ds.get('corpus')} documents.  ")
         ),
         "Models: " + ", ".join(f"`{k}` = {v}" for k, v in (report.get("models") or {}).items()),
         "",
     ]
     lines += [f"**{v}**  " for v in verdicts(report)]
-    lines += _summary(report) + _all_dims(report) + _comparisons(report)
+    lines += _summary(report) + _all_dims(report) + _comparisons(report) + classification_markdown(report)
     lines += _ragas(report) + _speed(report) + _examples(report) + _stages(report) + _dataset(report)
     lines += ["", f"_ragtune {report.get('ragtune_version', '?')}, created {report.get('created', '?')}._"]
     return "\n".join(lines) + "\n"
