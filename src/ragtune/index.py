@@ -49,6 +49,7 @@ from ragtune.stores import (
     local_mode,
     where,
 )
+from ragtune.stores_milvus import MILVUS_PREFIX, MilvusStore, check_milvus_location
 
 if TYPE_CHECKING:
     from ragtune.stores import Store
@@ -82,9 +83,21 @@ def is_remote(location: str | Path) -> bool:
     return str(location).startswith(("http://", "https://"))
 
 
+def location_path(location: str | Path) -> Path | None:
+    """The file or folder on this machine that holds an embedded store; None for a server or ``:memory:``."""
+    loc = str(location)
+    if loc.startswith(MILVUS_PREFIX):
+        loc = loc[len(MILVUS_PREFIX):]
+    if is_remote(loc) or "://" in loc or loc == ":memory:":
+        return None
+    return Path(loc).expanduser()
+
+
 def check_location(location: str | Path) -> str:
     """Refuse a Qdrant folder that does not exist (``connect`` would create an empty one); readers call this."""
     loc = str(location)
+    if loc.startswith(MILVUS_PREFIX):
+        return check_milvus_location(loc)
     if not is_remote(loc) and loc != ":memory:" and not Path(loc).expanduser().is_dir():
         raise InputError(
             f"--qdrant {loc}: no such folder; give the folder `ragtune index --qdrant` wrote, or a Qdrant server URL"
@@ -93,22 +106,35 @@ def check_location(location: str | Path) -> str:
 
 
 def connect(location: str | Path, api_key: str | None = None, timeout: int = 60, engine: str = "auto") -> Store:
-    """The store for a folder (embedded, on disk), ``:memory:``, or a server URL.
+    """The store for a folder (embedded, on disk), ``:memory:``, a server URL, or Milvus.
+
+    Every location ragtune accepts (``--qdrant``, the pipeline, the server, the
+    LlamaIndex helpers) is opened here, so an engine plugs in once.
 
     Args:
-        location: a folder, ``:memory:`` or an ``http(s)://`` Qdrant server URL.
-        api_key: a Qdrant server's API key.
+        location: a folder, ``:memory:`` or an ``http(s)://`` Qdrant server URL;
+            ``milvus:PATH.db`` (Milvus Lite, embedded, on disk) or
+            ``milvus:http://host:19530`` (a Milvus server): :mod:`ragtune.stores_milvus`,
+            with ``pip install 'ragtune[milvus]'``.
+        api_key: a Qdrant server's API key (a Milvus server's token).
         timeout: seconds per request to a server.
         engine: for a folder: ``auto`` (Qdrant Edge, or qdrant-client's local
             mode for a folder it wrote earlier), ``edge`` or ``local``.
+
+    Example:
+        >>> store = connect("milvus:runs/demo/milvus.db")  # doctest: +SKIP
+        >>> ChunkIndex(store, "ragtune").count()  # doctest: +SKIP
+        42
     """
     from qdrant_client import QdrantClient
 
     loc = str(location)
     if engine not in ENGINES:
         raise InputError(f"engine={engine!r}: choose one of {', '.join(ENGINES)}")
-    if is_remote(loc):
-        store: Store = ClientStore(QdrantClient(url=loc, api_key=api_key, timeout=timeout), loc)
+    if loc.startswith(MILVUS_PREFIX):
+        store: Store = MilvusStore(loc, api_key=api_key, timeout=timeout)
+    elif is_remote(loc):
+        store = ClientStore(QdrantClient(url=loc, api_key=api_key, timeout=timeout), loc)
     elif loc == ":memory:":
         store = ClientStore(QdrantClient(":memory:"), loc)
     else:
@@ -171,6 +197,8 @@ class ChunkIndex:
 
     @property
     def engine(self) -> str:
+        if isinstance(self.store, MilvusStore):
+            return "milvus"
         return "edge" if isinstance(self.store, EdgeStore) else "qdrant-client"
 
     def close(self) -> None:

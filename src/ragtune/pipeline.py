@@ -142,7 +142,7 @@ def stage_index(
     ``encoder`` (of ``model_dir``'s model) is used instead of loading the model
     again; the pipeline passes the one it then evaluates with.
     """
-    from ragtune.index import open_index
+    from ragtune.index import location_path, open_index
     from ragtune.models import model_fingerprint
 
     loc = location or str(rd.qdrant)
@@ -150,7 +150,8 @@ def stage_index(
     mfp = model_fingerprint(model)
     # the run's own store is named relative to the run, so a copied run directory is still done
     fp = fingerprint("index", sha256_file(rd.chunks), mfp, collection, location or "RUN/qdrant")
-    if rd.stage_done("index", fp, Path(loc) if "://" not in loc else rd.root) and _index_intact(rd, loc, collection, model):
+    where = location_path(loc)  # an embedded store's folder or file; None for a server
+    if rd.stage_done("index", fp, where or rd.root) and _index_intact(rd, loc, collection, model):
         return rd.record["stages"]["index"]
     with rd.stage("index", fp) as info, task("[4/5] index"):
         encoder = encoder or Encoder(model, devices=encoding_devices())  # every GPU when there are several
@@ -160,7 +161,7 @@ def stage_index(
             index.commit()
             if index.replaced:
                 log.info("%s: collection %r rebuilt for the new model (weights %s, was %s) and swapped in",
-                         rd.relative(Path(loc)) if "://" not in loc else loc, collection, mfp,
+                         rd.relative(where) if where else loc, collection, mfp,
                          index.replaced.get("fingerprint"))
             info.update(location=loc, collection=collection, points=done["points"], encoded=done["encoded"],
                         removed=done["removed"], engine=index.engine, dim=encoder.dimension,
