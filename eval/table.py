@@ -51,7 +51,7 @@ def training_rows(results: Path) -> list[str]:
         if not tr or not tuned:
             continue
         cfg = tr.get("config", {})
-        mode = f"LoRA r={cfg['lora']['rank']}" if cfg.get("lora") else "query adapter" if cfg.get("query_adapter") else "full"
+        mode = _method(cfg)
         m = tuned[max(tuned, key=int)]
         mix = (tr.get("interpolation") or {}).get("alpha", "off")
         ratio = data.get("time_ratio_vs_anchor", "")
@@ -135,6 +135,16 @@ def _proto(f: Path) -> str:
         return ""
 
 
+def _method(cfg: dict) -> str:
+    """What a training run tuned: full weights, a peft adapter (LoRA, LoRA+, (IA)3) or a query adapter."""
+    lora = cfg.get("lora")
+    if lora:
+        if lora.get("method") == "ia3":
+            return "(IA)3"
+        return f"LoRA+ r={lora['rank']} ×{lora['plus_ratio']:g}" if lora.get("plus_ratio") else f"LoRA r={lora['rank']}"
+    return "query adapter" if cfg.get("query_adapter") else "full"
+
+
 if __name__ == "__main__":
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results"
     print("\n".join(rows(folder)))
@@ -146,3 +156,4 @@ if __name__ == "__main__":
     print("\n".join(server_rows(folder)))
     print()
     print("\n".join(scale_rows(folder)))
+
