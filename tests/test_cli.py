@@ -242,6 +242,28 @@ def test_one_bad_file_is_a_warning_not_a_failure(tmp_path, tiny_corpus, capsys):
     assert "(1 skipped)" in stdout
 
 
+def test_generate_survives_an_11_mb_single_paragraph_file(tmp_path, tiny_corpus, capsys):
+    """The sentence splitter never sees a huge unbroken string: generate finishes, with pairs from the good files."""
+    import random
+    import shutil
+
+    corpus = tmp_path / "c"
+    shutil.copytree(tiny_corpus, corpus)
+    words = ["tram", "depot", "fare", "ticket", "route", "platform", "timetable", "driver"]
+    rng = random.Random(3)
+    (corpus / "huge.txt").write_text(" ".join(rng.choice(words) for _ in range(1_700_000)) + ".")
+    assert (corpus / "huge.txt").stat().st_size > 11e6
+    out = tmp_path / "p.jsonl"
+    code, stdout, err = run_inprocess(capsys, "generate", str(corpus), "--out", str(out))
+    assert code == 0, err
+    pairs = [json.loads(line) for line in out.read_text().splitlines()]
+    chunks = [json.loads(line) for line in (tmp_path / "p.chunks.jsonl").read_text().splitlines()]
+    assert {c["source"] for c in chunks} >= {"fares.txt", "depot.html", "huge.txt"}
+    by_id = {c["id"]: c["source"] for c in chunks}
+    assert "(0 skipped)" in stdout
+    assert {by_id[p["positive_id"]] for p in pairs} >= {"fares.txt", "depot.html"}  # pairs from the good files
+
+
 class _BrokenEntryPoint:
     name = "serve"
 
