@@ -36,6 +36,10 @@ _BACKEND_FILE_HELP = "The exported file to run, e.g. MODEL/onnx/model.onnx."
 _LOSS_HELP = " | ".join(_LOSSES)
 _TASK_HELP = "retrieval | classification (labelled texts: a logistic-regression probe on the embeddings, MTEB's way)."
 _LABELLED_HELP = "--task classification: JSONL/CSV with text,label (optional split) columns, or a folder whose subfolders are the labels (a corpus folder works)."
+_HOSTED_HELP = (
+    "A hosted embedding model scored beside base and tuned (plain mode; time, tokens and cost in the report), its vectors "
+    "cached: openai:text-embedding-3-small, http://127.0.0.1:8000/v1[#MODEL] (key: RAGTUNE_BASELINE_KEY) or ollama:MODEL."
+)
 
 
 @contextlib.contextmanager
@@ -159,6 +163,7 @@ def run(
     export: str | None = typer.Option(
         None, "--export", help=f"Last stage: write the tuned model in these forms too, comma-separated ({', '.join(FORMATS)})."
     ),
+    baseline: str | None = typer.Option(None, "--baseline", help=_HOSTED_HELP + " Cache: WORKDIR/cache/embeddings."),
 ) -> None:
     """The main job: chunks → pairs → tuned model → Qdrant index → before/after report.
 
@@ -173,7 +178,7 @@ def run(
         "train.loss": loss, "train.batch_size": batch_size,
         "chunk.chunk_size": chunk_size, "long_chunks": long_chunks, "train.max_steps": max_steps,
         "train.max_seq_length": max_seq_length, "generation.llm": llm, "train.summarize": summarize,
-        "export": _formats(export) if export else None,
+        "export": _formats(export) if export else None, "baseline": baseline,
         **{f"train.{k}": v for k, v in _training_options(
             learning_rate, warmup_ratio, weight_decay, gradient_accumulation, mixed_precision,
             lora_r, lora_alpha, lora_dropout, lora_plus_ratio, lora_lr, peft_method,
@@ -335,7 +340,9 @@ def evaluate(
     model: str = typer.Option(..., "--model", "-m", help="Model folder (or hub id) to evaluate."),
     data: Path = typer.Option(..., "--data", "-d", help="LlamaIndex dataset JSON, BEIR folder, or pairs.jsonl; " + _LABELLED_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder to write."),
-    baseline: str | None = typer.Option(None, "--baseline", "--base", help="Model to compare with (default: the model's base; 'none' to skip)."),
+    baseline: str | None = typer.Option(None, "--base", help="Model to compare with (default: the model's base; 'none' to skip)."),
+    hosted: str | None = typer.Option(None, "--baseline", help=_HOSTED_HELP + " A folder or hub id here means --base, as before."),
+    cache: Path | None = typer.Option(None, "--cache", help="--baseline's embedding cache folder (default: OUT.embedding-cache beside --out)."),
     task: str = typer.Option("retrieval", "--task", help=_TASK_HELP),
     dims: str | None = typer.Option(None, "--dims", help="Dimensions to evaluate, comma-separated (default: the trained Matryoshka dims)."),
     long_chunks: bool = typer.Option(True, "--long/--no-long", help="Also evaluate best-window search."),
@@ -349,10 +356,16 @@ def evaluate(
     from ragtune.models import Encoder, encoding_devices, load_model, model_label
     from ragtune.report import build_report, write_report
 
+    baseline, hosted = _split_baseline(baseline, hosted)
     if _task(task, data) == "classification":
+        if hosted:
+            raise RagtuneError(f"--baseline {hosted!r}: a hosted baseline is scored on retrieval only")
         _evaluate_classification(data, model, baseline, out, backend, backend_file, workers)
         return
+    from ragtune.hosted import BASELINE, HostedEncoder
+
     dataset = load_eval_dataset(data)
+    extra_models = {BASELINE: HostedEncoder(hosted, cache_dir=cache or out.with_name(out.name + ".embedding-cache"))} if hosted else {}
     from ragtune.train.card import read_card
 
     card = read_card(model)
@@ -369,12 +382,14 @@ def evaluate(
         else labels
     )
     with _showing_progress():
-        results = evaluate_models(dataset, encoders, dim_list, long_chunks)
+        results = evaluate_models(dataset, {**encoders, **extra_models}, dim_list, long_chunks, plain_only=extra_models)
     from ragtune.pipeline import rag_metrics
 
     models = {label: (model_label(m) if label == "base" else _described(model, backend, backend_file)) for label, m in labels.items()}
+    models.update({k: h.spec.spec for k, h in extra_models.items()})
     rag = rag_metrics(dataset, results, llm)
-    report = build_report(dataset, results, models, extra={"ragas": rag} if rag else None)
+    extra = {"hosted": {k: h.usage() for k, h in extra_models.items()}} if extra_models else {}
+    report = build_report(dataset, results, models, extra={**extra, **({"ragas": rag} if rag else {})} or None)
     write_report(report, out)
     _print_summary(report, None)
     _echo(f"wrote {out}/report.json, report.md, report.html")
@@ -596,6 +611,19 @@ def _evaluate_classification(
         _echo(f"  {label:<6} accuracy {m['accuracy']:.3f} [{m['accuracy_ci'][0]:.3f}, {m['accuracy_ci'][1]:.3f}]  "
               f"macro-F1 {m['macro_f1']:.3f} [{m['macro_f1_ci'][0]:.3f}, {m['macro_f1_ci'][1]:.3f}]")
     _echo(f"wrote {out}/report.json, report.md, report.html")
+
+
+def _split_baseline(base: str | None, baseline: str | None) -> tuple[str | None, str | None]:
+    """(--base, hosted --baseline), the hosted spec checked; a --baseline naming a folder or hub id still means --base."""
+    from ragtune.hosted import is_hosted_spec, parse_baseline
+
+    if baseline is not None and not is_hosted_spec(baseline):
+        if base is not None:
+            raise RagtuneError(f"--baseline {baseline!r}: not a hosted model (http(s) URL or provider:model); give a local one as --base")
+        return baseline, None
+    if baseline is not None:
+        parse_baseline(baseline)
+    return base, baseline
 
 
 def _formats(value: str) -> list[str]:

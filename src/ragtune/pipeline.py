@@ -50,6 +50,8 @@ class RunConfig:
     long_chunks: bool = True  # also evaluate best-window (long-chunk) search
     # last stage: the tuned model also as these forms (ragtune.backends.FORMATS)
     export: list[str] = field(default_factory=list)
+    # a hosted embedding model scored beside base and tuned (ragtune.hosted: URL[#MODEL] or provider:model)
+    baseline: str | None = None
 
     def __post_init__(self) -> None:
         from ragtune.backends import backend_of
@@ -197,27 +199,35 @@ def stage_evaluate(
     extra: dict[str, Any] | None = None,
     judge_llm: str | None = None,
     encoders: dict[str, Encoder] | None = None,
+    baseline: str | None = None,
 ) -> dict[str, Any]:
     """Base (and tuned) model on ``dataset`` → ``report/`` (json, md, html).
 
     RAG metrics from ragas go into the report too: the ID-based ones always
     (when ragas is installed), the LLM-judged ones when ``judge_llm`` is a spec.
     ``encoders`` maps a label (``tuned``) to an already-loaded :class:`Encoder`
-    of that model, used instead of loading it again.
+    of that model, used instead of loading it again. ``baseline`` (a
+    :mod:`ragtune.hosted` spec) is scored too, in plain mode, its vectors cached
+    in ``RUN/cache/embeddings``; its tokens and cost go into the report.
     """
     models: dict[str, Any] = {"base": base} if tuned is None else {"base": base, "tuned": tuned}
     fp = fingerprint("evaluate", dataset.source, len(dataset.queries), model_label(base),
                      rd.relative(Path(tuned)) if tuned is not None else None, list(dims or []), long_chunks, judge_llm,
-                     rd.record.get("stages", {}).get("train", {}).get("fingerprint"))
+                     rd.record.get("stages", {}).get("train", {}).get("fingerprint"), *([baseline] if baseline else []))
     if rd.stage_done("evaluate", fp, rd.report / "report.json"):
         import json
 
         return json.loads((rd.report / "report.json").read_text())
+    hosted = _hosted(baseline, rd.cache / "embeddings")
     with rd.stage("evaluate", fp) as info, task("[5/5] evaluation"):
-        results = evaluate_models(dataset, {**models, **(encoders or {})}, dims, long_chunks)
+        results = evaluate_models(dataset, {**models, **(encoders or {}), **hosted}, dims, long_chunks, plain_only=hosted)
         info.update({label: r.seconds for label, r in results.items()})
+        info.update({"hosted": {k: h.usage() for k, h in hosted.items()}} if hosted else {})
+    for h in hosted.values():
+        h.close()
     names = {label: model_label(m) if label == "base" else str(m) for label, m in models.items()}
-    extra = dict(extra or {})
+    names.update({k: h.spec.spec for k, h in hosted.items()})
+    extra = dict(extra or {}, **({"hosted": info["hosted"]} if hosted else {}))
     rag = rag_metrics(dataset, results, judge_llm)
     if rag:
         extra["ragas"] = rag
@@ -225,6 +235,15 @@ def stage_evaluate(
     write_report(report, rd.report)
     rd.record_artifact("evaluate", rd.report / "report.json")
     return report
+
+
+def _hosted(baseline: str | None, cache: Path) -> dict[str, Any]:
+    """``{"baseline": HostedEncoder}`` for a ``--baseline`` spec, else empty."""
+    if not baseline:
+        return {}
+    from ragtune.hosted import BASELINE, HostedEncoder
+
+    return {BASELINE: HostedEncoder(baseline, cache_dir=cache)}
 
 
 def stage_export(
@@ -300,6 +319,10 @@ def preflight(config: RunConfig, workdir: str | Path) -> RetrievalDataset | None
     if corpus.is_dir() and next(iter(scan_files(corpus, True)), None) is None:
         raise InputError(f"{corpus}: the corpus folder holds no files")
     resolve_model(config.train.base)  # a bad --base fails here, before the corpus is read
+    if config.baseline:
+        from ragtune.hosted import parse_baseline
+
+        parse_baseline(config.baseline)  # syntax, package, key: no request
     given = load_eval_dataset(config.eval_data) if config.eval_data else None
     root = Path(workdir)
     if root.exists() and not root.is_dir():
@@ -348,7 +371,7 @@ def run_pipeline(config: RunConfig, workdir: str | Path) -> dict[str, Any]:
     }
     report = stage_evaluate(
         rd, dataset, config.train.base, model_dir, dims, config.long_chunks, extra=extra, judge_llm=config.generation.llm,
-        encoders={"tuned": tuned},
+        encoders={"tuned": tuned}, baseline=config.baseline,
     )
     from ragtune.train.card import add_evaluation
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +99,7 @@ def evaluate_models(
     dims: Sequence[int] | None = None,
     long_chunks: bool = True,
     batch_size: int = 64,
+    plain_only: Collection[str] = (),
 ) -> dict[str, EvalResult]:
     """Every model × search mode × dimension on one dataset: the one evaluation loop.
 
@@ -113,6 +114,8 @@ def evaluate_models(
         dims: Matryoshka dimensions to score (default: each model's full width).
         long_chunks: also score each chunk by its best window, as ``{label}+long``.
         batch_size: encoding batch size.
+        plain_only: labels scored in plain mode only and at their own full width
+            (a hosted baseline: no windows, and ``dims`` belong to the other models).
 
     Returns:
         label → :class:`EvalResult`: every plain label first, then the ``+long`` ones.
@@ -135,9 +138,12 @@ def evaluate_models(
     results: dict[str, EvalResult] = {}
     for long in modes:
         for label, encoder in encoders.items():
+            if long and label in plain_only:
+                continue
             name = f"{label}+long" if long else label
+            own = None if label in plain_only else dims
             with task(f"Evaluating {name}"):
-                results[name] = RetrievalEvaluator(dataset, dims=dims, long_chunks=long, batch_size=batch_size)(encoder, name)
+                results[name] = RetrievalEvaluator(dataset, dims=own, long_chunks=long, batch_size=batch_size)(encoder, name)
     return results
 
 

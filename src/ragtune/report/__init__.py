@@ -16,7 +16,12 @@
 - ``per_query``: ``{metric, qids, labels: label → {dim, values}}`` — each
   label's per-query ``ndcg@10`` at its full dimension (the distribution plot);
 - ``ragas`` (optional): label → metric → float, from
-  :func:`ragtune.evaluation.ragas_eval.ragas_metrics`.
+  :func:`ragtune.evaluation.ragas_eval.ragas_metrics`;
+- ``hosted`` (optional, with ``--baseline``): label (``baseline``) → ``{spec,
+  endpoint, model, texts, fetched, from_cache, requests, tokens, tokens_source,
+  fetch_s, usd_per_1m_tokens, price_date, cost_usd, cost_usd_uncached, cache}``
+  (:meth:`ragtune.hosted.HostedEncoder.usage`); that label is scored in plain
+  mode only, at its own width, and has no ``+long`` twin.
 
 A classification evaluation writes ``task: "classification"``, ``dataset``, ``models`` and
 ``classification`` instead of the retrieval keys (:mod:`.classification`).

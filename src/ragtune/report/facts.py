@@ -255,7 +255,24 @@ def _stage_details(name: str, rec: Mapping[str, Any], report: Mapping[str, Any])
                     f"{label}: encode {_n(s.get('corpus_units', '?'))} corpus units {s['encode_corpus_s']:.1f} s, "
                     f"queries {s.get('encode_queries_s', 0):.1f} s, search {s.get('search_s', 0):.1f} s"
                 )
+        out += [hosted_cost(label, h) for label, h in (report.get("hosted") or {}).items() if isinstance(h, Mapping)]
     return out
+
+
+def hosted_cost(label: str, h: Mapping[str, Any]) -> str:
+    """What a hosted baseline cost: texts fetched and from cache, tokens, dollars at the list price."""
+    price = h.get("usd_per_1m_tokens")
+    est = " (estimated)" if h.get("tokens_source") == "estimate" else ""
+    cost = (
+        f"${h.get('cost_usd') or 0:.4f} this run, ${h.get('cost_usd_uncached') or 0:.4f} without the cache "
+        f"(${price} per 1M tokens, list price of {h.get('price_date')})"
+        if price is not None else f"no list price known for {h.get('model')}"
+    )
+    return (
+        f"{label} ({h.get('model') or h.get('spec')} at {h.get('endpoint')}): {_n(h.get('fetched', 0))} texts fetched "
+        f"in {_n(h.get('requests', 0))} requests ({h.get('fetch_s', 0):.1f} s), {_n(h.get('from_cache', 0))} from cache; "
+        f"{_n(h.get('tokens', 0))} tokens{est}; {cost}"
+    )
 
 
 def dataset_facts(report: Mapping[str, Any]) -> list[tuple[str, str]]:
