@@ -12,11 +12,11 @@ from __future__ import annotations
 import csv
 import json
 import random
-import sys
 
 import numpy as np
 import pytest
 from conftest import SAMPLE_CORPUS
+from test_cli import run_inprocess
 
 TOPICS = [
     "The hotel room", "The new phone", "The pasta at the corner bistro", "The customer service hotline",
@@ -66,22 +66,6 @@ def topic_rows(n: int = 30, seed: int = 0) -> list[dict[str, str]]:
 def write_jsonl(path, rows) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return str(path)
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """The CLI entry point in this process: (exit code, stdout, stderr)."""
-    from ragtune import cli
-
-    old, sys.argv = sys.argv, ["ragtune", "-q", *args]
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # --- loading and splitting ---------------------------------------------------------------
@@ -183,7 +167,7 @@ def test_train_cli_writes_a_loadable_model(sentiment, tmp_path, capsys, st_model
     from sentence_transformers import SentenceTransformer
 
     out = tmp_path / "m"
-    code, stdout, err = run_cli(capsys, "train", "--task", "classification", "--data", sentiment, "--out", str(out),
+    code, stdout, err = run_inprocess(capsys, "train", "--task", "classification", "--data", sentiment, "--out", str(out),
                                 "--max-steps", "2", "--batch-size", "8")
     assert code == 0, err
     assert "trained 2 steps on 63 labelled texts (2 labels, batch-all" in stdout
@@ -196,7 +180,7 @@ def test_train_cli_writes_a_loadable_model(sentiment, tmp_path, capsys, st_model
 
 def test_tuned_beats_base_on_held_out_texts(sentiment, tuned, tmp_path, capsys):
     out = tmp_path / "report"
-    code, stdout, err = run_cli(capsys, "evaluate", "--task", "classification", "--data", sentiment,
+    code, stdout, err = run_inprocess(capsys, "evaluate", "--task", "classification", "--data", sentiment,
                                 "--model", str(tuned), "--out", str(out))
     assert code == 0, err
     report = json.loads((out / "report.json").read_text())
@@ -227,7 +211,7 @@ def test_no_gain_is_reported_when_there_is_none(sentiment, tuned, tmp_path, caps
     labels = [r["label"] for r in rows]
     random.Random(3).shuffle(labels)
     shuffled = write_jsonl(tmp_path / "shuffled.jsonl", [{**r, "label": lbl} for r, lbl in zip(rows, labels)])
-    code, _, err = run_cli(capsys, "evaluate", "--task", "classification", "--data", shuffled,
+    code, _, err = run_inprocess(capsys, "evaluate", "--task", "classification", "--data", shuffled,
                            "--model", str(tuned), "--out", str(tmp_path / "r"))
     assert code == 0, err
     cls = json.loads((tmp_path / "r" / "report.json").read_text())["classification"]
@@ -242,7 +226,7 @@ def test_separable_topics_from_csv(tuned, tmp_path, capsys):
         w = csv.DictWriter(fh, fieldnames=["text", "label"])
         w.writeheader()
         w.writerows(topic_rows())
-    code, _, err = run_cli(capsys, "evaluate", "--task", "classification", "--data", str(path), "--model", str(tuned),
+    code, _, err = run_inprocess(capsys, "evaluate", "--task", "classification", "--data", str(path), "--model", str(tuned),
                            "--base", "default", "--out", str(tmp_path / "r"))
     assert code == 0, err
     cls = json.loads((tmp_path / "r" / "report.json").read_text())["classification"]
@@ -255,7 +239,7 @@ def test_separable_topics_from_csv(tuned, tmp_path, capsys):
 
 
 def test_sample_corpus_folders_as_labels(tmp_path, capsys, model_path):
-    code, _, err = run_cli(capsys, "evaluate", "--task", "classification", "--data", str(SAMPLE_CORPUS),
+    code, _, err = run_inprocess(capsys, "evaluate", "--task", "classification", "--data", str(SAMPLE_CORPUS),
                                 "--model", "default", "--base", "none", "--out", str(tmp_path / "r"))
     assert code == 0, err
     report = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -311,7 +295,7 @@ def test_bad_input_is_one_line(tmp_path, capsys, make, args, needle):
     if "--task" not in argv and (argv[0] == "evaluate" or "--data" in argv):
         argv += ["--task", "classification"]
     argv += ["--out", str(tmp_path / "out")] + (["--model", "default"] if argv[0] == "evaluate" else [])
-    code, _, err = run_cli(capsys, *argv)
+    code, _, err = run_inprocess(capsys, *argv)
     assert code == 1
     lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and needle in lines[0], err

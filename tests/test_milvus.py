@@ -261,30 +261,12 @@ def test_cli_index_and_query_on_milvus(tmp_path, tiny_corpus, capsys, model_path
     assert code != 0 and "no such Milvus Lite database" in err
 
 
-def test_llamaindex_on_milvus(tmp_path, tiny_corpus):
-    from llama_index.core import SimpleDirectoryReader, StorageContext, VectorStoreIndex
-    from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters
-
+def test_llamaindex_build_index_on_milvus(tmp_path, tiny_corpus):
+    """The LlamaIndex helper on Milvus Lite (the vector store itself: tests/test_stores.py's milvus case)."""
     from llama_index.embeddings.ragtune import RagtuneEmbedding
     from llama_index.retrievers.ragtune import build_index
-    from llama_index.vector_stores.ragtune import RagtuneVectorStore
 
     emb = RagtuneEmbedding(model_path="default")
-    store = RagtuneVectorStore.open(f"milvus:{tmp_path}/li.db", emb)
-    docs = SimpleDirectoryReader(str(tiny_corpus), required_exts=[".md", ".txt"]).load_data()
-    index = VectorStoreIndex.from_documents(docs, storage_context=StorageContext.from_defaults(vector_store=store),
-                                            embed_model=emb)
-    top = index.as_retriever(similarity_top_k=3).retrieve("How much does a monthly pass cost?")
-    assert top and "58 euros" in top[0].node.get_content()
-    only = index.as_retriever(
-        similarity_top_k=5,
-        filters=MetadataFilters(filters=[MetadataFilter(key="file_name", value="fares.txt", operator=FilterOperator.EQ)]),
-    ).retrieve("tram")
-    assert only and {n.node.metadata["file_name"] for n in only} == {"fares.txt"}
-    n = store.index.count()
-    index.delete_ref_doc(next(d for d in docs if d.metadata["file_name"] == "fares.txt").doc_id)
-    assert 0 < store.index.count() < n
-    store.close()
     built = build_index(tiny_corpus, emb, location=f"milvus:{tmp_path}/b.db", chunk_size=128)
     nodes = built.as_retriever(similarity_top_k=3).retrieve("Which depot maintains the tram fleet?")
     assert "Eastfield depot" in nodes[0].node.get_content()

@@ -172,7 +172,7 @@ def test_a_local_mode_folder_is_still_read(tmp_path, tiny_chunks, st_model, capl
     store.close()
 
 
-@pytest.mark.parametrize("engine", ["edge", "server"])
+@pytest.mark.parametrize("engine", ["edge", "server", "milvus"])
 def test_llamaindex_vector_store(engine, tmp_path, tiny_corpus):
     from llama_index.core import SimpleDirectoryReader, StorageContext, VectorStoreIndex
     from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters
@@ -183,6 +183,10 @@ def test_llamaindex_vector_store(engine, tmp_path, tiny_corpus):
     emb = RagtuneEmbedding(model_path="default")
     if engine == "edge":
         location, name = tmp_path / "q", "ragtune"
+    elif engine == "milvus":
+        pytest.importorskip("pymilvus")
+        pytest.importorskip("milvus_lite")
+        location, name = f"milvus:{tmp_path}/li.db", "ragtune"
     else:
         server, name = _server("ragtune-test")
         location = server.location
