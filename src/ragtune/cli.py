@@ -187,10 +187,10 @@ def run(
     given = parse_sets(f"{k}={json.dumps(v)}" for k, v in options.items() if v is not None)
     layers = merge(load_config_file(config) if config else {}, given, parse_sets(sets), {"corpus": str(corpus)})
     cfg = resolve_run_config(layers)
-    preflight(cfg, workdir)  # one-line errors before the run directory or any long work
+    given = preflight(cfg, workdir)  # one-line errors before the run directory or any long work
     log_file = console.log_to(Path(workdir) / "logs")
     with _showing_progress():
-        report = run_pipeline(cfg, workdir)
+        report = run_pipeline(cfg, workdir, given, checked=True)
     _print_summary(report, workdir)
     if not _QUIET:
         _echo(f"log: {log_file}")

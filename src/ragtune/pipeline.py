@@ -339,9 +339,16 @@ def preflight(config: RunConfig, workdir: str | Path) -> RetrievalDataset | None
     return given
 
 
-def run_pipeline(config: RunConfig, workdir: str | Path) -> dict[str, Any]:
-    """Run every stage into ``workdir``; returns the report record."""
-    given = preflight(config, workdir)
+def run_pipeline(
+    config: RunConfig, workdir: str | Path, given: RetrievalDataset | None = None, *, checked: bool = False
+) -> dict[str, Any]:
+    """Run every stage into ``workdir``; returns the report record.
+
+    ``checked``: :func:`preflight` already ran (the CLI runs it before it opens
+    the run's log) and returned ``given``, so it is not done twice.
+    """
+    if not checked:
+        given = preflight(config, workdir)
     rd = RunDir(Path(workdir))
     dataset_path = config.eval_data
     inputs = {"corpus": str(Path(config.corpus).resolve())}
