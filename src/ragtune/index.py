@@ -509,7 +509,12 @@ def _vector_specs(dim: int, small: int, quantization: str) -> dict[str, VectorSp
 
 
 def chunk_payload(chunk: Chunk, spans: Sequence[tuple[int, int]]) -> dict[str, Any]:
-    """Payload in LlamaIndex's node format (so ``QdrantVectorStore`` reads it) plus ragtune fields."""
+    """Payload in LlamaIndex's node format (so ``QdrantVectorStore`` reads it) plus ragtune fields.
+
+    ``windows`` holds the windows' token spans as text, ``"0-256 192-448"``: a
+    nested list costs an embedded store's ingest ~30 µs more per point to
+    convert (measured with qdrant-edge-py 0.9), and nothing searches on it.
+    """
     from llama_index.core.schema import TextNode
     from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
@@ -522,7 +527,7 @@ def chunk_payload(chunk: Chunk, spans: Sequence[tuple[int, int]]) -> dict[str, A
         document_id=chunk.doc_id,
         ref_doc_id=chunk.doc_id,
         source=chunk.source,
-        windows=[list(s) for s in spans],
+        windows=" ".join(f"{a}-{b}" for a, b in spans),
     )
     return payload
 
