@@ -120,7 +120,7 @@ def test_rerun_resumes_and_skips_finished_stages(sample_run):
         assert after[stage]["finished"] == before[stage]["finished"], stage
 
 
-def test_reruns_are_safe_copied_retrained_and_damaged(sample_run, tmp_path):
+def test_reruns_are_safe_copied_retrained_and_damaged(sample_run, tmp_path, capsys):
     """A copied run directory is done; another training option retrains and the index follows the new
     model (rebuilt, not refused); a truncated pairs.jsonl and a cut model.safetensors are named and redone."""
     import shutil
@@ -135,9 +135,10 @@ def test_reruns_are_safe_copied_retrained_and_damaged(sample_run, tmp_path):
             "--batch-size", "16"]
     stages = lambda: json.loads((work / "run.json").read_text())["stages"]  # noqa: E731
     before = stages()
-    cli(*args, "--max-steps", "2")
+    assert run_inprocess(capsys, *args, "--max-steps", "2")[0] == 0  # in this process: it only checks
     assert all(stages()[s]["finished"] == before[s]["finished"] for s in before), "a copied run redid a stage"
 
+    args += ["--no-long", "--no-summarize"]  # the retrained runs skip what this test does not look at
     proc = cli(*args, "--max-steps", "3")
     after = stages()
     assert after["train"]["steps"] == 3 and after["index"]["replaced"]["fingerprint"]
@@ -344,7 +345,7 @@ def test_model_card_snippet_runs_and_gives_the_tuned_vectors(sample_run):
     assert np.allclose(scope["model"].encode([text], normalize_embeddings=True)[0], ref, atol=1e-5)
 
 
-def test_set_reaches_lora_and_config_file_replays_it(tmp_path):
+def test_set_reaches_lora_and_config_file_replays_it(tmp_path, capsys):
     """--set reaches nested settings (train.lora.rank trains a LoRA adapter); the same settings
     from a TOML --config resolve to the same run.json config, so the re-run skips every stage."""
     work = tmp_path / "w"
@@ -362,14 +363,17 @@ def test_set_reaches_lora_and_config_file_replays_it(tmp_path):
         "[train]\nepochs = 1\nmax_steps = 2\nmax_seq_length = 96\nsummarize = false\nbatch_size = 8\n"
         "[train.lora]\nrank = 16\n"
     )
-    cli("run", str(SAMPLE_CORPUS), "--workdir", str(work), "--config", str(toml))
+    # the replays redo nothing, so they run in this process (no second start-up)
+    assert run_inprocess(capsys, "run", str(SAMPLE_CORPUS), "--workdir", str(work), "--config", str(toml))[0] == 0
     second = json.loads((work / "run.json").read_text())
     assert second["config"] == first["config"]
     for stage in ("chunks", "pairs", "train", "index", "evaluate"):
         assert second["stages"][stage]["finished"] == first["stages"][stage]["finished"], stage
     # autotrain's names reach the same settings: --lora-r 16 is the LoRA run above (nothing redone)
-    cli("run", str(SAMPLE_CORPUS), "--workdir", str(work), "--lora-r", "16", "--lora-alpha", "32", "--epochs", "1",
-        "--max-steps", "2", "--max-seq-length", "96", "--no-summarize", "--batch-size", "8", "--max-pairs", "40", "--no-long")
+    code = run_inprocess(capsys, "run", str(SAMPLE_CORPUS), "--workdir", str(work), "--lora-r", "16", "--lora-alpha", "32",
+                         "--epochs", "1", "--max-steps", "2", "--max-seq-length", "96", "--no-summarize", "--batch-size", "8",
+                         "--max-pairs", "40", "--no-long")[0]
+    assert code == 0
     third = json.loads((work / "run.json").read_text())
     assert third["config"] == first["config"]
     assert third["stages"]["train"]["finished"] == first["stages"]["train"]["finished"]
