@@ -24,6 +24,8 @@ single-query latency in three modes (plain, windows, windows two-stage),
 reopen time, disk and the child's peak RSS; the parent computes exact
 top-10s and recall@10. qdrant-client's local mode runs only up to
 ``--local-max`` chunks (at 50k single vectors it took ≈525 s to ingest).
+``--stores milvus`` adds Milvus Lite (``milvus:FOLDER/scale.db``, windows as
+rows of a second collection) through the same facade.
 
 Streaming (``--index-copies 1,10``): ``ragtune index`` itself, as a child
 process, over a folder holding the Uber 10-K PDF once and over one holding it
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--chunks", default="10000", help="comma-separated collection sizes in chunks")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--stores", default="edge,local", help="edge (the default engine), local (qdrant-client local mode)")
+    ap.add_argument("--stores", default="edge,local",
+                    help="edge (the default engine), local (qdrant-client local mode), milvus (Milvus Lite)")
     ap.add_argument("--local-max", type=int, default=10_000, help="largest size local mode is run at")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--noise", type=float, default=0.3)
@@ -253,9 +256,21 @@ def _spawn(args: argparse.Namespace, store: str, n: int, work: Path) -> dict:
     return json.loads(result.read_text())
 
 
+STORES = {"edge": "qdrant-edge", "local": "qdrant-client-local", "milvus": "milvus-lite"}
+
+
+def _open(folder: Path, store_name: str):
+    from ragtune.index import connect
+
+    if store_name == "milvus":  # a Milvus Lite database file inside the run's folder
+        folder.mkdir(parents=True, exist_ok=True)
+        return connect(f"milvus:{folder / 'scale.db'}")
+    return connect(folder, engine=store_name)
+
+
 def _child(args: argparse.Namespace) -> int:
     from ragtune.corpus import Chunk
-    from ragtune.index import ChunkIndex, connect
+    from ragtune.index import ChunkIndex
 
     store_name, n = args.one[0], int(args.one[1])
     base = _real_vectors(args.cache)
@@ -282,7 +297,7 @@ def _child(args: argparse.Namespace) -> int:
         return run
 
     t0 = time.perf_counter()
-    store = connect(folder, engine=store_name)
+    store = _open(folder, store_name)
     for name in ("create", "upsert", "optimize"):
         setattr(store, name, timed(getattr(store, name)))
     index = ChunkIndex(store, "scale")
@@ -300,7 +315,7 @@ def _child(args: argparse.Namespace) -> int:
     index.store.close()
 
     t0 = time.perf_counter()
-    store = connect(folder, engine=store_name)
+    store = _open(folder, store_name)
     index = ChunkIndex(store, "scale")
     index.count()
     reopen_s = time.perf_counter() - t0
@@ -321,7 +336,7 @@ def _child(args: argparse.Namespace) -> int:
     shutil.rmtree(folder, ignore_errors=True)
     rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     run = {
-        "store": {"edge": "qdrant-edge", "local": "qdrant-client-local"}[store_name],
+        "store": STORES[store_name],
         "chunks": n,
         "points": count,
         "vectors": n * (2 + 2 * WINDOWS),
