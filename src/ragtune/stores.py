@@ -279,7 +279,10 @@ class EdgeStore:
         config = qe.EdgeConfig(
             vectors={k: params(v) for k, v in vectors.items()},
             on_disk_payload=True,
-            optimizers=qe.EdgeOptimizersConfig(default_segment_number=max(1, min(4, os.cpu_count() or 1))),
+            optimizers=qe.EdgeOptimizersConfig(
+                default_segment_number=max(1, min(4, os.cpu_count() or 1)),
+                max_segment_size=self.MAX_SEGMENT_KB,
+            ),
         )
         self._dir(name).parent.mkdir(parents=True, exist_ok=True)
         shard = self._shard(name, config)
@@ -299,7 +302,12 @@ class EdgeStore:
 
     #: points written between index builds during a long ingest: optimizing as it goes keeps
     #: the unindexed (in-memory, appendable) segment, and the peak memory of a build, bounded
-    OPTIMIZE_EVERY = 50_000
+    OPTIMIZE_EVERY = 25_000
+    #: a segment stops growing at this size (KB of vectors; ≈25,000 chunks of a 384-d model with
+    #: 4 windows). Without a cap every build merged all points into ``default_segment_number``
+    #: segments and rebuilt the whole graph, so ingest slowed as the collection grew (measured,
+    #: 100k chunks on 2 cores: 56.7 s with the merge-everything default, 38 s with this cap)
+    MAX_SEGMENT_KB = 150_000
 
     def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
         import qdrant_edge as qe
