@@ -229,15 +229,17 @@ class LineDisplay(Display):
             self._last_line = now
 
     def on_start(self, task: Task) -> None:
-        with _lock:
-            self._open.append(task)
-            self._last_by_task[id(task)] = time.monotonic()
-            if self._beat is None:
-                self._beat = threading.Thread(target=self._heartbeat, name="ragtune-progress", daemon=True)
-                self._beat.start()
+        # the start line first: the heartbeat may repeat this task's status only after it
         if not task.transient:
             total = f" ({task.total} {task.unit})".replace(" )", ")") if task.total else ""
             self._write(f"{task.description}{total} ...")
+        with _lock:
+            self._open.append(task)
+            self._last_by_task[id(task)] = time.monotonic()
+            # interval 0 prints every update, so there is no quiet time for a heartbeat to fill
+            if self._beat is None and self.interval > 0:
+                self._beat = threading.Thread(target=self._heartbeat, name="ragtune-progress", daemon=True)
+                self._beat.start()
 
     def on_update(self, task: Task) -> None:
         now = time.monotonic()
