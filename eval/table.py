@@ -156,4 +156,3 @@ if __name__ == "__main__":
     print("\n".join(server_rows(folder)))
     print()
     print("\n".join(scale_rows(folder)))
-

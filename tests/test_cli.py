@@ -370,10 +370,10 @@ def test_set_reaches_lora_and_config_file_replays_it(tmp_path, capsys):
     for stage in ("chunks", "pairs", "train", "index", "evaluate"):
         assert second["stages"][stage]["finished"] == first["stages"][stage]["finished"], stage
     # autotrain's names reach the same settings: --lora-r 16 is the LoRA run above (nothing redone)
-    code = run_inprocess(capsys, "run", str(SAMPLE_CORPUS), "--workdir", str(work), "--lora-r", "16", "--lora-alpha", "32",
-                         "--epochs", "1", "--max-steps", "2", "--max-seq-length", "96", "--no-summarize", "--batch-size", "8",
-                         "--max-pairs", "40", "--no-long")[0]
-    assert code == 0
+    code, _, err = run_inprocess(capsys, "run", str(SAMPLE_CORPUS), "--workdir", str(work), "--lora-r", "16", "--lora-alpha",
+                                 "32", "--epochs", "1", "--max-steps", "2", "--max-seq-length", "96", "--no-summarize",
+                                 "--batch-size", "8", "--max-pairs", "40", "--no-long")
+    assert code == 0, err
     third = json.loads((work / "run.json").read_text())
     assert third["config"] == first["config"]
     assert third["stages"]["train"]["finished"] == first["stages"]["train"]["finished"]

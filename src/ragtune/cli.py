@@ -362,11 +362,10 @@ def evaluate(
             raise RagtuneError(f"--baseline {hosted!r}: a hosted baseline is scored on retrieval only")
         _evaluate_classification(data, model, baseline, out, backend, backend_file, workers)
         return
-    from ragtune.hosted import BASELINE, HostedEncoder
+    from ragtune.hosted import hosted_baselines
+    from ragtune.train.card import read_card
 
     dataset = load_eval_dataset(data)
-    extra_models = {BASELINE: HostedEncoder(hosted, cache_dir=cache or out.with_name(out.name + ".embedding-cache"))} if hosted else {}
-    from ragtune.train.card import read_card
 
     card = read_card(model)
     base = baseline if baseline is not None else card.get("base_model", "default")
@@ -381,14 +380,17 @@ def evaluate(
         if devices
         else labels
     )
-    with _showing_progress():
+    cache_dir = cache or out.with_name(out.name + ".embedding-cache")
+    with _showing_progress(), hosted_baselines(hosted, cache_dir) as extra_models:
         results = evaluate_models(dataset, {**encoders, **extra_models}, dim_list, long_chunks, plain_only=extra_models)
+        usage = {k: h.usage() for k, h in extra_models.items()}
+        specs = {k: h.spec.spec for k, h in extra_models.items()}
     from ragtune.pipeline import rag_metrics
 
     models = {label: (model_label(m) if label == "base" else _described(model, backend, backend_file)) for label, m in labels.items()}
-    models.update({k: h.spec.spec for k, h in extra_models.items()})
+    models.update(specs)
     rag = rag_metrics(dataset, results, llm)
-    extra = {"hosted": {k: h.usage() for k, h in extra_models.items()}} if extra_models else {}
+    extra = {"hosted": usage} if usage else {}
     report = build_report(dataset, results, models, extra={**extra, **({"ragas": rag} if rag else {})} or None)
     write_report(report, out)
     _print_summary(report, None)

@@ -22,12 +22,13 @@ Specs:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,10 @@ from ragtune.models import READS_ALL, Encoder, WindowedVectors
 from ragtune.progress import track
 from ragtune.windows import WindowSpec
 
-__all__ = ["BASELINE", "PRICES_USD_PER_1M", "BaselineSpec", "EmbeddingCache", "HostedEncoder", "is_hosted_spec", "parse_baseline"]
+__all__ = [
+    "BASELINE", "PRICES_USD_PER_1M", "BaselineSpec", "EmbeddingCache", "HostedEncoder", "hosted_baselines", "is_hosted_spec",
+    "parse_baseline",
+]
 
 #: the report label of the hosted baseline
 BASELINE = "baseline"
@@ -382,6 +386,21 @@ class HostedEncoder(Encoder):
         """Close the cache file."""
         if self.cache is not None:
             self.cache.close()
+
+
+@contextlib.contextmanager
+def hosted_baselines(spec: str | None, cache_dir: str | os.PathLike[str]) -> Iterator[dict[str, HostedEncoder]]:
+    """``{BASELINE: HostedEncoder}`` for a ``--baseline`` spec (``{}`` for none), closed on exit.
+
+    The one place a baseline spec becomes the encoder every evaluation scores
+    under the ``baseline`` label (``ragtune run`` and ``ragtune evaluate``).
+    """
+    encoders = {BASELINE: HostedEncoder(spec, cache_dir=cache_dir)} if spec else {}
+    try:
+        yield encoders
+    finally:
+        for encoder in encoders.values():
+            encoder.close()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -218,13 +218,12 @@ def stage_evaluate(
         import json
 
         return json.loads((rd.report / "report.json").read_text())
-    hosted = _hosted(baseline, rd.cache / "embeddings")
-    with rd.stage("evaluate", fp) as info, task("[5/5] evaluation"):
+    from ragtune.hosted import hosted_baselines
+
+    with hosted_baselines(baseline, rd.cache / "embeddings") as hosted, rd.stage("evaluate", fp) as info, task("[5/5] evaluation"):
         results = evaluate_models(dataset, {**models, **(encoders or {}), **hosted}, dims, long_chunks, plain_only=hosted)
         info.update({label: r.seconds for label, r in results.items()})
         info.update({"hosted": {k: h.usage() for k, h in hosted.items()}} if hosted else {})
-    for h in hosted.values():
-        h.close()
     names = {label: model_label(m) if label == "base" else str(m) for label, m in models.items()}
     names.update({k: h.spec.spec for k, h in hosted.items()})
     extra = dict(extra or {}, **({"hosted": info["hosted"]} if hosted else {}))
@@ -235,15 +234,6 @@ def stage_evaluate(
     write_report(report, rd.report)
     rd.record_artifact("evaluate", rd.report / "report.json")
     return report
-
-
-def _hosted(baseline: str | None, cache: Path) -> dict[str, Any]:
-    """``{"baseline": HostedEncoder}`` for a ``--baseline`` spec, else empty."""
-    if not baseline:
-        return {}
-    from ragtune.hosted import BASELINE, HostedEncoder
-
-    return {BASELINE: HostedEncoder(baseline, cache_dir=cache)}
 
 
 def stage_export(
