@@ -122,7 +122,7 @@ def legacy_folder(model: str, dst: Path) -> Path:
     """
     import json
 
-    from ragtune.models import load_model, resolve_model
+    from ragtune.encoders.loading import load_model, resolve_model
 
     src = Path(resolve_model(None if model == "default" else model))
     if dst.exists():
@@ -302,7 +302,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def reference_vectors(args: argparse.Namespace, texts: list[str]) -> np.ndarray:
     """What the served folder's own ``encode`` gives (the form the ragtune server runs)."""
-    from ragtune.models import Encoder, load_model
+    from ragtune.encoders.encoder import Encoder
+    from ragtune.encoders.loading import load_model
 
     model = load_model(
         None if args.model == "default" else args.model,

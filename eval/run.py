@@ -47,8 +47,8 @@ def _train(pairs, out_dir: Path, overrides: dict, bench: Bench, base: str | None
 
 
 def _eval_uber(bench: Bench, tuned: Path | None, dims, long_chunks: bool, base: str | None):
+    from ragtune.encoders.loading import model_label
     from ragtune.evaluation import load_llamaindex
-    from ragtune.models import model_label
 
     ds = load_llamaindex(require("tenk", "uber_val_pairs.json"))
     bench.models.setdefault("base", model_label(base))
@@ -59,7 +59,7 @@ def _eval_uber(bench: Bench, tuned: Path | None, dims, long_chunks: bool, base: 
 
 def _given_chunks(path: Path):
     """The corpus of a LlamaIndex dataset JSON as ragtune chunks."""
-    from ragtune.corpus import Chunk
+    from ragtune.corpus.reader import Chunk
     from ragtune.pairs.schema import read_llamaindex_json
 
     corpus = read_llamaindex_json(path)["corpus"]
@@ -67,7 +67,7 @@ def _given_chunks(path: Path):
 
 
 def _prepare_given_pairs(path: Path, base: str | None, repoint: str, bench: Bench, negatives: int = 0):
-    from ragtune.models import Encoder
+    from ragtune.encoders.encoder import Encoder
     from ragtune.pairs import load_pairs
     from ragtune.pairs.negatives import mine_hard_negatives
     from ragtune.pairs.repoint import repoint_to_windows
@@ -102,7 +102,7 @@ def _searched_texts(args) -> list[str] | None:
 
 def _offline_from_given(path: Path, args, bench: Bench):
     """Offline pairs generated from the given pairs' own corpus (``--augment N``: at most N of them)."""
-    from ragtune.models import Encoder
+    from ragtune.encoders.encoder import Encoder
     from ragtune.pairs import GenerationConfig, generate_pairs
 
     enc = Encoder(args.base)
@@ -133,8 +133,8 @@ def protocol_t1(args, bench: Bench, anchor_too: bool = True):
 def _anchor(args, bench: Bench, ds=None):
     import anchor
 
+    from ragtune.encoders.loading import resolve_model
     from ragtune.evaluation import load_llamaindex
-    from ragtune.models import resolve_model
 
     if not anchor.available():
         print("  anchor skipped: pip install -r eval/requirements-anchor.txt", flush=True)
@@ -152,8 +152,8 @@ def _anchor(args, bench: Bench, ds=None):
 
 
 def protocol_generated(args, bench: Bench, pdf: str):
-    from ragtune.corpus import load_corpus
-    from ragtune.models import Encoder
+    from ragtune.corpus.reader import load_corpus
+    from ragtune.encoders.encoder import Encoder
     from ragtune.pairs import GenerationConfig, OfflineConfig, generate_pairs
 
     path = require("tenk", pdf)
@@ -208,9 +208,9 @@ def _t1_model(args, bench: Bench) -> Path:
 
 
 def protocol_g(args, bench: Bench):
+    from ragtune.encoders.loading import model_label
     from ragtune.evaluation import compute_metrics, load_beir
     from ragtune.evaluation.datasets import binary
-    from ragtune.models import model_label
 
     graded = load_beir(require("dbpedia-5k"))
     ds = binary(graded)
@@ -239,8 +239,8 @@ def protocol_m(args, bench: Bench):
 
 
 def protocol_anchor(args, bench: Bench):
+    from ragtune.encoders.loading import model_label
     from ragtune.evaluation import load_llamaindex
-    from ragtune.models import model_label
 
     ds = load_llamaindex(require("tenk", "uber_val_pairs.json"))
     bench.models["base"] = model_label(args.base)

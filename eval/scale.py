@@ -3,7 +3,7 @@
 ``python eval/scale.py --chunks 10000,100000,250000 --out eval/results/scale.json``
 
 Each chunk is written the way ``ragtune index`` writes it (through
-:class:`ragtune.index.ChunkIndex`, LlamaIndex node payload included): a plain
+:class:`ragtune.index.chunk_index.ChunkIndex`, LlamaIndex node payload included): a plain
 vector, four window vectors (a multivector searched by max-sim) and their
 64-dim Matryoshka truncations for two-stage search — 6 vectors per chunk, so
 250,000 chunks hold 1,000,000 window vectors.
@@ -136,8 +136,9 @@ def _real_vectors(cache: Path) -> dict[str, np.ndarray]:
     if cache.exists():
         with np.load(cache) as z:
             return {k: z[k] for k in z.files}
+    from ragtune.encoders.encoder import Encoder
+    from ragtune.encoders.loading import load_model
     from ragtune.evaluation import load_llamaindex
-    from ragtune.models import Encoder, load_model
 
     ds = load_llamaindex(require("tenk", "uber_val_pairs.json"))
     enc = Encoder(load_model(None))
@@ -214,7 +215,7 @@ def _streaming(args: argparse.Namespace, work: Path) -> list[dict]:
         corpus.mkdir()
         for i in range(copies):
             (corpus / f"uber_{i:02d}.pdf").symlink_to(pdf)
-    from ragtune.models import resolve_model
+    from ragtune.encoders.loading import resolve_model
 
     model = Path(resolve_model("default"))
     if args.index_backend != "torch":
@@ -260,7 +261,7 @@ STORES = {"edge": "qdrant-edge", "local": "qdrant-client-local", "milvus": "milv
 
 
 def _open(folder: Path, store_name: str):
-    from ragtune.index import connect
+    from ragtune.index.chunk_index import connect
 
     if store_name == "milvus":  # a Milvus Lite database file inside the run's folder
         folder.mkdir(parents=True, exist_ok=True)
@@ -269,8 +270,8 @@ def _open(folder: Path, store_name: str):
 
 
 def _child(args: argparse.Namespace) -> int:
-    from ragtune.corpus import Chunk
-    from ragtune.index import ChunkIndex
+    from ragtune.corpus.reader import Chunk
+    from ragtune.index.chunk_index import ChunkIndex
 
     store_name, n = args.one[0], int(args.one[1])
     base = _real_vectors(args.cache)

@@ -32,10 +32,11 @@ MODES = {
 
 
 def bench_model(label: str, model_path: str | None, ds, workdir: Path, top_k: int, candidates: int) -> dict:
-    from ragtune.corpus import Chunk
+    from ragtune.corpus.reader import Chunk
+    from ragtune.encoders.encoder import Encoder
+    from ragtune.encoders.loading import load_model
     from ragtune.evaluation import compute_metrics
-    from ragtune.index import connect, open_for_model
-    from ragtune.models import Encoder, load_model
+    from ragtune.index.chunk_index import connect, open_for_model
 
     st = load_model(model_path)
     enc = Encoder(st)

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from ragtune.backends import export_model
+    from ragtune.encoders.export import export_model
     from ragtune.evaluation import load_llamaindex
     from ragtune.machine import machine_info, package_versions
 
@@ -128,10 +128,11 @@ def _servers(args: argparse.Namespace, runs: list[dict], exports: dict[str, Path
 
 def _static_student(args: argparse.Namespace, extra: dict[str, dict]) -> Path:
     """The static student of the model: distilled, then tuned on offline pairs from the Uber PDF."""
-    from ragtune.corpus import load_corpus
-    from ragtune.models import Encoder, load_model
+    from ragtune.corpus.reader import load_corpus
+    from ragtune.encoders.encoder import Encoder
+    from ragtune.encoders.loading import load_model
     from ragtune.pairs import GenerationConfig, generate_pairs
-    from ragtune.static import StaticSettings, distill_static
+    from ragtune.train.static import StaticSettings, distill_static
 
     enc = Encoder(load_model(args.model))
     gen = generate_pairs(

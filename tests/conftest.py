@@ -122,7 +122,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def model_path() -> str:
-    from ragtune.models import bundled_model_path
+    from ragtune.encoders.loading import bundled_model_path
 
     path = bundled_model_path()
     if path is None:
@@ -139,7 +139,7 @@ def st_model(model_path):
 
 @pytest.fixture(scope="session")
 def tiny_chunks(tiny_corpus):
-    from ragtune.corpus import ChunkConfig, load_corpus
+    from ragtune.corpus.reader import ChunkConfig, load_corpus
 
     # 100 tokens splits the timetable into its daytime and night sections (tests rely on
     # those two chunks of one document); chunk boundaries no longer depend on where the

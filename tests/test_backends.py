@@ -29,7 +29,8 @@ MIN_COSINE = {"onnx": 0.9999, "onnx-int8": 0.97, "openvino": 0.999, "openvino-in
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, model_path, tiny_chunks):
-    from ragtune.backends import TRANSFORMER_FORMATS, export_model
+    from ragtune.encoders.export import export_model
+    from ragtune.encoders.runtime import TRANSFORMER_FORMATS
 
     folder = tmp_path_factory.mktemp("exported") / "model"
     shutil.copytree(model_path, folder)
@@ -48,8 +49,9 @@ def test_exports_are_laid_out_as_sentence_transformers_looks_for_them(exported):
 
 @pytest.mark.parametrize("fmt", ["onnx", "onnx-int8", "openvino", "openvino-int8"])
 def test_each_form_gives_the_torch_models_vectors(exported, st_model, fmt):
-    from ragtune.backends import backend_of
-    from ragtune.models import Encoder, load_model, model_fingerprint
+    from ragtune.encoders.encoder import Encoder
+    from ragtune.encoders.loading import load_model, model_fingerprint
+    from ragtune.encoders.runtime import backend_of
 
     folder, files = exported
     model = load_model(folder, backend=backend_of(fmt), file=files[fmt])
@@ -63,8 +65,8 @@ def test_each_form_gives_the_torch_models_vectors(exported, st_model, fmt):
 
 
 def test_missing_export_names_the_command(model_path, tmp_path):
+    from ragtune.encoders.loading import load_model
     from ragtune.errors import InputError
-    from ragtune.models import load_model
 
     folder = tmp_path / "m"
     shutil.copytree(model_path, folder)
@@ -101,7 +103,8 @@ def test_server_serves_an_exported_form(exported):
     import httpx
     from test_server import running
 
-    from ragtune.models import Encoder, load_model
+    from ragtune.encoders.encoder import Encoder
+    from ragtune.encoders.loading import load_model
     from ragtune_server import create_app
 
     folder, files = exported
@@ -141,8 +144,9 @@ def test_static_student_is_a_sentence_transformers_folder_that_retrieves(model_p
     from sentence_transformers import SentenceTransformer
 
     from llama_index.embeddings.ragtune import RagtuneEmbedding
-    from ragtune.models import READS_ALL, Encoder
-    from ragtune.static import STATIC_CARD, StaticSettings, distill_static
+    from ragtune.encoders.encoder import Encoder
+    from ragtune.encoders.loading import READS_ALL
+    from ragtune.train.static import STATIC_CARD, StaticSettings, distill_static
 
     out = distill_static(model_path, tiny_pairs, tmp_path / "static",
                          StaticSettings(pca_dims=64, epochs=1, matryoshka_dims=(64, 32)))

@@ -25,7 +25,7 @@ pytest.importorskip("openai")
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
-from ragtune.hosted import BASELINE, HostedEncoder, is_hosted_spec, parse_baseline  # noqa: E402
+from ragtune.encoders.hosted import BASELINE, HostedEncoder, is_hosted_spec, parse_baseline  # noqa: E402
 from ragtune_server import create_app  # noqa: E402
 from ragtune_server.server import uvicorn_config  # noqa: E402
 
@@ -126,8 +126,8 @@ def test_evaluate_scores_the_baseline_and_a_cached_rerun_makes_no_request(server
 def test_pipeline_stage_caches_in_the_run_directory(server, keyed, qa, tmp_path):
     """stage_evaluate: a URL without #MODEL asks /v1/models once; vectors go to RUN/cache/embeddings."""
     from ragtune.evaluation import load_eval_dataset
-    from ragtune.pipeline import stage_evaluate
-    from ragtune.rundir import RunDir
+    from ragtune.pipeline.rundir import RunDir
+    from ragtune.pipeline.stages import stage_evaluate
 
     url, hits = server
     dataset = load_eval_dataset(qa)
@@ -193,7 +193,7 @@ def test_bad_baseline_is_one_line_before_any_work(baseline, needle, qa, tmp_path
     def never(*_: Any, **__: Any) -> None:
         raise AssertionError("long work started before the baseline was checked")
 
-    monkeypatch.setattr("ragtune.models.load_model", never)
+    monkeypatch.setattr("ragtune.encoders.loading.load_model", never)
     monkeypatch.setattr("ragtune.evaluation.load_eval_dataset", never)
     for args in (
         ("evaluate", "--model", "default", "--data", str(qa), "--out", str(tmp_path / "r"), "--baseline", baseline),

@@ -24,7 +24,7 @@ def cli(*args: str, check: bool = True, timeout: int = 900) -> subprocess.Comple
 
 def run_inprocess(capsys, *args: str) -> tuple[int, str, str]:
     """Call the CLI entry point in this process (fast), returning (exit code, stdout, stderr)."""
-    from ragtune import cli as cli_mod
+    from ragtune.cli import commands as cli_mod
 
     old = sys.argv
     sys.argv = ["ragtune", "-q", *args]
@@ -125,8 +125,8 @@ def test_reruns_are_safe_copied_retrained_and_damaged(sample_run, tmp_path, caps
     model (rebuilt, not refused); a truncated pairs.jsonl and a cut model.safetensors are named and redone."""
     import shutil
 
-    from ragtune.index import open_index
-    from ragtune.models import load_model, model_fingerprint
+    from ragtune.encoders.loading import load_model, model_fingerprint
+    from ragtune.index.chunk_index import open_index
 
     src, _, _ = sample_run
     work = tmp_path / "copy"
@@ -276,7 +276,7 @@ class _BrokenEntryPoint:
 def test_serve_without_the_server_extra_is_one_line(capsys, monkeypatch, entry_points):
     import typer
 
-    from ragtune import cli as cli_mod
+    from ragtune.cli import commands as cli_mod
 
     app = typer.Typer()
     app.callback()(cli_mod._main)  # ragtune's own -q / --version
@@ -392,7 +392,7 @@ def test_help_lists_autotrain_option_names(command):
 
 
 def test_autotrain_names_map_to_settings():
-    from ragtune.cli import _training_options
+    from ragtune.cli.commands import _training_options
     from ragtune.config import build_config, parse_sets
     from ragtune.train import TrainConfig
 

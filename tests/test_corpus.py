@@ -9,7 +9,7 @@ import os
 import pytest
 from conftest import SAMPLE_CORPUS
 
-from ragtune.corpus import ChunkConfig, bounded_pieces, html_to_text, load_corpus
+from ragtune.corpus.reader import ChunkConfig, bounded_pieces, html_to_text, load_corpus
 from ragtune.errors import ConfigError, InputError
 
 
@@ -143,7 +143,7 @@ def test_huge_single_paragraph_among_good_files(tiny_corpus, tmp_path, monkeypat
 def test_file_that_fails_to_chunk_is_skipped(tiny_corpus, tmp_path, monkeypatch, caplog):
     import shutil
 
-    import ragtune.corpus as corpus
+    import ragtune.corpus.reader as corpus
 
     folder = tmp_path / "c"
     shutil.copytree(tiny_corpus, folder)

@@ -69,7 +69,8 @@ def test_torchrun_two_processes_gloo_train(tmp_path, tiny_pairs, model_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("trained 2 steps") == 1  # rank 0 alone reports and writes
-    assert proc.stderr.count("Training steps: 2/2") == 1  # one progress display
+    # one progress display: rank 0's (a slow machine may add heartbeat lines to it, never a second start)
+    assert proc.stderr.count("Training steps (2 steps) ...") == 1
     from sentence_transformers import SentenceTransformer
 
     vec = SentenceTransformer(str(out)).encode(["tram depot"])

@@ -16,7 +16,7 @@ from ragtune.evaluation import (
     load_eval_dataset,
     paired_bootstrap,
 )
-from ragtune.retrieval import EncodedCorpus, exact_search
+from ragtune.index.exact import EncodedCorpus, exact_search
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from ragtune.corpus import Chunk
+from ragtune.corpus.reader import Chunk
+from ragtune.encoders.encoder import Encoder
+from ragtune.encoders.windows import WindowSpec
 from ragtune.errors import ConfigError, InputError
-from ragtune.models import Encoder
 from ragtune.pairs.filters import (
     BM25ChunkIndex,
     DenseChunkIndex,
@@ -22,7 +23,6 @@ from ragtune.pairs.filters import (
 )
 from ragtune.pairs.negatives import mine_hard_negatives
 from ragtune.pairs.schema import Pair
-from ragtune.windows import WindowSpec
 
 NIGHT_Q = "How often does the night tram run after 23:00?"
 PASS_Q = "What does a monthly Harbor Line pass cost?"

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from ragtune.corpus import Chunk
+from ragtune.corpus.reader import Chunk
+from ragtune.encoders.encoder import Encoder
 from ragtune.errors import IndexMismatchError
-from ragtune.index import ChunkIndex, connect, model_fingerprint, open_for_model
-from ragtune.models import Encoder
+from ragtune.index.chunk_index import (
+    ChunkIndex,
+    connect,
+    model_fingerprint,
+    open_for_model,
+)
 
 
 def test_reindexing_keeps_the_point_count(qdrant_memory, tiny_chunks, st_model):

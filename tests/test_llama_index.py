@@ -51,7 +51,7 @@ def test_query_engine_and_long_chunk_retriever(tiny_corpus, tmp_path):
 
     from llama_index.embeddings.ragtune import RagtuneEmbedding
     from llama_index.retrievers.ragtune import RagtuneQdrantRetriever, build_index
-    from ragtune.index import connect
+    from ragtune.index.chunk_index import connect
 
     emb = RagtuneEmbedding(model_path="default")
     client = connect(tmp_path / "q")
@@ -68,7 +68,7 @@ def test_query_engine_and_long_chunk_retriever(tiny_corpus, tmp_path):
 def test_reindexing_same_corpus_keeps_point_count(tiny_corpus, tmp_path):
     from llama_index.embeddings.ragtune import RagtuneEmbedding
     from llama_index.retrievers.ragtune import build_index
-    from ragtune.index import ChunkIndex, connect
+    from ragtune.index.chunk_index import ChunkIndex, connect
 
     emb = RagtuneEmbedding(model_path="default")
     client = connect(tmp_path / "q")
@@ -95,8 +95,8 @@ def test_path_and_documents_give_the_same_point_ids(tiny_corpus, tmp_path):
 
     from llama_index.embeddings.ragtune import RagtuneEmbedding
     from llama_index.retrievers.ragtune import build_index
-    from ragtune.corpus import ChunkConfig, chunk_documents, load_corpus
-    from ragtune.index import ChunkIndex, connect
+    from ragtune.corpus.reader import ChunkConfig, chunk_documents, load_corpus
+    from ragtune.index.chunk_index import ChunkIndex, connect
 
     # the formats both readers read the same way (ragtune reads HTML and JSONL its own way)
     folder = tmp_path / "docs"

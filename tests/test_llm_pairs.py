@@ -25,6 +25,7 @@ import pytest
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
+from ragtune.encoders.windows import WindowSpec, batch_window_spans
 from ragtune.errors import ConfigError, RagtuneError
 from ragtune.llm import llm_from_spec
 from ragtune.pairs import generate_pairs
@@ -36,7 +37,6 @@ from ragtune.pairs.llm import (
     screen_questions,
     split_candidates,
 )
-from ragtune.windows import WindowSpec, batch_window_spans
 
 SPEC = WindowSpec(60, 45)
 SEP = "---------------------"

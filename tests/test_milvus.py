@@ -22,11 +22,17 @@ from test_cli import run_inprocess
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
+from ragtune.encoders.encoder import Encoder
 from ragtune.errors import IndexMismatchError, InputError
-from ragtune.index import ChunkIndex, check_location, connect, open_for_model
-from ragtune.models import Encoder
-from ragtune.stores import Condition, StoredPoint, VectorSpec, Where
-from ragtune.stores_milvus import MilvusStore, milvus_filter
+from ragtune.index.chunk_index import (
+    ChunkIndex,
+    check_location,
+    connect,
+    open_for_model,
+)
+from ragtune.index.filters import Condition, Where
+from ragtune.index.stores.base import StoredPoint, VectorSpec
+from ragtune.index.stores.milvus import MilvusStore, milvus_filter
 
 QUESTIONS = [*FACTS, "Which depot maintains the trams overnight?", "student discount on passes"]
 
@@ -118,7 +124,7 @@ def test_filters_match_qdrant_edge(tmp_path, monkeypatch):
     """Each filter selects the same points on Milvus Lite as on Qdrant Edge: lists, nested keys,
     missing keys, numbers, quotes and backslashes in values, and nested must / should / must_not
     (scrolled two rows a page, so the paging is tested too)."""
-    monkeypatch.setattr("ragtune.stores_milvus.PAGE", 2)
+    monkeypatch.setattr("ragtune.index.stores.milvus.PAGE", 2)
     payloads = [
         {"source": "a.md", "year": 2021, "tags": ["x", "y"], "meta": {"lang": "en"}},
         {"source": "b.md", "year": 2023, "tags": ["y"], "meta": {"lang": "de"}},
@@ -168,7 +174,7 @@ def test_filters_match_qdrant_edge(tmp_path, monkeypatch):
 def test_index_follows_the_corpus_and_persists(tmp_path, tiny_corpus, st_model):
     """sync(): only new chunks encoded, a deleted document's chunks (and their windows) removed;
     the database reopens with its points and metadata, and refuses another model."""
-    from ragtune.corpus import ChunkConfig, load_corpus
+    from ragtune.corpus.reader import ChunkConfig, load_corpus
 
     corpus = tmp_path / "docs"
     shutil.copytree(tiny_corpus, corpus)

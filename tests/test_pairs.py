@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from ragtune.encoders.windows import WindowSpec
 from ragtune.errors import InputError
 from ragtune.pairs import (
     GenerationConfig,
@@ -18,7 +19,6 @@ from ragtune.pairs import (
 from ragtune.pairs.filters import DuplicateFilter
 from ragtune.pairs.split import split_pairs
 from ragtune.pairs.text import normalize_query
-from ragtune.windows import WindowSpec
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_bad_pair_files(tmp_path):
 
 
 def test_round_trip_negatives_and_chunk_positives(tiny_chunks, st_model):
-    from ragtune.models import Encoder
+    from ragtune.encoders.encoder import Encoder
 
     enc = Encoder(st_model)
     spec = WindowSpec(60, 45)

@@ -32,10 +32,10 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
-from ragtune.corpus import Chunk  # noqa: E402
+from ragtune.corpus.reader import Chunk  # noqa: E402
+from ragtune.encoders.encoder import Encoder, truncate  # noqa: E402
 from ragtune.errors import IndexMismatchError, InputError  # noqa: E402
-from ragtune.index import ChunkIndex, connect, open_for_model  # noqa: E402
-from ragtune.models import Encoder, truncate  # noqa: E402
+from ragtune.index.chunk_index import ChunkIndex, connect, open_for_model  # noqa: E402
 from ragtune_server import BatchConfig, Limits, create_app, serve  # noqa: E402
 from ragtune_server.batching import (  # noqa: E402
     BatcherClosedError,
@@ -623,7 +623,7 @@ def test_embeddings_only_server(st_model):
 
 
 _PROBE = (
-    "import sys; from ragtune.index import ChunkIndex, connect\n"
+    "import sys; from ragtune.index.chunk_index import ChunkIndex, connect\n"
     "try:\n    print(ChunkIndex(connect(sys.argv[1]), sys.argv[2]).count())\n"
     "except Exception as e:\n    print(e)"
 )
@@ -711,7 +711,7 @@ def test_serve_refuses_a_missing_folder(tmp_path):
 def ragtune_cli():
     """ragtune's CLI module with ``serve`` registered as the ``ragtune.commands`` entry point
     does (explicitly here: a source checkout's installed metadata may predate the entry point)."""
-    from ragtune import cli
+    from ragtune.cli import commands as cli
     from ragtune_server.cli import register
 
     register(cli.app)

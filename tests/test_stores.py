@@ -12,9 +12,11 @@ import textwrap
 
 import pytest
 
-from ragtune.index import ChunkIndex, connect, open_for_model
-from ragtune.models import Encoder
-from ragtune.stores import ClientStore, Condition, EdgeStore, Where
+from ragtune.encoders.encoder import Encoder
+from ragtune.index.chunk_index import ChunkIndex, connect, open_for_model
+from ragtune.index.filters import Condition, Where
+from ragtune.index.stores.client import ClientStore
+from ragtune.index.stores.edge import EdgeStore
 
 
 class CountingEncoder(Encoder):
@@ -94,7 +96,7 @@ def _store(engine, tmp_path):
 
 @pytest.mark.parametrize("engine", ["edge", "server"])
 def test_reindexing_follows_the_corpus(engine, tmp_path, tiny_corpus, st_model):
-    from ragtune.corpus import ChunkConfig, CorpusReader, load_corpus
+    from ragtune.corpus.reader import ChunkConfig, CorpusReader, load_corpus
 
     corpus = tmp_path / "docs"
     shutil.copytree(tiny_corpus, corpus)
@@ -138,9 +140,10 @@ def test_a_killed_indexing_run_resumes_where_it_stopped(tmp_path, tiny_corpus, t
     script = textwrap.dedent(
         f"""
         import os, signal
-        from ragtune.corpus import ChunkConfig, CorpusReader, load_corpus
-        from ragtune.index import open_index
-        from ragtune.models import Encoder, load_model
+        from ragtune.corpus.reader import ChunkConfig, CorpusReader, load_corpus
+        from ragtune.index.chunk_index import open_index
+        from ragtune.encoders.encoder import Encoder
+        from ragtune.encoders.loading import load_model
         chunks = load_corpus({str(tiny_corpus)!r}, ChunkConfig(chunk_size=100, chunk_overlap=16)).chunks
         st = load_model({model_path!r})
         idx = open_index({str(loc)!r}, "c", st, "base")
@@ -160,7 +163,7 @@ def test_a_killed_indexing_run_resumes_where_it_stopped(tmp_path, tiny_corpus, t
 
 
 def test_a_local_mode_folder_is_still_read(tmp_path, tiny_chunks, st_model, caplog):
-    from ragtune.stores import local_mode
+    from ragtune.index.stores.client import local_mode
 
     old = local_mode(tmp_path / "old")
     open_for_model(old, "c", st_model, "base").upsert(tiny_chunks, Encoder(st_model))
@@ -223,7 +226,7 @@ def test_engine_can_be_chosen(tmp_path, engine):
 
 def test_cpu_worker_processes_encode_the_same_vectors(st_model, tiny_chunks):
     """`--workers 2`: sentence-transformers' multi-process pool, same windows and vectors as one process."""
-    from ragtune.models import encoding_devices
+    from ragtune.encoders.encoder import encoding_devices
 
     devices = encoding_devices(2)
     assert devices == ["cpu", "cpu"]  # no GPUs here

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from ragtune.encoders.windows import WindowSpec, batch_window_spans, window_texts
 from ragtune.errors import ConfigError
 from ragtune.train import TrainConfig, train
 from ragtune.train.summary import SummarySettings, summary_loss, summary_targets
-from ragtune.windows import WindowSpec, batch_window_spans, window_texts
 
 FAST = dict(batch_size=8, max_seq_length=64, save_steps=50, precision="fp32", learning_rate=5e-5)
 

@@ -58,7 +58,7 @@ def test_ia3_and_lora_plus_save_adapters_that_load(tmp_path, tiny_pairs, st_mode
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from ragtune.models import Encoder
+    from ragtune.encoders.encoder import Encoder
 
     out = tmp_path / "adapter"
     res = train(tiny_pairs, out, TrainConfig(max_steps=3, lora=lora, interpolate="off", **FAST))
@@ -128,8 +128,8 @@ def test_query_adapter_keeps_documents_and_index_valid(tmp_path, tiny_pairs, st_
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from ragtune.index import model_fingerprint, open_for_model
-    from ragtune.models import Encoder
+    from ragtune.encoders.encoder import Encoder
+    from ragtune.index.chunk_index import model_fingerprint, open_for_model
     from ragtune.train import AdapterSettings
 
     out = tmp_path / "qa"

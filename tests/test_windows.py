@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
+from ragtune.encoders.windows import WindowSpec, batch_window_spans, window_spans
 from ragtune.errors import ConfigError
-from ragtune.windows import WindowSpec, batch_window_spans, window_spans
 
 
 def test_short_text_is_one_window(st_model):
@@ -47,7 +47,7 @@ def test_remembered_windows_are_encoded_once(st_model):
     """The pipeline's tuned encoder indexes, then evaluates: the second pass encodes nothing new."""
     import numpy as np
 
-    from ragtune.models import Encoder
+    from ragtune.encoders.encoder import Encoder
 
     texts = ["short", " ".join(f"long text {i}" for i in range(200)), "another short one"]
     spec = WindowSpec(40, 30)

@@ -5,9 +5,9 @@ the next, every artifact written into a run directory:
 
     corpus -> chunks -> pairs -> model -> Qdrant index -> evaluation -> report
 
-Import the stage you need (``ragtune.corpus``, ``ragtune.pairs``,
-``ragtune.train``, ``ragtune.index``, ``ragtune.evaluation``,
-``ragtune.report``) or run them all with :func:`ragtune.pipeline.run_pipeline`.
+Import the stage you need (``ragtune.corpus.reader``, ``ragtune.pairs``,
+``ragtune.train``, ``ragtune.index.chunk_index``, ``ragtune.evaluation``,
+``ragtune.report``) or run them all with :func:`ragtune.pipeline.stages.run_pipeline`.
 """
 
 __version__ = "0.1.0"

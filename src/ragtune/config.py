@@ -17,7 +17,7 @@ annotations (``Literal`` choices, numbers, nested settings), then by their
 ``__post_init__`` checks.
 
 Example:
-    >>> from ragtune.pipeline import RunConfig
+    >>> from ragtune.pipeline.stages import RunConfig
     >>> cfg = build_config(RunConfig, merge({"corpus": "docs"}, parse_sets(["train.lora.rank=16"])))
     >>> cfg.train.lora.rank
     16

@@ -1,7 +1,7 @@
 """LlamaIndex LLMs from a short ``provider:model`` spec, for every stage that needs one.
 
 Both pair generation (:class:`ragtune.pairs.llm.LLMGenerator`) and evaluation
-(the ragas judge in :func:`ragtune.pipeline.rag_metrics`) take an LLM named on
+(the ragas judge in :func:`ragtune.pipeline.stages.rag_metrics`) take an LLM named on
 the command line, so the spec parser lives here, below both. The provider
 packages are optional extras, imported only when a spec asks for them.
 """

@@ -19,8 +19,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.responses import Response
 
 from ragtune import __version__
+from ragtune.encoders.encoder import truncate
+from ragtune.encoders.loading import load_model, model_label
 from ragtune.errors import RagtuneError
-from ragtune.models import load_model, model_label, truncate
 from ragtune_server.auth import BearerAuthMiddleware
 from ragtune_server.batching import BatchConfig, BatcherClosedError, Encoded, QueueFullError
 from ragtune_server.context import ServerContext

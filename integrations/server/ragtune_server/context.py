@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from ragtune.index import is_remote
+from ragtune.index.chunk_index import is_remote
 from ragtune_server.batching import BatchConfig, MicroBatcher
 from ragtune_server.encoding import ModelWorker
 from ragtune_server.limits import Limits

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ragtune.models import Encoder
+from ragtune.encoders.encoder import Encoder
 from ragtune_server.batching import Encoded
 
 log = logging.getLogger("ragtune_server")

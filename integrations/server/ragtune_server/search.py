@@ -20,8 +20,8 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from ragtune.index import ChunkIndex, Hit, is_remote, open_index
-from ragtune.stores import Where, where
+from ragtune.index.chunk_index import ChunkIndex, Hit, is_remote, open_index
+from ragtune.index.filters import Where, where
 
 log = logging.getLogger("ragtune_server")
 
@@ -88,7 +88,7 @@ class SearchBackend:
 
 
 def build_filter(spec: Mapping[str, FilterValue] | None) -> Where | None:
-    """``{"key": value}`` → a filter that all conditions must match (:func:`ragtune.stores.where`).
+    """``{"key": value}`` → a filter that all conditions must match (:func:`ragtune.index.filters.where`).
 
     A scalar is an exact match; a list matches any of its values. Keys are
     payload keys (``source``, ``doc_id``, ``file_name``, ...); Qdrant's dotted

@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from ragtune.errors import ConfigError, RagtuneError
-from ragtune.index import check_location
+from ragtune.index.chunk_index import check_location
 from ragtune_server.app import create_app
 from ragtune_server.batching import BatchConfig
 from ragtune_server.limits import Limits

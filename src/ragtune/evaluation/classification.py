@@ -4,10 +4,10 @@ A labelled set is a JSONL or CSV file with ``text`` and ``label`` fields (and
 optionally ``split``: ``train`` / ``test``; ``validation`` rows are left out),
 or a folder whose top-level subfolders are the labels. A corpus folder such as
 ``examples/sample_corpus`` is such a folder: its files are read and chunked by
-:mod:`ragtune.corpus`, each chunk labelled by its folder, and the split keeps a
+:mod:`ragtune.corpus.reader`, each chunk labelled by its folder, and the split keeps a
 document's chunks together, so no document is on both sides.
 
-Each model encodes the texts once through :class:`ragtune.models.Encoder`; a
+Each model encodes the texts once through :class:`ragtune.encoders.encoder.Encoder`; a
 scikit-learn ``LogisticRegression`` is fitted on the train part
 ``n_experiments`` times, each time on a different subsample of at most
 ``samples_per_label`` texts per label (MTEB's protocol), and predicts the test
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from ragtune.encoders.encoder import Encoder
 from ragtune.errors import InputError
-from ragtune.models import Encoder
 from ragtune.progress import task
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class LabelledTexts:
 def load_labelled(path: str | Path, chunk_size: int = 256) -> LabelledTexts:
     """Read a labelled set: JSONL / CSV (``text``, ``label``, optional ``split``) or a folder of label subfolders.
 
-    A folder's files are read with :class:`ragtune.corpus.CorpusReader` (any
+    A folder's files are read with :class:`ragtune.corpus.reader.CorpusReader` (any
     format it reads) and chunked at ``chunk_size`` tokens (a short file is one
     text); files directly in the folder have no label and are left out. A label
     with a single text (or document) cannot be both learned and tested, so it is
@@ -193,7 +193,7 @@ def _from_rows(p: Path, rows: list[tuple[int, Mapping[str, Any]]], kind: str) ->
 
 
 def _read_folder(p: Path, chunk_size: int) -> LabelledTexts:
-    from ragtune.corpus import ChunkConfig, CorpusReader
+    from ragtune.corpus.reader import ChunkConfig, CorpusReader
 
     if not any(d.is_dir() and not d.name.startswith(".") for d in p.iterdir()):
         raise InputError(f"{p}: no subfolders; a labelled folder holds one subfolder per label (each file in it a text)")
@@ -406,7 +406,7 @@ def evaluate_classification(
 
     Args:
         data: the labelled texts (:func:`load_labelled`).
-        models: label (``base``, ``tuned``) → an :class:`~ragtune.models.Encoder`, a loaded
+        models: label (``base``, ``tuned``) → an :class:`~ragtune.encoders.encoder.Encoder`, a loaded
             ``SentenceTransformer`` or a model name.
         test_fraction: share held out when the data has no ``split`` column.
         seed: the split's seed; experiment ``e`` subsamples with ``seed + e``.

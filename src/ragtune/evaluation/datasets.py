@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragtune._io import read_jsonl
-from ragtune.corpus import Chunk
+from ragtune.corpus.reader import Chunk
 from ragtune.errors import InputError
 from ragtune.pairs.schema import Pair, load_pairs, read_llamaindex_json
 
@@ -62,7 +62,7 @@ def load_eval_dataset(path: str | Path, chunks_path: str | Path | None = None) -
     if p.suffix.lower() == ".json":
         return load_llamaindex(p)
     if p.suffix.lower() == ".jsonl":
-        from ragtune.corpus import load_chunks
+        from ragtune.corpus.reader import load_chunks
 
         cpath = Path(chunks_path) if chunks_path else p.with_name("chunks.jsonl")
         if not cpath.exists():

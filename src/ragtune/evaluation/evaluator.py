@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from ragtune.encoders.encoder import Encoder
 from ragtune.evaluation.datasets import RetrievalDataset
 from ragtune.evaluation.metrics import METRICS, compute_metrics, paired_bootstrap
-from ragtune.models import Encoder
+from ragtune.index.exact import encode_corpus, exact_search
 from ragtune.progress import task
-from ragtune.retrieval import encode_corpus, exact_search
 
 
 @dataclass

@@ -223,8 +223,8 @@ def _llm_judges(ragas: _Ragas, llm: Any, embed_model: Any | None) -> dict[str, A
     if not hasattr(llm, "acomplete"):
         raise ConfigError(f"llm={type(llm).__name__}: pass a LlamaIndex LLM (an object with complete/acomplete)")
     if embed_model is None:
-        from ragtune.embedding import EncoderEmbedding
-        from ragtune.models import Encoder
+        from ragtune.encoders.embedding import EncoderEmbedding
+        from ragtune.encoders.encoder import Encoder
 
         embed_model = EncoderEmbedding(Encoder("default"), model_name="all-MiniLM-L6-v2")
     if not hasattr(embed_model, "get_query_embedding"):

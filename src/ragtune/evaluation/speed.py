@@ -39,7 +39,7 @@ METRICS = ("ndcg@10", "hit@5")
 
 def form_files(model_dir: str | Path, form: str, path: str | Path | None = None) -> tuple[Path, int]:
     """(what the form loads from, its size on disk in bytes): the exported file (+ weights), or a folder."""
-    from ragtune.backends import backend_of, default_file, static_folder
+    from ragtune.encoders.runtime import backend_of, default_file, static_folder
 
     model_dir = Path(model_dir)
     if form == FIRST:
@@ -56,8 +56,8 @@ def form_files(model_dir: str | Path, form: str, path: str | Path | None = None)
 
 def load_form(model_dir: str | Path, form: str, path: str | Path | None = None) -> Any:
     """The model in ``form`` as a SentenceTransformer (a static student is its own folder)."""
-    from ragtune.backends import backend_of
-    from ragtune.models import load_model
+    from ragtune.encoders.loading import load_model
+    from ragtune.encoders.runtime import backend_of
 
     target, _ = form_files(model_dir, form, path)
     if form in (FIRST, "static"):
@@ -77,7 +77,7 @@ def measure_forms(
 
     Args:
         model_dir: the tuned (or any) sentence-transformers folder the forms were exported from.
-        forms: ``torch`` and names from :data:`ragtune.backends.FORMATS`, measured in this order.
+        forms: ``torch`` and names from :data:`ragtune.encoders.runtime.FORMATS`, measured in this order.
         dataset: queries, corpus and relevance used for quality; its corpus windows are what docs/s encodes.
         paths: a form's file (or the static student's folder) when not the default one.
         queries: how many of the dataset's queries time single-query latency.
@@ -88,8 +88,8 @@ def measure_forms(
         plain / windows ({ndcg@10, hit@5}), and x_torch_docs_per_s / ndcg_delta_plain /
         ndcg_delta_windows when torch is among the forms.
     """
-    from ragtune.models import Encoder
-    from ragtune.windows import batch_window_spans
+    from ragtune.encoders.encoder import Encoder
+    from ragtune.encoders.windows import batch_window_spans
 
     model_dir = Path(model_dir)
     paths = dict(paths or {})

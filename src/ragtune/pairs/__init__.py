@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ragtune.corpus import Chunk
+from ragtune.corpus.reader import Chunk
+from ragtune.encoders.windows import WindowSpec
 from ragtune.errors import ConfigError
 from ragtune.pairs.filters import DuplicateFilter, LengthFilter, apply_filters
 from ragtune.pairs.offline import OfflineConfig, OfflineGenerator
@@ -20,7 +21,6 @@ from ragtune.pairs.schema import (
     save_pairs,
 )
 from ragtune.pairs.split import split_pairs
-from ragtune.windows import WindowSpec
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def generate_pairs(
 ) -> GenerationResult:
     """Generate, filter, cap and split pairs for ``chunks``.
 
-    ``encoder`` (the base model's :class:`~ragtune.models.Encoder`) is needed
+    ``encoder`` (the base model's :class:`~ragtune.encoders.encoder.Encoder`) is needed
     for model round-trip filtering and hard-negative mining.
     """
     config = config or GenerationConfig()

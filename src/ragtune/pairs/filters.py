@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from ragtune.corpus import Chunk
+from ragtune.corpus.reader import Chunk
+from ragtune.encoders.encoder import Encoder
+from ragtune.encoders.windows import WindowSpec
 from ragtune.errors import ConfigError, InputError
-from ragtune.models import Encoder
+from ragtune.index.exact import EncodedCorpus, exact_search
 from ragtune.pairs.schema import Pair
 from ragtune.pairs.text import STOPWORDS, content_words, normalize_query, words
-from ragtune.retrieval import EncodedCorpus, exact_search
-from ragtune.windows import WindowSpec
 
 
 @dataclass
@@ -150,7 +150,7 @@ class DenseChunkIndex:
     """Window vectors of every chunk under one encoder; a chunk scores as its best window.
 
     This is the long-chunk (max-sim) search ragtune evaluates with
-    (:func:`ragtune.retrieval.exact_search` over an ``EncodedCorpus`` with
+    (:func:`ragtune.index.exact.exact_search` over an ``EncodedCorpus`` with
     window owners), so filtering and mining see chunks the way search does.
     """
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from ragtune.corpus import Chunk
+from ragtune.corpus.reader import Chunk
+from ragtune.encoders.windows import WindowSpec
 from ragtune.errors import ConfigError
 from ragtune.pairs.filters import BM25ChunkIndex, DenseChunkIndex, positive_positions
 from ragtune.pairs.schema import Pair
-from ragtune.windows import WindowSpec
 
 
 @dataclass
@@ -76,7 +76,7 @@ def mine_hard_negatives(
 ) -> MiningResult:
     """Fill each pair's ``negatives`` with ``{"id", "text"}`` of hard, probably-wrong chunks.
 
-    - ``encoder`` (an :class:`~ragtune.models.Encoder`, a ``SentenceTransformer``
+    - ``encoder`` (an :class:`~ragtune.encoders.encoder.Encoder`, a ``SentenceTransformer``
       or a path) ranks chunks by best-window cosine; ``bm25=True`` adds BM25
       candidates. At least one is needed. Prebuilt ``dense_index`` /
       ``bm25_index`` (e.g. the round-trip filter's ``.index``) are reused.

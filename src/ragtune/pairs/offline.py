@@ -33,12 +33,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ragtune.corpus import Chunk
+from ragtune.corpus.reader import Chunk
+from ragtune.encoders.windows import WindowSpec, batch_window_spans
 from ragtune.errors import ConfigError
 from ragtune.pairs.schema import Pair
 from ragtune.pairs.text import HEADING_RE, IDF, STOPWORDS, content_words, sentences, words
 from ragtune.progress import track
-from ragtune.windows import WindowSpec, batch_window_spans
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ragtune.models import Encoder
+from ragtune.encoders.encoder import Encoder
 from ragtune.pairs.schema import Pair
 
 

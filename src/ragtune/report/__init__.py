@@ -20,7 +20,7 @@
 - ``hosted`` (optional, with ``--baseline``): label (``baseline``) → ``{spec,
   endpoint, model, texts, fetched, from_cache, requests, tokens, tokens_source,
   fetch_s, usd_per_1m_tokens, price_date, cost_usd, cost_usd_uncached, cache}``
-  (:meth:`ragtune.hosted.HostedEncoder.usage`); that label is scored in plain
+  (:meth:`ragtune.encoders.hosted.HostedEncoder.usage`); that label is scored in plain
   mode only, at its own width, and has no ``+long`` twin.
 
 A classification evaluation writes ``task: "classification"``, ``dataset``, ``models`` and

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ragtune._io import atomic_path, write_json
+from ragtune.encoders.loading import embedding_width, load_model, model_label
 from ragtune.errors import ConfigError
-from ragtune.models import embedding_width, load_model, model_label
 from ragtune.train.card import CARD_FILE
 from ragtune.train.hardware import resolve_precision
 

@@ -27,14 +27,9 @@ from typing import Any
 import numpy as np
 
 from ragtune._io import atomic_path, write_json
+from ragtune.encoders.encoder import Encoder
+from ragtune.encoders.loading import embedding_width, is_query_route, load_model, model_label
 from ragtune.errors import ConfigError
-from ragtune.models import (
-    Encoder,
-    embedding_width,
-    is_query_route,
-    load_model,
-    model_label,
-)
 from ragtune.pairs.schema import Pair
 from ragtune.train.card import CARD_FILE
 from ragtune.train.config import AdapterSettings

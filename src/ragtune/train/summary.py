@@ -38,10 +38,10 @@ from typing import Any
 
 import numpy as np
 
+from ragtune.encoders.windows import WindowSpec, batch_window_spans
 from ragtune.progress import task
 from ragtune.train.config import SummarySettings
 from ragtune.train.hardware import autocast
-from ragtune.windows import WindowSpec, batch_window_spans
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def summary_targets(
     Windows follow :meth:`WindowSpec.for_model` at the model's ``max_seq_length``;
     texts that fit in one window get none (the model already reads all of them).
     """
-    from ragtune.models import Encoder
+    from ragtune.encoders.encoder import Encoder
 
     spec = WindowSpec.for_model(int(model.max_seq_length))
     distinct = list(dict.fromkeys(texts))

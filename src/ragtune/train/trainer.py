@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ragtune._io import atomic_path, fingerprint, write_json, write_text
+from ragtune.encoders.loading import embedding_width, load_model, model_label
 from ragtune.errors import ConfigError
-from ragtune.models import embedding_width, load_model, model_label
 from ragtune.pairs.schema import Pair
 from ragtune.train.card import CARD_FILE, CARD_MD, render_card
 from ragtune.train.checkpoints import best_step, prepare_checkpoints

@@ -58,13 +58,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragtune._io import write_json
-from ragtune.corpus import Chunk
+from ragtune.corpus.reader import Chunk
+from ragtune.encoders.windows import WindowSpec, batch_window_spans
 from ragtune.errors import ConfigError, RagtuneError
 from ragtune.pairs.llm.config import LLMConfig, LLMStats
 from ragtune.pairs.llm.parsing import screen_questions, split_candidates
 from ragtune.pairs.schema import Pair
 from ragtune.progress import track
-from ragtune.windows import WindowSpec, batch_window_spans
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from llama_index.core.llms import LLM

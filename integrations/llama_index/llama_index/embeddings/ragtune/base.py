@@ -6,7 +6,7 @@
 
 Loads any form ragtune writes (full fine-tune, LoRA adapter, query-only
 adapter) or any sentence-transformers model, and encodes through ragtune's one
-encoding path (:class:`ragtune.embedding.EncoderEmbedding`); ``dimensions``
+encoding path (:class:`ragtune.encoders.embedding.EncoderEmbedding`); ``dimensions``
 truncates Matryoshka vectors (re-normalised).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from llama_index.core.base.embeddings.base import DEFAULT_EMBED_BATCH_SIZE
 from llama_index.core.bridge.pydantic import Field
 
-from ragtune.embedding import EncoderEmbedding
+from ragtune.encoders.embedding import EncoderEmbedding
 
 
 class RagtuneEmbedding(EncoderEmbedding):
@@ -29,7 +29,8 @@ class RagtuneEmbedding(EncoderEmbedding):
     backend_file: str | None = Field(default=None, description="That exported file (default: the int8 one when present).")
 
     def __init__(self, model_path: str = "default", embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE, **kwargs: Any) -> None:
-        from ragtune.models import Encoder, load_model, model_label
+        from ragtune.encoders.encoder import Encoder
+        from ragtune.encoders.loading import load_model, model_label
 
         kwargs.setdefault("model_name", model_label(model_path))
         encoder = Encoder(

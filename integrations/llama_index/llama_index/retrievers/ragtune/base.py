@@ -31,7 +31,7 @@ def _open(
     create: bool,
 ) -> Any:
     """ragtune's store facade over the given client, or over one it opens (and owns)."""
-    from ragtune.index import open_for_model, open_index
+    from ragtune.index.chunk_index import open_for_model, open_index
 
     model, name = embed_model.encoder.model, embed_model.model_path
     if client is not None:
@@ -64,7 +64,7 @@ def build_index(
     ``location`` is an embedded on-disk Qdrant folder (``url`` a server); the
     same corpus indexed twice keeps the same point count (ids are stable).
     """
-    from ragtune.corpus import ChunkConfig, chunk_documents, load_corpus
+    from ragtune.corpus.reader import ChunkConfig, chunk_documents, load_corpus
 
     cfg = ChunkConfig(chunk_size=chunk_size)
     if isinstance(documents_or_path, (str, Path)):

@@ -1,7 +1,7 @@
 """A LlamaIndex vector store over a ragtune collection, on any ragtune engine.
 
 ``RagtuneVectorStore`` is a thin ``BasePydanticVectorStore`` over
-:class:`ragtune.index.ChunkIndex`: the embedded Qdrant Edge store (which has
+:class:`ragtune.index.chunk_index.ChunkIndex`: the embedded Qdrant Edge store (which has
 no ``QdrantClient`` facade, so LlamaIndex's ``QdrantVectorStore`` cannot take
 it), a Qdrant server or ``:memory:``. Nodes are added with their plain vector
 and, when the store has the model's encoder, their token windows, so queries
@@ -34,8 +34,8 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryResult,
 )
 
-from ragtune.corpus import Chunk
-from ragtune.stores import Condition, Where
+from ragtune.corpus.reader import Chunk
+from ragtune.index.filters import Condition, Where
 
 _OPS = {
     FilterOperator.EQ: "eq",
@@ -51,7 +51,7 @@ _HIDDEN = {"windows", "document_id", "ref_doc_id", "doc_id", "chunk_id"}
 
 
 def to_where(filters: MetadataFilters | None) -> Where | None:
-    """LlamaIndex ``MetadataFilters`` → a ragtune :class:`~ragtune.stores.Where` (raises on an unsupported operator)."""
+    """LlamaIndex ``MetadataFilters`` → a ragtune :class:`~ragtune.index.filters.Where` (raises on an unsupported operator)."""
     if filters is None or not filters.filters:
         return None
     parts: list[Condition | Where] = []
@@ -106,7 +106,7 @@ class RagtuneVectorStore(BasePydanticVectorStore):
         **kwargs: Any,
     ) -> RagtuneVectorStore:
         """Open (or create) ``collection`` at a folder, ``:memory:`` or a server URL for a ``RagtuneEmbedding``."""
-        from ragtune.index import open_index
+        from ragtune.index.chunk_index import open_index
 
         index = open_index(location, collection, embed_model.encoder.model, embed_model.model_path,
                            api_key=api_key, create=create)
@@ -122,7 +122,7 @@ class RagtuneVectorStore(BasePydanticVectorStore):
 
     @property
     def index(self) -> Any:
-        """The :class:`ragtune.index.ChunkIndex` underneath."""
+        """The :class:`ragtune.index.chunk_index.ChunkIndex` underneath."""
         return self._index
 
     def close(self) -> None:

@@ -5,7 +5,7 @@ read and chunked on its own so that one unreadable, corrupt or unsplittable file
 is skipped with a warning instead of ending the run.
 Chunks follow LlamaIndex's defaults (``SentenceSplitter``, 1024 tokens, 200
 overlap) so they match what users already index; a chunk may be far longer than
-the encoder reads, which :mod:`ragtune.windows` handles downstream.
+the encoder reads, which :mod:`ragtune.encoders.windows` handles downstream.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ class CorpusReader:
     """A corpus read one file at a time: iterate it for chunks, read what was skipped afterwards.
 
     Only one file's documents are in memory at a time, so a corpus larger than
-    RAM streams through ``ragtune index`` (:meth:`ragtune.index.ChunkIndex.sync`
+    RAM streams through ``ragtune index`` (:meth:`ragtune.index.chunk_index.ChunkIndex.sync`
     consumes the chunks in bounded batches). One file that cannot be read is
     logged and skipped; if no file yields text, the iteration ends with
     :class:`InputError` naming the path.

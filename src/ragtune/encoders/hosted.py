@@ -2,7 +2,7 @@
 
 ``--baseline`` names one, and evaluation scores it beside base and tuned: the
 question it answers is "does the small model I tuned beat the API I would
-otherwise pay for?". :class:`HostedEncoder` is an :class:`~ragtune.models.Encoder`
+otherwise pay for?". :class:`HostedEncoder` is an :class:`~ragtune.encoders.encoder.Encoder`
 without a local model, so it goes through the one evaluation loop; it is scored
 in plain mode only (no token windows: a hosted model's tokenizer is not ours)
 and at its own width. Every vector it fetches is kept in an on-disk cache keyed
@@ -36,10 +36,11 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from ragtune.encoders.encoder import Encoder, WindowedVectors
+from ragtune.encoders.loading import READS_ALL
+from ragtune.encoders.windows import WindowSpec
 from ragtune.errors import ConfigError, InputError
-from ragtune.models import READS_ALL, Encoder, WindowedVectors
 from ragtune.progress import track
-from ragtune.windows import WindowSpec
 
 __all__ = [
     "BASELINE", "PRICES_USD_PER_1M", "BaselineSpec", "EmbeddingCache", "HostedEncoder", "hosted_baselines", "is_hosted_spec",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ragtune.models import Encoder, WindowedVectors, truncate
+from ragtune.encoders.encoder import Encoder, WindowedVectors, truncate
 
 
 @dataclass

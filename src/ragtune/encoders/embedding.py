@@ -1,4 +1,4 @@
-"""A ragtune :class:`~ragtune.models.Encoder` as a LlamaIndex embedding.
+"""A ragtune :class:`~ragtune.encoders.encoder.Encoder` as a LlamaIndex embedding.
 
 ``EncoderEmbedding`` is the LlamaIndex ``BaseEmbedding`` view of the one
 encoding path: queries and documents go through ``Encoder.encode`` (so a
@@ -8,7 +8,7 @@ or ragas needs an embedding object; LlamaIndex users get the same class, with
 model loading added, as ``llama_index.embeddings.ragtune.RagtuneEmbedding``.
 
 Example:
-    >>> from ragtune.models import Encoder
+    >>> from ragtune.encoders.encoder import Encoder
     >>> emb = EncoderEmbedding(Encoder("default"), dimensions=128)  # doctest: +SKIP
     >>> len(emb.get_query_embedding("battery warranty"))  # doctest: +SKIP
     128
@@ -22,7 +22,7 @@ from typing import Any
 from llama_index.core.base.embeddings.base import DEFAULT_EMBED_BATCH_SIZE, BaseEmbedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
-from ragtune.models import Encoder, truncate
+from ragtune.encoders.encoder import Encoder, truncate
 
 
 class EncoderEmbedding(BaseEmbedding):

@@ -1,4 +1,4 @@
-"""Milvus under :class:`ragtune.index.ChunkIndex`: Milvus Lite in a local ``.db``, or a Milvus server.
+"""Milvus under :class:`ragtune.index.chunk_index.ChunkIndex`: Milvus Lite in a local ``.db``, or a Milvus server.
 
 ``--qdrant milvus:runs/demo/milvus.db`` opens Milvus Lite (embedded, in this
 process, one database folder on disk); ``--qdrant milvus:http://host:19530`` a
@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 
 from ragtune.errors import InputError
-from ragtune.stores import META_KEY, Condition, Found, StoredPoint, VectorSpec, Where, _translate
+from ragtune.index.filters import Condition, Where, translate_filter
+from ragtune.index.stores.base import META_KEY, Found, StoredPoint, VectorSpec
 
 MILVUS_PREFIX = "milvus:"
 INSTALL = "Milvus needs pymilvus and milvus-lite: pip install 'ragtune[milvus]'"
@@ -496,4 +497,4 @@ def milvus_filter(flt: Where) -> str:
         parts += [f"not {x}" for x in must_not or []]
         return "(" + " and ".join(parts) + ")" if parts else TRUE
 
-    return _translate(flt, field, make)
+    return translate_filter(flt, field, make)

@@ -1,23 +1,11 @@
-"""The engines under :class:`ragtune.index.ChunkIndex`: Qdrant Edge on disk, qdrant-client for the rest.
+"""Qdrant Edge: Qdrant's own Rust engine embedded in the process (``qdrant-edge-py``).
 
-A *store* holds named collections of points (an id, named dense vectors and
-multivectors, a JSON payload) and answers nearest-neighbour queries with an
-optional prefetch stage and payload filter. Two engines implement it:
-
-- :class:`EdgeStore` — the default for a folder: Qdrant's own Rust engine
-  embedded in the process (``qdrant-edge-py``): the server's segments, WAL and
-  HNSW, so it ingests and answers like a Qdrant server (measured in
-  ``eval/scale.py``). One shard folder per collection, ``FOLDER/edge/NAME/``,
-  with ragtune's metadata (model, fingerprint, dimension) beside it in
-  ``FOLDER/edge/NAME.json``. A shard is locked by the process that opens it;
-  inside one process every opener shares the same shard.
-- :class:`ClientStore` — a ``QdrantClient``: a Qdrant server by URL,
-  ``:memory:``, or a folder written by qdrant-client's local mode (ragtune
-  before the Edge engine; still read, with a warning that says how to move).
-
-Filters are engine-neutral (:class:`Where` of :class:`Condition`), built from the
-server's ``{"key": value}`` form (:func:`where`) or from LlamaIndex
-``MetadataFilters``, and translated once per engine here.
+The default store for a folder: the server's segments, WAL and HNSW, so it
+ingests and answers like a Qdrant server (measured in ``eval/scale.py``). One
+shard folder per collection, ``FOLDER/edge/NAME/``, with ragtune's metadata
+(model, fingerprint, dimension) beside it in ``FOLDER/edge/NAME.json``. A shard
+is locked by the process that opens it; inside one process every opener shares
+the same shard.
 """
 
 from __future__ import annotations
@@ -28,114 +16,19 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from ragtune._io import write_json
 from ragtune.errors import InputError
+from ragtune.index.filters import Condition, Where, translate_filter
+from ragtune.index.stores.base import META_KEY, Found, StoredPoint, VectorSpec, paged
 
 log = logging.getLogger(__name__)
 
-OPS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte")
-META_KEY = "ragtune"  # ragtune's metadata (model, fingerprint, dimension) within a collection's metadata
-LEGACY_MARKER = "meta.json"  # qdrant-client's local mode keeps its collections list here
-
-
-@dataclass(frozen=True)
-class Condition:
-    """``payload[key] <op> value``; ``op`` is one of :data:`OPS` (``in``/``nin`` take a list)."""
-
-    key: str
-    op: str
-    value: Any
-
-    def __post_init__(self) -> None:
-        if self.op not in OPS:
-            raise InputError(f"filter on {self.key!r}: operator {self.op!r} is not one of {', '.join(OPS)}")
-
-
-@dataclass(frozen=True)
-class Where:
-    """All of ``must``, at least one of ``should`` (when given), none of ``must_not``."""
-
-    must: tuple[Condition | Where, ...] = ()
-    should: tuple[Condition | Where, ...] = ()
-    must_not: tuple[Condition | Where, ...] = ()
-
-
-def where(spec: Mapping[str, Any] | None) -> Where | None:
-    """``{"key": value}`` → a :class:`Where` that all conditions must match.
-
-    A scalar is an exact match, a list matches any of its values.
-
-    Example:
-        >>> where({"source": ["a.md", "b.md"], "year": 2023}).must[1]
-        Condition(key='year', op='eq', value=2023)
-    """
-    if not spec:
-        return None
-    return Where(
-        must=tuple(
-            Condition(k, "in", list(v)) if isinstance(v, (list, tuple)) else Condition(k, "eq", v)
-            for k, v in spec.items()
-        )
-    )
-
-
-@dataclass
-class StoredPoint:
-    """One point to write: ``vectors`` maps a vector name to a 1-d (dense) or 2-d (multivector) float array."""
-
-    id: str
-    vectors: dict[str, Any]
-    payload: dict[str, Any]
-
-
-@dataclass
-class Found:
-    id: str
-    score: float
-    payload: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class VectorSpec:
-    size: int
-    multi: bool = False
-    quantization: str = "none"  # none | scalar | binary
-    index: bool = True  # searched through a graph (HNSW) where the engine builds one; False: scanned
-
-
-class Store(Protocol):
-    """What :class:`ragtune.index.ChunkIndex` needs from an engine."""
-
-    location: str
-
-    def exists(self, name: str) -> bool: ...
-    def read_meta(self, name: str) -> dict[str, Any]: ...
-    def create(self, name: str, vectors: Mapping[str, VectorSpec], meta: dict[str, Any]) -> None: ...
-    def count(self, name: str, exact: bool = True) -> int: ...
-    def upsert(self, name: str, points: Sequence[StoredPoint]) -> None: ...
-    def delete(self, name: str, flt: Where) -> None: ...
-    def delete_ids(self, name: str, ids: Sequence[str]) -> None: ...
-    def scroll_payload(self, name: str, keys: Sequence[str], flt: Where | None = None) -> Iterable[tuple[str, dict]]: ...
-    def query(
-        self,
-        name: str,
-        using: str,
-        vector: Any,
-        limit: int,
-        flt: Where | None = None,
-        prefetch: tuple[str, Any, int] | None = None,
-        quantized: bool = False,
-    ) -> list[Found]: ...
-    def optimize(self, name: str) -> None: ...
-    def drop(self, name: str) -> None: ...
-    def close(self) -> None: ...
 
 
 # ---------------------------------------------------------------------------
@@ -343,7 +236,7 @@ class EdgeStore:
         import qdrant_edge as qe
 
         shard = self._shard(name)
-        return _paged(
+        return paged(
             lambda offset: shard.scroll(
                 qe.ScrollRequest(offset=offset, limit=1024, filter=_edge_filter(flt) if flt else None,
                                  with_payload=list(keys), with_vector=False)
@@ -444,33 +337,9 @@ class EdgeStore:
             self._release(name)
 
 
-def _paged(fetch: Any) -> Iterable[tuple[str, dict]]:
-    """``(id, payload)`` of every record of a scroll: ``fetch(offset)`` returns ``(records, next_offset)``."""
-    offset = None
-    while True:
-        records, offset = fetch(offset)
-        for r in records:
-            yield str(r.id), dict(r.payload or {})
-        if offset is None:
-            return
-
-
 def _edge_vector(v: Any) -> list:
     return np.asarray(v, dtype=np.float32).tolist()
 
-
-def _translate(flt: Where, field: Callable[[Condition], Any], make: Callable[..., Any]) -> Any:
-    """A :class:`Where` in an engine's terms: ``field`` builds one ``eq``/``in``/``nin``/range condition,
-    ``make(must, should, must_not)`` a filter; ``ne`` is a ``must_not`` of ``eq``, nested filters recurse."""
-
-    def cond(c: Condition | Where) -> Any:
-        if isinstance(c, Where):
-            return _translate(c, field, make)
-        if c.op == "ne":
-            return make(None, None, [field(Condition(c.key, "eq", c.value))])
-        return field(c)
-
-    return make(*([cond(c) for c in part] or None for part in (flt.must, flt.should, flt.must_not)))
 
 
 def _edge_filter(flt: Where) -> Any:
@@ -485,158 +354,6 @@ def _edge_filter(flt: Where) -> Any:
             return qe.FieldCondition(key=c.key, match=qe.MatchExcept(list(c.value)))
         return qe.FieldCondition(key=c.key, range=qe.RangeFloat(**{c.op: float(c.value)}))
 
-    return _translate(flt, field, lambda must, should, must_not: qe.Filter(must=must, should=should, must_not=must_not))
+    return translate_filter(flt, field, lambda must, should, must_not: qe.Filter(must=must, should=should, must_not=must_not))
 
-
-# ---------------------------------------------------------------------------
-# qdrant-client (server URL, :memory:, legacy local-mode folders)
-
-
-class ClientStore:
-    """Collections through a ``QdrantClient`` (a server, ``:memory:`` or a local-mode folder)."""
-
-    def __init__(self, client: Any, location: str = "", owns: bool = True) -> None:
-        self.client = client
-        self.location = location
-        self.owns = owns
-
-    def exists(self, name: str) -> bool:
-        return bool(self.client.collection_exists(name))
-
-    def read_meta(self, name: str) -> dict[str, Any]:
-        info = self.client.get_collection(name)
-        return dict((info.config.metadata or {}).get(META_KEY) or {})
-
-    def create(self, name: str, vectors: Mapping[str, VectorSpec], meta: dict[str, Any]) -> None:
-        from qdrant_client import models
-
-        def params(spec: VectorSpec) -> Any:
-            quant = None
-            if spec.quantization == "scalar":
-                quant = models.ScalarQuantization(
-                    scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
-                )
-            elif spec.quantization == "binary":
-                quant = models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
-            return models.VectorParams(
-                size=spec.size,
-                distance=models.Distance.COSINE,
-                multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM)
-                if spec.multi
-                else None,
-                quantization_config=quant,
-            )
-
-        self.client.create_collection(
-            name, vectors_config={k: params(v) for k, v in vectors.items()}, metadata={META_KEY: meta}
-        )
-
-    def count(self, name: str, exact: bool = True) -> int:
-        return int(self.client.count(name, exact=exact).count)
-
-    def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
-        from qdrant_client import models
-
-        self.client.upsert(
-            name,
-            points=[
-                models.PointStruct(id=p.id, vector={k: np.asarray(v).tolist() for k, v in p.vectors.items()},
-                                   payload=p.payload)
-                for p in points
-            ],
-            wait=True,
-        )
-
-    def delete(self, name: str, flt: Where) -> None:
-        from qdrant_client import models
-
-        self.client.delete(name, points_selector=models.FilterSelector(filter=client_filter(flt)), wait=True)
-
-    def delete_ids(self, name: str, ids: Sequence[str]) -> None:
-        from qdrant_client import models
-
-        self.client.delete(name, points_selector=models.PointIdsList(points=list(ids)), wait=True)
-
-    def scroll_payload(self, name: str, keys: Sequence[str], flt: Where | None = None) -> Iterable[tuple[str, dict]]:
-        return _paged(
-            lambda offset: self.client.scroll(
-                name, scroll_filter=client_filter(flt) if flt else None, limit=1024, offset=offset,
-                with_payload=list(keys), with_vectors=False,
-            )
-        )
-
-    def query(
-        self,
-        name: str,
-        using: str,
-        vector: Any,
-        limit: int,
-        flt: Where | Any | None = None,
-        prefetch: tuple[str, Any, int] | None = None,
-        quantized: bool = False,
-    ) -> list[Found]:
-        from qdrant_client import models
-
-        qf = client_filter(flt) if isinstance(flt, Where) else flt  # a qdrant_client Filter passes through
-        params = (
-            models.SearchParams(quantization=models.QuantizationSearchParams(rescore=True, oversampling=2.0))
-            if quantized
-            else None
-        )
-        pre = None
-        if prefetch is not None:
-            p_using, p_vector, p_limit = prefetch
-            pre = models.Prefetch(query=p_vector, using=p_using, limit=p_limit, filter=qf)
-        res = self.client.query_points(
-            name, query=vector, using=using, prefetch=pre, limit=limit, with_payload=True,
-            query_filter=qf, search_params=params,
-        )
-        return [Found(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
-
-    def optimize(self, name: str) -> None:
-        """A server optimizes on its own; local mode has no index to build."""
-
-    def drop(self, name: str) -> None:
-        if self.client.collection_exists(name):
-            self.client.delete_collection(name)
-
-    def close(self) -> None:
-        if self.owns:
-            self.client.close()
-
-
-def client_filter(flt: Where) -> Any:
-    """A :class:`Where` as a qdrant-client ``Filter``."""
-    from qdrant_client import models
-
-    def field(c: Condition) -> Any:
-        if c.op == "eq":
-            return models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
-        if c.op == "in":
-            return models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.value)))
-        if c.op == "nin":
-            return models.FieldCondition(key=c.key, match=models.MatchExcept(**{"except": list(c.value)}))
-        return models.FieldCondition(key=c.key, range=models.Range(**{c.op: c.value}))
-
-    return _translate(
-        flt, field, lambda must, should, must_not: models.Filter(must=must, should=should, must_not=must_not)
-    )
-
-
-def is_legacy_folder(folder: Path) -> bool:
-    """A folder qdrant-client's local mode wrote (``meta.json`` + ``collection/``)."""
-    return (folder / LEGACY_MARKER).is_file() and (folder / "collection").is_dir()
-
-
-def local_mode(folder: str | Path) -> ClientStore:
-    """qdrant-client's pure-Python local mode on ``folder`` (kept for old folders and for comparison)."""
-    from qdrant_client import QdrantClient
-
-    path = Path(folder).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        client = QdrantClient(path=str(path))
-    except RuntimeError as exc:  # locked by another process
-        raise InputError(f"{path}: cannot open the embedded Qdrant store ({exc})") from exc
-    return ClientStore(client, str(path))
 

@@ -77,8 +77,8 @@ def distill_static(
         from model2vec.distill import distill_from_model
     except ImportError as exc:
         raise InputError(f'the static student needs model2vec: pip install "ragtune[export]" ({exc})') from exc
-    from ragtune.backends import transformer_of
-    from ragtune.models import load_model
+    from ragtune.encoders.export import transformer_of
+    from ragtune.encoders.loading import load_model
 
     train_pairs = [p for p in pairs if p.split != "val"]
     if len(train_pairs) < 2:

@@ -1,7 +1,7 @@
 """Stage 4 — chunks into a Qdrant collection, and search over it.
 
 One facade (:func:`open_index`, :class:`ChunkIndex`) over the engines in
-:mod:`ragtune.stores`: Qdrant Edge embedded on disk (the default for a folder:
+:mod:`ragtune.index.stores.base`: Qdrant Edge embedded on disk (the default for a folder:
 Qdrant's own engine, no server), and qdrant-client for a Qdrant server by URL
 and ``:memory:`` — the same calls for all. Each point is one chunk with named
 vectors:
@@ -34,25 +34,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragtune.corpus import Chunk
+from ragtune.corpus.reader import Chunk
+from ragtune.encoders.encoder import Encoder, truncate
+from ragtune.encoders.loading import embedding_width, model_fingerprint
 from ragtune.errors import IndexMismatchError, InputError
-from ragtune.models import Encoder, embedding_width, model_fingerprint, truncate
-from ragtune.progress import task, track
-from ragtune.stores import (
-    ClientStore,
-    Condition,
-    EdgeStore,
-    StoredPoint,
-    VectorSpec,
-    Where,
-    is_legacy_folder,
-    local_mode,
-    where,
+from ragtune.index.filters import Condition, Where, where
+from ragtune.index.stores.base import StoredPoint, VectorSpec
+from ragtune.index.stores.client import ClientStore, is_legacy_folder, local_mode
+from ragtune.index.stores.edge import EdgeStore
+from ragtune.index.stores.milvus import (
+    MILVUS_PREFIX,
+    MilvusStore,
+    check_milvus_location,
 )
-from ragtune.stores_milvus import MILVUS_PREFIX, MilvusStore, check_milvus_location
+from ragtune.progress import task, track
 
 if TYPE_CHECKING:
-    from ragtune.stores import Store
+    from ragtune.index.stores.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +112,7 @@ def connect(location: str | Path, api_key: str | None = None, timeout: int = 60,
     Args:
         location: a folder, ``:memory:`` or an ``http(s)://`` Qdrant server URL;
             ``milvus:PATH.db`` (Milvus Lite, embedded, on disk) or
-            ``milvus:http://host:19530`` (a Milvus server): :mod:`ragtune.stores_milvus`,
+            ``milvus:http://host:19530`` (a Milvus server): :mod:`ragtune.index.stores.milvus`,
             with ``pip install 'ragtune[milvus]'``.
         api_key: a Qdrant server's API key (a Milvus server's token).
         timeout: seconds per request to a server.
@@ -171,7 +169,7 @@ def check_collection(name: str) -> str:
 
 
 class ChunkIndex:
-    """A collection of chunks, with plain and per-window vectors, in any :mod:`ragtune.stores` engine.
+    """A collection of chunks, with plain and per-window vectors, in any :mod:`ragtune.index.stores.base` engine.
 
     Args:
         store: a store from :func:`connect` (or a ``QdrantClient``, wrapped).
@@ -332,7 +330,7 @@ class ChunkIndex:
         Chunk ids are content-addressed (source, position, text hash), so an
         unchanged document's chunks are already there and are not encoded
         again; an edited document's old chunks and a deleted document's chunks
-        are removed. ``chunks`` may be a stream (a :class:`ragtune.corpus.CorpusReader`):
+        are removed. ``chunks`` may be a stream (a :class:`ragtune.corpus.reader.CorpusReader`):
         it is consumed in batches of ``batch_size``, and only ids are kept in
         memory, so a corpus larger than RAM indexes in bounded memory. Each
         written batch is durable, so an interrupted run, run again, resumes
@@ -397,7 +395,7 @@ class ChunkIndex:
             query_vector: the query's embedding.
             top_k: hits to return.
             mode: ``windows`` (best window of each chunk) or ``plain`` (one vector per chunk).
-            query_filter: a :class:`ragtune.stores.Where`, a ``{"key": value}``
+            query_filter: a :class:`ragtune.index.filters.Where`, a ``{"key": value}``
                 mapping (a list value matches any), or, on a qdrant-client
                 store, a qdrant-client ``Filter``.
             two_stage: find ``candidates`` (default ``max(100, 10 * top_k)``) on

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from ragtune import __version__, console, progress
-from ragtune.backends import BACKENDS, FORMATS
+from ragtune.encoders.runtime import BACKENDS, FORMATS
 from ragtune.errors import RagtuneError
 from ragtune.train.classification import LOSSES as _CLS_LOSSES
 from ragtune.train.config import LOSSES as _LOSSES
@@ -170,7 +170,7 @@ def run(
     Settings come from --config, then these options, then --set; run.json records the result.
     """
     from ragtune.config import load_config_file, merge, parse_sets
-    from ragtune.pipeline import preflight, resolve_run_config, run_pipeline
+    from ragtune.pipeline.stages import preflight, resolve_run_config, run_pipeline
 
     options = {
         "train.base": base, "train.epochs": epochs, "generation.max_pairs": max_pairs,
@@ -211,8 +211,8 @@ def generate(
     """Generate synthetic query → passage pairs from a corpus (offline by default, or with an LLM)."""
     import time
 
-    from ragtune.corpus import ChunkConfig, load_corpus, save_chunks
-    from ragtune.models import Encoder
+    from ragtune.corpus.reader import ChunkConfig, load_corpus, save_chunks
+    from ragtune.encoders.encoder import Encoder
     from ragtune.pairs import GenerationConfig, generate_pairs, make_generator, save_pairs
 
     t0 = time.perf_counter()
@@ -286,7 +286,7 @@ def train_cmd(
 ) -> None:
     """Fine-tune an encoder on pairs (or on labelled texts with --task classification); writes a sentence-transformers folder."""
     from ragtune.config import build_config, parse_sets
-    from ragtune.corpus import load_chunks
+    from ragtune.corpus.reader import load_chunks
     from ragtune.pairs import load_pairs
     from ragtune.train import AdapterSettings, TrainConfig, train
 
@@ -352,8 +352,9 @@ def evaluate(
     workers: int = typer.Option(0, "--workers", help=_WORKERS_HELP),
 ) -> None:
     """Evaluate a model (and a baseline) on a labelled set; writes report.json/.md/.html."""
+    from ragtune.encoders.encoder import Encoder, encoding_devices
+    from ragtune.encoders.loading import load_model, model_label
     from ragtune.evaluation import evaluate_models, load_eval_dataset
-    from ragtune.models import Encoder, encoding_devices, load_model, model_label
     from ragtune.report import build_report, write_report
 
     baseline, hosted = _split_baseline(baseline, hosted)
@@ -362,7 +363,7 @@ def evaluate(
             raise RagtuneError(f"--baseline {hosted!r}: a hosted baseline is scored on retrieval only")
         _evaluate_classification(data, model, baseline, out, backend, backend_file, workers)
         return
-    from ragtune.hosted import hosted_baselines
+    from ragtune.encoders.hosted import hosted_baselines
     from ragtune.train.card import read_card
 
     dataset = load_eval_dataset(data)
@@ -385,7 +386,7 @@ def evaluate(
         results = evaluate_models(dataset, {**encoders, **extra_models}, dim_list, long_chunks, plain_only=extra_models)
         usage = {k: h.usage() for k, h in extra_models.items()}
         specs = {k: h.spec.spec for k, h in extra_models.items()}
-    from ragtune.pipeline import rag_metrics
+    from ragtune.pipeline.stages import rag_metrics
 
     models = {label: (model_label(m) if label == "base" else _described(model, backend, backend_file)) for label, m in labels.items()}
     models.update(specs)
@@ -416,9 +417,10 @@ def index(
 ) -> None:
     """Chunk a corpus into a Qdrant collection that follows it: a re-run encodes only new or
     edited documents' chunks and removes those of edited and deleted ones (ids are content-addressed)."""
-    from ragtune.corpus import ChunkConfig, CorpusReader
-    from ragtune.index import open_index
-    from ragtune.models import Encoder, encoding_devices, load_model
+    from ragtune.corpus.reader import ChunkConfig, CorpusReader
+    from ragtune.encoders.encoder import Encoder, encoding_devices
+    from ragtune.encoders.loading import load_model
+    from ragtune.index.chunk_index import open_index
 
     reader = CorpusReader(corpus, ChunkConfig(chunk_size=chunk_size))
     st = load_model(model, backend=backend, file=backend_file)
@@ -451,8 +453,9 @@ def query(
     backend_file: Path | None = typer.Option(None, "--backend-file", help=_BACKEND_FILE_HELP),
 ) -> None:
     """Search a ragtune Qdrant collection with a model."""
-    from ragtune.index import check_location, open_index
-    from ragtune.models import Encoder, load_model, resolve_model
+    from ragtune.encoders.encoder import Encoder
+    from ragtune.encoders.loading import load_model, resolve_model
+    from ragtune.index.chunk_index import check_location, open_index
 
     resolve_model(model)  # a bad model or folder fails in a second, before anything loads
     check_location(qdrant)
@@ -527,7 +530,8 @@ def export_cmd(
     ),
 ) -> None:
     """Write the model as ONNX / OpenVINO (fp32 or int8), or distil a static student, for faster CPU inference."""
-    from ragtune.backends import export_model, static_folder
+    from ragtune.encoders.export import export_model
+    from ragtune.encoders.runtime import static_folder
 
     wanted = _formats(formats)
     texts = _calibration_texts(calibration, model) if "openvino-int8" in wanted else None
@@ -535,7 +539,7 @@ def export_cmd(
         for fmt in progress.track(wanted, "Exporting", unit="forms"):
             if fmt == "static":
                 from ragtune.pairs import load_pairs
-                from ragtune.static import distill_static
+                from ragtune.train.static import distill_static
 
                 path = distill_static(model, load_pairs(_beside(pairs, model, "pairs.jsonl")), out or static_folder(model))
                 _echo(f"static: {path} (a sentence-transformers folder: --model {path})")
@@ -585,8 +589,9 @@ def _evaluate_classification(
     data: Path, model: str, baseline: str | None, out: Path, backend: str, backend_file: Path | None, workers: int
 ) -> None:
     """``evaluate --task classification``: probe base and tuned embeddings on the labelled set's held-out part."""
+    from ragtune.encoders.encoder import Encoder, encoding_devices
+    from ragtune.encoders.loading import load_model, model_label, resolve_model
     from ragtune.evaluation.classification import evaluate_classification, load_labelled
-    from ragtune.models import Encoder, encoding_devices, load_model, model_label, resolve_model
     from ragtune.report import write_report
     from ragtune.report.classification import build_classification_report
     from ragtune.train.card import read_card
@@ -617,7 +622,7 @@ def _evaluate_classification(
 
 def _split_baseline(base: str | None, baseline: str | None) -> tuple[str | None, str | None]:
     """(--base, hosted --baseline), the hosted spec checked; a --baseline naming a folder or hub id still means --base."""
-    from ragtune.hosted import is_hosted_spec, parse_baseline
+    from ragtune.encoders.hosted import is_hosted_spec, parse_baseline
 
     if baseline is not None and not is_hosted_spec(baseline):
         if base is not None:
@@ -638,7 +643,7 @@ def _formats(value: str) -> list[str]:
 
 def _calibration_texts(path: Path | None, model: Path) -> list[str]:
     """The texts int8 calibration sees: chunks or pairs of a run, or a corpus folder read as chunks."""
-    from ragtune.corpus import load_chunks, load_corpus
+    from ragtune.corpus.reader import load_chunks, load_corpus
     from ragtune.pairs import load_pairs
 
     path = _beside(path, model, "chunks.jsonl")

@@ -16,10 +16,11 @@ from typing import Any
 
 from ragtune._io import sha256_file
 from ragtune.config import build_config, to_data
-from ragtune.corpus import Chunk, ChunkConfig, load_chunks, load_corpus, save_chunks
+from ragtune.corpus.reader import Chunk, ChunkConfig, load_chunks, load_corpus, save_chunks
+from ragtune.encoders.encoder import Encoder, encoding_devices
+from ragtune.encoders.loading import load_model, model_label, resolve_model
 from ragtune.errors import InputError, RagtuneError
 from ragtune.evaluation import RetrievalDataset, evaluate_models, from_pairs, load_eval_dataset
-from ragtune.models import Encoder, encoding_devices, load_model, model_label, resolve_model
 from ragtune.pairs import (
     GenerationConfig,
     Pair,
@@ -28,9 +29,9 @@ from ragtune.pairs import (
     make_generator,
     save_pairs,
 )
+from ragtune.pipeline.rundir import RunDir, fingerprint
 from ragtune.progress import task, track
 from ragtune.report import build_report, write_report
-from ragtune.rundir import RunDir, fingerprint
 from ragtune.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -48,14 +49,14 @@ class RunConfig:
     collection: str = "ragtune"
     qdrant: str | None = None  # default: RUN/qdrant (embedded, on disk)
     long_chunks: bool = True  # also evaluate best-window (long-chunk) search
-    # last stage: the tuned model also as these forms (ragtune.backends.FORMATS)
+    # last stage: the tuned model also as these forms (ragtune.encoders.runtime.FORMATS)
     export: list[str] = field(default_factory=list)
-    # a hosted embedding model scored beside base and tuned (ragtune.hosted: URL[#MODEL] or provider:model)
+    # a hosted embedding model scored beside base and tuned (ragtune.encoders.hosted: URL[#MODEL] or provider:model)
     baseline: str | None = None
 
     def __post_init__(self) -> None:
-        from ragtune.backends import backend_of
-        from ragtune.index import check_collection
+        from ragtune.encoders.runtime import backend_of
+        from ragtune.index.chunk_index import check_collection
 
         for fmt in self.export:
             backend_of(fmt)  # ConfigError naming the choices
@@ -144,8 +145,8 @@ def stage_index(
     ``encoder`` (of ``model_dir``'s model) is used instead of loading the model
     again; the pipeline passes the one it then evaluates with.
     """
-    from ragtune.index import location_path, open_index
-    from ragtune.models import model_fingerprint
+    from ragtune.encoders.loading import model_fingerprint
+    from ragtune.index.chunk_index import location_path, open_index
 
     loc = location or str(rd.qdrant)
     model = encoder.model if encoder is not None else load_model(model_dir)
@@ -173,7 +174,7 @@ def stage_index(
 
 def _index_intact(rd: RunDir, location: str, collection: str, model: Any) -> bool:
     """The recorded collection is still there, built by ``model``, with the points the stage wrote."""
-    from ragtune.index import open_index
+    from ragtune.index.chunk_index import open_index
 
     want = rd.record["stages"]["index"].get("points")
     try:
@@ -207,7 +208,7 @@ def stage_evaluate(
     (when ragas is installed), the LLM-judged ones when ``judge_llm`` is a spec.
     ``encoders`` maps a label (``tuned``) to an already-loaded :class:`Encoder`
     of that model, used instead of loading it again. ``baseline`` (a
-    :mod:`ragtune.hosted` spec) is scored too, in plain mode, its vectors cached
+    :mod:`ragtune.encoders.hosted` spec) is scored too, in plain mode, its vectors cached
     in ``RUN/cache/embeddings``; its tokens and cost go into the report.
     """
     models: dict[str, Any] = {"base": base} if tuned is None else {"base": base, "tuned": tuned}
@@ -218,7 +219,7 @@ def stage_evaluate(
         import json
 
         return json.loads((rd.report / "report.json").read_text())
-    from ragtune.hosted import hosted_baselines
+    from ragtune.encoders.hosted import hosted_baselines
 
     with hosted_baselines(baseline, rd.cache / "embeddings") as hosted, rd.stage("evaluate", fp) as info, task("[5/5] evaluation"):
         results = evaluate_models(dataset, {**models, **(encoders or {}), **hosted}, dims, long_chunks, plain_only=hosted)
@@ -244,11 +245,11 @@ def stage_export(
     With ``dataset``, each form is then measured beside torch (quality, docs/s,
     query latency, size) into ``info["speed"]``: the report's speed section.
     """
-    from ragtune.backends import export_model
+    from ragtune.encoders.export import export_model
+    from ragtune.encoders.loading import model_fingerprint
     from ragtune.evaluation.speed import FIRST, measure_forms
     from ragtune.machine import machine_info
-    from ragtune.models import model_fingerprint
-    from ragtune.static import distill_static
+    from ragtune.train.static import distill_static
 
     measured = (dataset.source, len(dataset.queries)) if dataset is not None else None
     fp = fingerprint("export", model_fingerprint(load_model(model_dir)), sorted(formats), measured)
@@ -304,13 +305,13 @@ def preflight(config: RunConfig, workdir: str | Path) -> RetrievalDataset | None
     if not Path(config.corpus).exists():
         raise InputError(f"{config.corpus}: no such file or folder (the corpus to read)")
     corpus = Path(config.corpus)
-    from ragtune.corpus import scan_files
+    from ragtune.corpus.reader import scan_files
 
     if corpus.is_dir() and next(iter(scan_files(corpus, True)), None) is None:
         raise InputError(f"{corpus}: the corpus folder holds no files")
     resolve_model(config.train.base)  # a bad --base fails here, before the corpus is read
     if config.baseline:
-        from ragtune.hosted import parse_baseline
+        from ragtune.encoders.hosted import parse_baseline
 
         parse_baseline(config.baseline)  # syntax, package, key: no request
     given = load_eval_dataset(config.eval_data) if config.eval_data else None
@@ -392,7 +393,9 @@ def _tree_hash(corpus: str | Path) -> str:
         return fingerprint(p.name, st.st_size, st.st_mtime_ns)
     if not p.exists():
         return "missing"
-    from ragtune.corpus import scan_files  # the files the reader reads, symlinked folders included
+    from ragtune.corpus.reader import (
+        scan_files,  # the files the reader reads, symlinked folders included
+    )
 
     items = sorted((str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns) for f in scan_files(p, True))
     return fingerprint(items)

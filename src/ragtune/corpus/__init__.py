@@ -1,0 +1,1 @@
+"""Files and LlamaIndex ``Document``s → chunks with stable ids."""

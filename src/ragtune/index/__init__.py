@@ -1,0 +1,1 @@
+"""Chunks in a vector store (:mod:`.chunk_index`), exact search (:mod:`.exact`), filters (:mod:`.filters`) and the engines (:mod:`.stores`)."""

@@ -1,0 +1,1 @@
+"""The engines under a chunk index: Qdrant Edge, qdrant-client, Milvus."""

@@ -1,0 +1,1 @@
+"""The whole job as resumable stages over one run directory."""
