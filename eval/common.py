@@ -47,6 +47,7 @@ class Bench:
     timings: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
+    fusions: dict[str, Any] = field(default_factory=dict)  # label -> HybridConfig (Bench.fit)
 
     def timed(self, key: str):
         bench = self
@@ -62,11 +63,18 @@ class Bench:
 
         return _T()
 
-    def evaluate(self, dataset: Any, models: dict[str, Any], dims: list[int] | None, long_chunks: bool = False) -> dict[str, Any]:
-        """Score ``models`` (label → model) through ragtune's one evaluation loop; record and print each label."""
+    def evaluate(
+        self, dataset: Any, models: dict[str, Any], dims: list[int] | None, long_chunks: bool = False,
+        lexical: bool = True,
+    ) -> dict[str, Any]:
+        """Score ``models`` (label → model) through ragtune's one evaluation loop; record and print each label.
+
+        With ``lexical``, ``bm25`` and ``{label}+hybrid`` too, each fused at the weight in
+        :attr:`fusions` (fitted on held-out pairs by :meth:`fit`), else the default.
+        """
         from ragtune.evaluation import evaluate_models
 
-        results = evaluate_models(dataset, models, dims, long_chunks)
+        results = evaluate_models(dataset, models, dims, long_chunks, lexical=lexical, hybrid=self.fusions)
         for label, res in results.items():
             self.results[label] = res
             self.metrics[label] = res.metrics
@@ -74,6 +82,19 @@ class Bench:
             m = res.metrics[max(res.metrics, key=int)]
             print(f"  {label:<11} hit@5 {m['hit@5']:.3f}  ndcg@10 {m['ndcg@10']:.3f}  mrr@10 {m['mrr@10']:.3f}", flush=True)
         return results
+
+    def fit(self, models: dict[str, Any], held_out: Any) -> None:
+        """Fit each model's hybrid fusion on ``held_out`` (pairs the model did not train on), as ``ragtune run`` does."""
+        from ragtune.evaluation.hybrid import fit_hybrid
+
+        with self.timed("fit_hybrid_s"):
+            for label, model in models.items():
+                self.fusions[label] = fit_hybrid(model, held_out)
+        self.extra["hybrid"] = {label: f.to_json() for label, f in self.fusions.items()}
+        self.extra["hybrid_fit_on"] = {"name": held_out.name, "queries": len(held_out.queries),
+                                       "corpus": len(held_out.corpus)}
+        print("  fitted hybrid weights (dense share): "
+              + ", ".join(f"{k} {v.alpha:.2f}" for k, v in self.fusions.items()), flush=True)
 
     def write(self, out: str | Path, dataset: Any) -> dict[str, Any]:
         from ragtune._io import write_json

@@ -46,14 +46,14 @@ def _train(pairs, out_dir: Path, overrides: dict, bench: Bench, base: str | None
     return out_dir
 
 
-def _eval_uber(bench: Bench, tuned: Path | None, dims, long_chunks: bool, base: str | None):
+def _eval_uber(bench: Bench, tuned: Path | None, dims, long_chunks: bool, base: str | None, lexical: bool = False):
     from ragtune.encoders.loading import model_label
     from ragtune.evaluation import load_llamaindex
 
     ds = load_llamaindex(require("tenk", "uber_val_pairs.json"))
     bench.models.setdefault("base", model_label(base))
     models = {"base": base} if tuned is None else {"base": base, "tuned": str(tuned)}
-    bench.evaluate(ds, models, dims, long_chunks)
+    bench.evaluate(ds, models, dims, long_chunks, lexical=lexical)
     return ds
 
 
@@ -124,10 +124,33 @@ def protocol_t1(args, bench: Bench, anchor_too: bool = True):
     tuned = _train(
         pairs, args.workdir / "t1_model", parse_overrides(args.train), bench, args.base, _searched_texts(args)
     )
-    ds = _eval_uber(bench, tuned, args.dims or M_DIMS, args.long, args.base)
+    if args.lexical:
+        _fit_t1(args, bench, tuned, train_json)
+    ds = _eval_uber(bench, tuned, args.dims or M_DIMS, args.long, args.base, args.lexical)
     if anchor_too and not args.no_anchor:
         _anchor(args, bench, ds)
     return ds
+
+
+def _fit_t1(args, bench: Bench, tuned: Path, train_json: Path) -> None:
+    """T1's fusion weights: held-out questions the offline generator writes on the Lyft corpus.
+
+    The given Lyft pairs all train the model, so the weight is fitted on other
+    questions about the same corpus, none of them seen in training — the
+    situation of ``ragtune run`` fitting on its held-out split.
+    """
+    from ragtune.encoders.encoder import Encoder
+    from ragtune.evaluation.datasets import from_pairs
+    from ragtune.index.fusion import write_hybrid
+    from ragtune.pairs import GenerationConfig, generate_pairs
+
+    chunks = _given_chunks(train_json)
+    enc = Encoder(args.base)
+    gen = generate_pairs(chunks, enc.tokenizer, enc.window_spec(),
+                         GenerationConfig(val_fraction=0.0, max_pairs=300), encoder=enc)
+    held_out = from_pairs(gen.pairs, chunks, split="val", name="offline questions on the Lyft corpus")
+    bench.fit({"base": args.base, "tuned": str(tuned)}, held_out)
+    write_hybrid(tuned, bench.fusions["tuned"])
 
 
 def _anchor(args, bench: Bench, ds=None):
@@ -166,7 +189,7 @@ def protocol_generated(args, bench: Bench, pdf: str):
             enc.window_spec(),
             GenerationConfig(
                 offline=OfflineConfig(kinds=tuple(args.kinds.split(","))) if args.kinds else OfflineConfig(),
-                val_fraction=0.0,
+                val_fraction=args.val_fraction,
                 max_pairs=args.max_pairs,
                 positive=args.positive,
                 negatives=args.negatives,
@@ -190,7 +213,15 @@ def protocol_generated(args, bench: Bench, pdf: str):
     tuned = _train(
         gen.pairs, args.workdir / f"{bench.protocol.lower()}_model", parse_overrides(args.train), bench, args.base, searched
     )
-    return _eval_uber(bench, tuned, args.dims or M_DIMS, args.long, args.base)
+    if args.lexical and any(p.split == "val" for p in gen.pairs):
+        # as `ragtune run` does: the fusion weights fitted on the held-out generated pairs
+        from ragtune.evaluation.datasets import from_pairs
+        from ragtune.index.fusion import write_hybrid
+
+        bench.fit({"base": args.base, "tuned": str(tuned)},
+                  from_pairs(gen.pairs, corpus.chunks, split="val", name="held-out generated pairs"))
+        write_hybrid(tuned, bench.fusions["tuned"])
+    return _eval_uber(bench, tuned, args.dims or M_DIMS, args.long, args.base, args.lexical)
 
 
 def _t1_model(args, bench: Bench) -> Path:
@@ -218,7 +249,13 @@ def protocol_g(args, bench: Bench):
     bench.models.setdefault("base", model_label(args.base))
     # binary relevance, as sentence-transformers' evaluator (and the thresholds in
     # BENCHMARK.md) score it; the graded nDCG@10 (trec_eval's) goes beside it
-    results = bench.evaluate(ds, {"base": args.base, "tuned": str(model)}, [384])
+    if args.lexical:
+        from ragtune.index.fusion import read_hybrid
+
+        # the tuned model's own fitted weight (written by its A/T1 run); the base model gets the default
+        bench.fusions["tuned"] = read_hybrid(model)
+        bench.extra["hybrid"] = {"tuned": bench.fusions["tuned"].to_json()}
+    results = bench.evaluate(ds, {"base": args.base, "tuned": str(model)}, [384], lexical=args.lexical)
     base, tuned = results["base"], results["tuned"]
     bench.extra["graded_ndcg@10"] = {
         label: compute_metrics(graded.relevant, {q: r for q, r in res.rankings["384"].items()}, ["ndcg@10"])[0]["ndcg@10"]
@@ -267,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-long", dest="long", action="store_false", help="Skip long-chunk (best-window) evaluation.")
     ap.add_argument("--augment", type=int, default=0, help="T1: add up to N offline pairs generated from the given corpus.")
     ap.add_argument("--no-anchor", action="store_true", help="T1: do not run the anchor.")
+    ap.add_argument("--hybrid", dest="lexical", action="store_true",
+                    help="Also score bm25, base+hybrid and tuned+hybrid, the fusion weights fitted on held-out pairs "
+                         "(A: the generated val split, as `ragtune run`; T1: offline questions on the Lyft corpus).")
+    ap.add_argument("--val-fraction", type=float, default=0.0,
+                    help="T2/A: hold out this share of the generated pairs (ragtune run: 0.15).")
     ap.add_argument(
         "--summarize-on", choices=("none", "searched"), default="none",
         help="T1/T2: run the chunk-summary stage on the Uber corpus (the searched one, unlabelled); A always does.",

@@ -18,10 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +28,8 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
+
+from tests.helpers import Running, running  # noqa: E402
 
 from ragtune.corpus.reader import Chunk  # noqa: E402
 from ragtune.encoders.encoder import Encoder, truncate  # noqa: E402
@@ -43,7 +42,6 @@ from ragtune_server.batching import (  # noqa: E402
     MicroBatcher,
     QueueFullError,
 )
-from ragtune_server.server import uvicorn_config  # noqa: E402
 
 KEY = "test-key-123"
 COLLECTION = "tram"
@@ -52,37 +50,6 @@ BODY_LIMIT = 100_000
 # a wide batching window: requests released together in the concurrency test
 # must land in one window even on a loaded CI machine
 WAIT_MS = 50.0
-
-
-@dataclass
-class Running:
-    url: str
-    app: Any
-
-    def health(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/health", timeout=30).json()
-
-
-@contextmanager
-def running(app: Any, timeout: float = 60.0) -> Iterator[Running]:
-    """Run ``app`` under uvicorn on 127.0.0.1 (a free port the OS picks) in a thread, configured
-    as ``ragtune serve`` configures it (protocol, timeouts)."""
-    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0, "warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:  # bounded poll for the start-up flag, not a timing sleep
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("the test server did not start (see the log)")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield Running(f"http://127.0.0.1:{port}", app)
-    finally:
-        server.should_exit = True
-        thread.join(timeout)
-        assert not thread.is_alive(), "the test server did not stop"
 
 
 def _index(loc: Path, chunks: list[Any], st_model: Any) -> None:

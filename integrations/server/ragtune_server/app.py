@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -22,6 +23,7 @@ from ragtune import __version__
 from ragtune.encoders.encoder import truncate
 from ragtune.encoders.loading import load_model, model_label
 from ragtune.errors import RagtuneError
+from ragtune.index.fusion import HybridConfig, read_hybrid
 from ragtune_server.auth import BearerAuthMiddleware
 from ragtune_server.batching import BatchConfig, BatcherClosedError, Encoded, QueueFullError
 from ragtune_server.context import ServerContext
@@ -74,8 +76,10 @@ def create_app(
     checked against the model then. ``model_name`` is what responses and
     /v1/models call the model (default: the name given, or ``all-MiniLM-L6-v2``).
     """
+    hybrid = HybridConfig()
     if isinstance(model, (str, os.PathLike)) or model is None:
         name = model_name or model_label(model)
+        hybrid = read_hybrid(model) if model is not None and Path(model).is_dir() else hybrid
         model = load_model(model, device=device, backend=backend, file=backend_file)
     else:
         name = model_name or type(model).__name__
@@ -87,6 +91,7 @@ def create_app(
         qdrant=None if qdrant is None else str(qdrant),
         collection=collection,
         qdrant_api_key=qdrant_api_key,
+        hybrid=hybrid,
     )
 
     @asynccontextmanager
@@ -166,7 +171,7 @@ def _routes() -> APIRouter:
         encoded = await _encode(ctx, [body.query], "query")
         try:
             hits = await backend.search(
-                encoded.vectors[0], body.top_k, body.mode, query_filter, body.two_stage
+                encoded.vectors[0], body.top_k, body.mode, query_filter, body.two_stage, body.query, ctx.hybrid
             )
         except SearchClosedError as exc:
             raise _unavailable(ctx) from exc

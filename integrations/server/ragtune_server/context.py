@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from ragtune.index.chunk_index import is_remote
+from ragtune.index.fusion import HybridConfig
 from ragtune_server.batching import BatchConfig, MicroBatcher
 from ragtune_server.encoding import ModelWorker
 from ragtune_server.limits import Limits
@@ -34,6 +35,8 @@ class ServerContext:
     qdrant_api_key: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     search: SearchBackend | None = None
+    #: hybrid search's fusion, fitted for the served model (its folder's ragtune_hybrid.json)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
     batcher: MicroBatcher | None = None
     _reopening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 

@@ -180,9 +180,12 @@ class SearchRequest(_Request):
     filter: Annotated[dict[str, Any] | None, BeforeValidator(_filter)] = Field(
         None, description="Payload key → value (exact) or list of values (any); all must match."
     )
-    mode: Literal["windows", "plain"] = Field(
-        "windows",
-        description="windows: each chunk's best token window; plain: its first-window vector.",
+    mode: Literal["hybrid", "dense", "sparse", "plain", "windows"] = Field(
+        "hybrid",
+        description=(
+            "hybrid (default): each chunk's best window fused with BM25 at the model's fitted weight; "
+            "dense (or windows): best window only; sparse: BM25 only; plain: the first-window vector."
+        ),
     )
     two_stage: StrictBool = Field(
         False,

@@ -22,6 +22,7 @@ import numpy as np
 
 from ragtune.index.chunk_index import ChunkIndex, Hit, is_remote, open_index
 from ragtune.index.filters import Where, where
+from ragtune.index.fusion import HybridConfig
 
 log = logging.getLogger("ragtune_server")
 
@@ -59,9 +60,18 @@ class SearchBackend:
         return cls(index, str(location))
 
     async def search(
-        self, vector: np.ndarray, top_k: int, mode: str, query_filter: Any = None, two_stage: bool = False
+        self,
+        vector: np.ndarray | None,
+        top_k: int,
+        mode: str,
+        query_filter: Any = None,
+        two_stage: bool = False,
+        query_text: str | None = None,
+        hybrid: HybridConfig | None = None,
     ) -> list[Hit]:
-        return await self._in_thread(self.index.search, vector, top_k, mode, query_filter, two_stage)
+        return await self._in_thread(
+            self.index.search, vector, top_k, mode, query_filter, two_stage, None, query_text, hybrid
+        )
 
     async def count(self) -> int:
         """Points in the collection: exact in the embedded store, Qdrant's estimate on a server

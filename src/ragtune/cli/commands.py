@@ -445,7 +445,10 @@ def query(
     qdrant: str = typer.Option(..., "--qdrant"),
     collection: str = typer.Option(..., "--collection", "-c"),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Hits to return (>= 1)."),
-    mode: str = typer.Option("windows", "--mode", help="windows (best window of each chunk) | plain"),
+    mode: str = typer.Option(
+        "hybrid", "--mode",
+        help="hybrid (best window fused with BM25 at the model's fitted weight) | dense (best window) | sparse (BM25) | plain",
+    ),
     api_key: str | None = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY"),
     two_stage: bool = typer.Option(False, "--two-stage", help="Candidates on small Matryoshka vectors, rescored on full ones."),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON lines."),
@@ -456,13 +459,16 @@ def query(
     from ragtune.encoders.encoder import Encoder
     from ragtune.encoders.loading import load_model, resolve_model
     from ragtune.index.chunk_index import check_location, open_index
+    from ragtune.index.fusion import read_hybrid
 
     resolve_model(model)  # a bad model or folder fails in a second, before anything loads
     check_location(qdrant)
     st = load_model(model, backend=backend, file=backend_file)
     enc = Encoder(st)
     with open_index(qdrant, collection, st, model, api_key=api_key, create=False) as idx:
-        hits = idx.search(enc.encode_queries([text])[0], top_k=top_k, mode=mode, two_stage=two_stage)
+        vector = None if mode == "sparse" else enc.encode_queries([text])[0]
+        hits = idx.search(vector, top_k=top_k, mode=mode, two_stage=two_stage, query_text=text,
+                          hybrid=read_hybrid(resolve_model(model)))
     for rank, h in enumerate(hits, 1):
         if as_json:
             _echo(json.dumps({"rank": rank, "id": h.id, "score": h.score, "source": h.metadata.get("source"), "text": h.text}))

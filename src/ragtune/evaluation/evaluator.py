@@ -19,7 +19,9 @@ import numpy as np
 from ragtune.encoders.encoder import Encoder
 from ragtune.evaluation.datasets import RetrievalDataset
 from ragtune.evaluation.metrics import METRICS, compute_metrics, paired_bootstrap
-from ragtune.index.exact import encode_corpus, exact_search
+from ragtune.index.exact import encode_corpus, score_matrix, top_hits
+from ragtune.index.fusion import HybridConfig, fuse_scores
+from ragtune.index.lexical import Lexical, LexicalConfig, bm25_scores, fitted_config
 from ragtune.progress import task
 
 
@@ -32,6 +34,8 @@ class EvalResult:
     qids: list[str] = field(repr=False)
     seconds: dict[str, float] = field(default_factory=dict)
     long_chunks: bool = False
+    #: full-width ``(n_queries, n_docs)`` scores in ``qids`` × corpus order (kept for fusion), or None
+    scores: np.ndarray | None = field(default=None, repr=False)
 
 
 class RetrievalEvaluator:
@@ -66,21 +70,22 @@ class RetrievalEvaluator:
         dims = self.dims or [encoder.dimension]
         metrics, per_query, rankings = {}, {}, {}
         search_s = 0.0
+        full = None
         for dim in dims:
             ts = time.perf_counter()
-            hits = exact_search(qvecs, corpus, dim=dim, top_k=self.top_k)
+            scores = score_matrix(qvecs, corpus, dim=dim)
+            if dim >= encoder.dimension:
+                full = scores
+            hits = top_hits(scores, doc_ids, self.top_k)
             search_s += time.perf_counter() - ts
-            ranking = dict(zip(qids, hits))
-            means, per = compute_metrics(ds.relevant, ranking, self.metrics)
-            metrics[str(dim)] = means
-            per_query[str(dim)] = per
-            rankings[str(dim)] = {q: r[:10] for q, r in ranking.items()}
+            metrics[str(dim)], per_query[str(dim)], rankings[str(dim)] = self._score(qids, hits)
         t3 = time.perf_counter()
         return EvalResult(
             label=label,
             metrics=metrics,
             per_query=per_query,
             rankings=rankings,
+            scores=full,
             qids=qids,
             seconds={
                 "encode_corpus_s": round(t1 - t0, 3),
@@ -92,6 +97,32 @@ class RetrievalEvaluator:
             long_chunks=self.long_chunks,
         )
 
+    def _score(self, qids: Sequence[str], hits: Sequence[Sequence[tuple[str, float]]]) -> tuple[Any, Any, Any]:
+        ranking = dict(zip(qids, hits))
+        means, per = compute_metrics(self.dataset.relevant, ranking, self.metrics)
+        return means, per, {q: list(r[:10]) for q, r in ranking.items()}
+
+    def from_scores(self, scores: np.ndarray, label: str, dim: str, seconds: dict[str, float]) -> EvalResult:
+        """An :class:`EvalResult` of a ready ``(n_queries, n_docs)`` score matrix (BM25, a fusion)."""
+        qids = sorted(self.dataset.queries)
+        hits = top_hits(scores, list(self.dataset.corpus), self.top_k)
+        means, per, ranks = self._score(qids, hits)
+        return EvalResult(label=label, metrics={dim: means}, per_query={dim: per}, rankings={dim: ranks},
+                          qids=qids, seconds=seconds, scores=scores)
+
+
+def bm25_matrix(dataset: RetrievalDataset, config: LexicalConfig | None = None) -> tuple[np.ndarray, LexicalConfig]:
+    """Exact BM25 scores of every query against every document, as ragtune's index computes them.
+
+    ``config`` defaults to one fitted on the corpus (its language, its average length).
+    """
+    doc_ids = list(dataset.corpus)
+    texts = [dataset.corpus[d] for d in doc_ids]
+    config = config or fitted_config(texts)
+    lex = Lexical(config)
+    qids = sorted(dataset.queries)
+    return bm25_scores(lex.documents(texts), [lex.query(dataset.queries[q]) for q in qids]), config
+
 
 def evaluate_models(
     dataset: RetrievalDataset,
@@ -100,6 +131,8 @@ def evaluate_models(
     long_chunks: bool = True,
     batch_size: int = 64,
     plain_only: Collection[str] = (),
+    lexical: bool = True,
+    hybrid: Mapping[str, HybridConfig] | None = None,
 ) -> dict[str, EvalResult]:
     """Every model × search mode × dimension on one dataset: the one evaluation loop.
 
@@ -116,9 +149,14 @@ def evaluate_models(
         batch_size: encoding batch size.
         plain_only: labels scored in plain mode only and at their own full width
             (a hosted baseline: no windows, and ``dims`` belong to the other models).
+        lexical: also score BM25 alone (``bm25``) and each model fused with it
+            (``{label}+hybrid``: its best window, or plain without ``long_chunks``,
+            fused as :func:`ragtune.index.fusion.fuse_scores` does in search).
+        hybrid: label → the fusion of ``{label}+hybrid`` (default: ``HybridConfig()``).
 
     Returns:
-        label → :class:`EvalResult`: every plain label first, then the ``+long`` ones.
+        label → :class:`EvalResult`: every plain label first, then the ``+long`` ones,
+        then ``bm25`` and the ``+hybrid`` ones.
 
     Example:
         >>> results = evaluate_models(ds, {"base": "default", "tuned": "runs/demo/model"}, dims=[384, 64])  # doctest: +SKIP
@@ -144,13 +182,37 @@ def evaluate_models(
             own = None if label in plain_only else dims
             with task(f"Evaluating {name}"):
                 results[name] = RetrievalEvaluator(dataset, dims=own, long_chunks=long, batch_size=batch_size)(encoder, name)
+    if lexical:
+        scorer = RetrievalEvaluator(dataset)
+        with task("Evaluating bm25"):
+            t0 = time.perf_counter()
+            bm25, config = bm25_matrix(dataset)
+            bm25_s = round(time.perf_counter() - t0, 3)
+            first = next(iter(results.values()), None)
+            dim = full_dim(first.metrics) if first is not None else "0"
+            results["bm25"] = scorer.from_scores(bm25, "bm25", dim, {"search_s": bm25_s, **config.to_meta()})
+        for label in encoders:
+            dense = results.get(f"{label}+long") or results.get(label)
+            if label in plain_only or dense is None or dense.scores is None:
+                continue
+            fusion = (hybrid or {}).get(label) or HybridConfig()
+            with task(f"Evaluating {label}+hybrid"):
+                fused = fuse_scores(dense.scores, bm25, fusion.alpha, fusion.candidates)
+                results[f"{label}+hybrid"] = scorer.from_scores(
+                    fused, f"{label}+hybrid", full_dim(dense.metrics),
+                    {"alpha": fusion.alpha, "candidates": fusion.candidates},
+                )
     return results
+
+
+def full_dim(by_dim: Mapping[str, Any]) -> str:
+    return max(by_dim, key=int)
 
 
 def compare(
     tuned: EvalResult, base: EvalResult, metrics: Sequence[str] = ("ndcg@10", "hit@5", "mrr@10")
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Paired bootstrap CI and randomisation p-value of ``tuned - base`` per dim and metric."""
+    """Paired bootstrap CI and bootstrap p-value of ``tuned - base`` per dim and metric."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for dim in tuned.per_query:
         if dim not in base.per_query:

@@ -39,7 +39,9 @@ from ragtune.encoders.encoder import Encoder, truncate
 from ragtune.encoders.loading import embedding_width, model_fingerprint
 from ragtune.errors import IndexMismatchError, InputError
 from ragtune.index.filters import Condition, Where, where
-from ragtune.index.stores.base import StoredPoint, VectorSpec
+from ragtune.index.fusion import MODES, HybridConfig, fuse
+from ragtune.index.lexical import Lexical, LexicalConfig, fitted_config, normalise_language
+from ragtune.index.stores.base import Found, Sparse, StoredPoint, VectorSpec
 from ragtune.index.stores.client import ClientStore, is_legacy_folder, local_mode
 from ragtune.index.stores.edge import EdgeStore
 from ragtune.index.stores.milvus import (
@@ -56,6 +58,7 @@ log = logging.getLogger(__name__)
 
 PLAIN = "text-dense"
 WINDOWS = "windows"
+BM25 = "bm25"  # the sparse lexical vector (ragtune.index.lexical)
 SMALL = "-small"
 #: suffix of a collection rebuilt beside the one it replaces (ChunkIndex.ensure(replace=True))
 STAGING = ".rebuild"
@@ -187,6 +190,8 @@ class ChunkIndex:
         self._meta: dict[str, Any] | None = None
         self._final: str | None = None  # the collection a staged rebuild replaces at commit()
         self.replaced: dict[str, Any] | None = None  # the model whose collection ensure(replace=True) rebuilt
+        self._lexical: Lexical | None = None
+        self._warned_dense = False
 
     @property
     def client(self) -> Any:
@@ -231,8 +236,15 @@ class ChunkIndex:
         small_dim: int | None = None,
         quantization: str = "none",
         replace: bool = False,
+        lexical: bool = True,
+        language: str | None = None,
     ) -> None:
         """Create the collection, or check that an existing one was built by this model.
+
+        ``lexical`` gives a new collection a BM25 sparse vector per chunk (for
+        hybrid and sparse search; not on Milvus, which ragtune keeps dense only):
+        its language is ``language``, else the chunks' ``language`` metadata,
+        else detected from the first chunks written (:mod:`ragtune.index.lexical`).
 
         ``small_dim`` adds truncated vectors for two-stage search (default: a
         sixth of ``dim``; 0 turns them off). ``replace``: a collection of
@@ -247,8 +259,11 @@ class ChunkIndex:
         small = dim // 6 if small_dim is None else small_dim
         if small and not 0 < small < dim:
             raise InputError(f"small_dim={small}: must be between 1 and the model width {dim}")
-        meta = {"model": model_name, "fingerprint": fingerprint, "dim": dim, "small_dim": small or None,
-                "quantization": quantization}
+        meta: dict[str, Any] = {"model": model_name, "fingerprint": fingerprint, "dim": dim,
+                                "small_dim": small or None, "quantization": quantization}
+        if lexical and self.engine != "milvus":
+            # settled from the first chunks written (language, average length): see _lexical_for
+            meta["lexical"] = {"language": normalise_language(language) if language else None}
         if self.exists():
             have = self.metadata()
             if not have:
@@ -272,7 +287,7 @@ class ChunkIndex:
                 )
             else:
                 return
-        self.store.create(self.collection, _vector_specs(dim, small, quantization), meta)
+        self.store.create(self.collection, _vector_specs(dim, small, quantization, "lexical" in meta), meta)
         self._meta = meta
 
     def commit(self) -> None:
@@ -314,15 +329,47 @@ class ChunkIndex:
     ) -> None:
         """Upsert already-encoded chunks: one plain vector and a ``(n_windows, dim)`` array each."""
         small = self.small_dim
+        lexical = self._lexical_for(chunks)
+        terms = lexical.documents([c.text for c in chunks]) if lexical else None
         points = []
         for i, c in enumerate(chunks):
             win = np.ascontiguousarray(windows[i], dtype=np.float32)
             vectors = {PLAIN: np.ascontiguousarray(plain[i], dtype=np.float32), WINDOWS: win}
+            if terms is not None:
+                vectors[BM25] = Sparse(*terms[i])
             if small:
                 vectors[PLAIN + SMALL] = truncate(vectors[PLAIN], small)
                 vectors[WINDOWS + SMALL] = truncate(win, small)
             points.append(StoredPoint(c.id, vectors, chunk_payload(c, spans[i])))
         self.store.upsert(self.collection, points)
+
+    @property
+    def has_lexical(self) -> bool:
+        """The collection holds BM25 vectors (built since hybrid search; older ones are dense only)."""
+        return "lexical" in self.metadata()
+
+    def lexical(self) -> Lexical | None:
+        """The BM25 embedder of this collection (None when it is dense only or nothing is written yet)."""
+        config = LexicalConfig.from_meta(self.metadata().get("lexical")) if self.has_lexical else None
+        if config is None or self.metadata()["lexical"].get("avg_len") is None:
+            return None
+        if self._lexical is None or self._lexical.config != config:
+            self._lexical = Lexical(config)
+        return self._lexical
+
+    def _lexical_for(self, chunks: Sequence[Chunk]) -> Lexical | None:
+        """The embedder for writing ``chunks``; the first write settles the language and average length."""
+        if not self.has_lexical:
+            return None
+        meta = self.metadata()
+        if meta["lexical"].get("avg_len") is None and chunks:
+            langs = [c.metadata.get("language") for c in chunks if isinstance(c.metadata.get("language"), str)]
+            language = meta["lexical"].get("language") or (max(set(langs), key=langs.count) if langs else None)
+            config = fitted_config([c.text for c in chunks], language)
+            meta = {**meta, "lexical": config.to_meta()}
+            self.store.write_meta(self.collection, meta)
+            self._meta = meta
+        return self.lexical()
 
     def sync(self, chunks: Iterable[Chunk], encoder: Encoder, batch_size: int = 64) -> dict[str, int]:
         """Make the collection hold exactly ``chunks``: encode only the new ones, remove the rest.
@@ -382,35 +429,79 @@ class ChunkIndex:
     # reading --------------------------------------------------------------
     def search(
         self,
-        query_vector: np.ndarray,
+        query_vector: np.ndarray | None,
         top_k: int = 5,
-        mode: str = "windows",
+        mode: str = "hybrid",
         query_filter: Any = None,
         two_stage: bool = False,
         candidates: int | None = None,
+        query_text: str | None = None,
+        hybrid: HybridConfig | None = None,
     ) -> list[Hit]:
-        """Top chunks for one normalised query vector.
+        """Top chunks for one query.
 
         Args:
-            query_vector: the query's embedding.
+            query_vector: the query's normalised embedding (not needed for ``sparse``).
             top_k: hits to return.
-            mode: ``windows`` (best window of each chunk) or ``plain`` (one vector per chunk).
+            mode: ``hybrid`` (best window fused with BM25: ragtune's default
+                retriever; without ``query_text`` it searches ``dense``),
+                ``dense`` or ``windows`` (best window of each chunk),
+                ``plain`` (one vector per chunk) or ``sparse`` (BM25 alone).
+                ``hybrid`` on a collection built before BM25 vectors existed
+                searches ``dense`` and says once how to re-index.
             query_filter: a :class:`ragtune.index.filters.Where`, a ``{"key": value}``
                 mapping (a list value matches any), or, on a qdrant-client
                 store, a qdrant-client ``Filter``.
             two_stage: find ``candidates`` (default ``max(100, 10 * top_k)``) on
                 the small truncated vectors, rescore them on the full ones.
             candidates: the first stage's size.
+            query_text: the query's text (``hybrid`` and ``sparse`` need it).
+            hybrid: the fusion (default: :class:`~ragtune.index.fusion.HybridConfig`'s).
         """
-        using = {"windows": WINDOWS, "plain": PLAIN}.get(mode)
-        if using is None:
-            raise InputError(f"mode={mode!r}: choose 'windows' or 'plain'")
+        if mode not in (*MODES, "windows"):
+            raise InputError(f"mode={mode!r}: choose one of {', '.join(MODES)}")
+        flt = where(query_filter) if isinstance(query_filter, dict) else query_filter
+        if mode == "hybrid" and query_text is None:
+            mode = "dense"
+        if mode in ("hybrid", "sparse"):
+            if query_text is None:
+                raise InputError(f"mode={mode!r} needs the query's text (query_text=...)")
+            lexical = self.lexical()
+            if lexical is None and self.has_lexical:  # a new collection: nothing written yet
+                return []
+            if lexical is None:
+                hint = (f"collection {self.collection!r} has no BM25 vectors (built before ragtune had them, "
+                        "or on Milvus, which ragtune keeps dense only); re-index it with --replace "
+                        "for hybrid and sparse search")
+                if mode == "sparse":
+                    raise InputError(hint)
+                if not self._warned_dense:
+                    log.warning("%s; searching dense", hint)
+                    self._warned_dense = True
+                return self.search(query_vector, top_k, "dense", flt, two_stage, candidates)
+            sparse_q = Sparse(*lexical.query(query_text))
+            if mode == "sparse" or query_vector is None:
+                found = self.store.query(self.collection, BM25, sparse_q, top_k, flt=flt) if sparse_q.indices else []
+                return [_hit(f) for f in found]
+            config = hybrid or HybridConfig()
+            n = max(config.candidates, top_k)
+            dense = self._dense(query_vector, n, WINDOWS, flt, two_stage, candidates)
+            lexical_hits = self.store.query(self.collection, BM25, sparse_q, n, flt=flt) if sparse_q.indices else []
+            by_id = {f.id: f for f in (*lexical_hits, *dense)}
+            fused = fuse([(f.id, f.score) for f in dense], [(f.id, f.score) for f in lexical_hits],
+                         config.alpha, top_k)
+            return [_hit(Found(cid, score, by_id[cid].payload)) for cid, score in fused]
+        using = PLAIN if mode == "plain" else WINDOWS
+        return [_hit(f) for f in self._dense(query_vector, top_k, using, flt, two_stage, candidates)]
+
+    def _dense(
+        self, query_vector: Any, top_k: int, using: str, flt: Any, two_stage: bool, candidates: int | None
+    ) -> list[Found]:
         q = np.asarray(query_vector, dtype=np.float32)
 
         def as_query(v: np.ndarray) -> Any:
             return [v.tolist()] if using == WINDOWS else v.tolist()
 
-        flt = where(query_filter) if isinstance(query_filter, dict) else query_filter
         prefetch = None
         if two_stage:
             small = self.small_dim
@@ -420,7 +511,7 @@ class ChunkIndex:
                     "re-create it with small_dim > 0"
                 )
             prefetch = (using + SMALL, as_query(truncate(q, small)), candidates or max(100, 10 * top_k))
-        found = self.store.query(
+        return self.store.query(
             self.collection,
             using,
             as_query(q),
@@ -429,7 +520,6 @@ class ChunkIndex:
             prefetch=prefetch,
             quantized=self.metadata().get("quantization", "none") != "none",
         )
-        return [_hit(f) for f in found]
 
 
 def open_for_model(
@@ -498,8 +588,10 @@ def open_index(
     return index
 
 
-def _vector_specs(dim: int, small: int, quantization: str) -> dict[str, VectorSpec]:
+def _vector_specs(dim: int, small: int, quantization: str, lexical: bool = False) -> dict[str, VectorSpec]:
     out = {PLAIN: VectorSpec(dim, False, quantization), WINDOWS: VectorSpec(dim, True, quantization)}
+    if lexical:
+        out[BM25] = VectorSpec(0, sparse=True)
     if small:  # prefetch vectors are scanned: 64 dims scan fast, and a graph would cost memory and build time
         out[PLAIN + SMALL] = VectorSpec(small, False, index=False)
         out[WINDOWS + SMALL] = VectorSpec(small, True, index=False)

@@ -21,6 +21,7 @@ from ragtune.encoders.encoder import Encoder, encoding_devices
 from ragtune.encoders.loading import load_model, model_label, resolve_model
 from ragtune.errors import InputError, RagtuneError
 from ragtune.evaluation import RetrievalDataset, evaluate_models, from_pairs, load_eval_dataset
+from ragtune.index.fusion import HybridConfig, read_hybrid
 from ragtune.pairs import (
     GenerationConfig,
     Pair,
@@ -129,7 +130,28 @@ def stage_train(rd: RunDir, pairs: Sequence[Pair], config: TrainConfig, chunks: 
         )
         info.update(result.to_dict())
         info["train_loop_s"] = info.pop("seconds")
+        # inside the stage: the fitted fusion is part of the model folder the stage records
+        info["hybrid"] = fit_fusions(rd.model, config.base, pairs, chunks)
     return rd.model
+
+
+def fit_fusions(model_dir: Path, base: str | None, pairs: Sequence[Pair], chunks: Sequence[Chunk]) -> dict[str, Any]:
+    """Fit hybrid search's weight for the tuned model (written beside it) and for the base model.
+
+    Both on the held-out pairs over every chunk; the base model's weight is what
+    a user of the untuned model with BM25 would best have, so ``base+hybrid``
+    in the report is that user's retriever at its best, not at a fixed weight.
+    """
+    from ragtune.evaluation.hybrid import fit_hybrid
+    from ragtune.index.fusion import HybridConfig, write_hybrid
+
+    if not chunks or not any(p.split == "val" for p in pairs):
+        fitted = {"tuned": HybridConfig(), "base": HybridConfig()}
+    else:
+        held_out = from_pairs(pairs, chunks, split="val", name="held-out generated pairs")
+        fitted = {"tuned": fit_hybrid(model_dir, held_out), "base": fit_hybrid(resolve_model(base), held_out)}
+    write_hybrid(model_dir, fitted["tuned"])
+    return {k: v.to_json() for k, v in fitted.items()}
 
 
 def stage_index(
@@ -221,8 +243,13 @@ def stage_evaluate(
         return json.loads((rd.report / "report.json").read_text())
     from ragtune.encoders.hosted import hosted_baselines
 
+    fusions = {label: HybridConfig(**cfg) for label, cfg in
+               (rd.record.get("stages", {}).get("train", {}).get("hybrid") or {}).items()}
+    if tuned is not None and "tuned" not in fusions:
+        fusions["tuned"] = read_hybrid(tuned)
     with hosted_baselines(baseline, rd.cache / "embeddings") as hosted, rd.stage("evaluate", fp) as info, task("[5/5] evaluation"):
-        results = evaluate_models(dataset, {**models, **(encoders or {}), **hosted}, dims, long_chunks, plain_only=hosted)
+        results = evaluate_models(dataset, {**models, **(encoders or {}), **hosted}, dims, long_chunks, plain_only=hosted,
+                                  hybrid=fusions)
         info.update({label: r.seconds for label, r in results.items()})
         info.update({"hosted": {k: h.usage() for k, h in hosted.items()}} if hosted else {})
     names = {label: model_label(m) if label == "base" else str(m) for label, m in models.items()}

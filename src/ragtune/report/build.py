@@ -42,15 +42,50 @@ def build_report(
         "timings": dict(timings or {}),
         "eval_seconds": {label: r.seconds for label, r in results.items()},
     }
-    for tuned, base in (("tuned", "base"), ("tuned+long", "base+long")):
+    for tuned, base in (("tuned+hybrid", "base+hybrid"), ("tuned", "base"), ("tuned+long", "base+long")):
         if tuned in results and base in results:
             report["comparison"][f"{tuned}-{base}"] = compare(results[tuned], results[base])
+    head = headline(results)
+    if head:
+        report["headline"] = head
+        if head["key"] not in report["comparison"]:
+            report["comparison"][head["key"]] = compare(results[head["default"]], results[head["against"]])
     if "tuned" in results and "base" in results:
         report["examples"] = gained_and_lost(dataset, results["tuned"], results["base"], n_examples)
     report["per_query"] = per_query_values(results)
     if extra:
         report.update(extra)
     return report
+
+
+#: retrievers a user has without ragtune, in the order they are preferred on a tie
+WITHOUT_RAGTUNE = ("bm25", "base+hybrid")
+
+
+def headline(results: Mapping[str, EvalResult], metric: str = "ndcg@10") -> dict[str, Any] | None:
+    """ragtune's default retriever (``tuned+hybrid``) against the best retriever the user had without ragtune.
+
+    The best of BM25 alone and the base model fused with BM25 at its own fitted
+    weight, by ``metric`` at full dimension on this very set.
+    """
+    if "tuned+hybrid" not in results:
+        return None
+    present = [label for label in WITHOUT_RAGTUNE if label in results]
+    if not present:
+        return None
+
+    def value(label: str) -> float:
+        by_dim = results[label].metrics
+        return float(by_dim[max(by_dim, key=int)][metric])
+
+    against = max(present, key=lambda label: (value(label), -present.index(label)))
+    return {
+        "key": f"tuned+hybrid-{against}",
+        "default": "tuned+hybrid",
+        "against": against,
+        "without_ragtune": {label: round(value(label), 4) for label in present},
+        "metric": metric,
+    }
 
 
 def gained_and_lost(

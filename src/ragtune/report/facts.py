@@ -15,8 +15,21 @@ from typing import Any
 HEADLINE = ("hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10", "recall@10")
 #: The metric the verdict is about.
 KEY_METRIC = "ndcg@10"
-#: (comparison key, tuned label, base label), most important first.
-COMPARISONS = (("tuned-base", "tuned", "base"), ("tuned+long-base+long", "tuned+long", "base+long"))
+#: (comparison key, tuned label, base label), most important first. The report's headline
+#: (ragtune's default retriever against the best retriever without ragtune) comes before them.
+COMPARISONS = (
+    ("tuned+hybrid-base+hybrid", "tuned+hybrid", "base+hybrid"),
+    ("tuned-base", "tuned", "base"),
+    ("tuned+long-base+long", "tuned+long", "base+long"),
+)
+#: what each label is, in words, for the verdicts
+LABEL_WORDS = {
+    "bm25": "BM25 alone",
+    "base+hybrid": "the base model fused with BM25",
+    "tuned+hybrid": "the tuned model fused with BM25 (ragtune's default retriever)",
+    "base+long": "the base model by best window",
+    "base": "the base model",
+}
 #: Pipeline stages in run order; ``timings`` keys are ``{stage}_s``.
 STAGES = ("chunks", "pairs", "train", "index", "evaluate")
 #: Report key holding a stage's record, where it differs from the stage name.
@@ -67,7 +80,11 @@ def difference(report: Mapping[str, Any], key: str, dim: str | None = None, metr
     c = comp.get(dim, {}).get(metric)
     if not c:
         return None
-    tuned, base = next(((t, b) for k, t, b in COMPARISONS if k == key), (key, ""))
+    head = report.get("headline") or {}
+    if key == head.get("key"):
+        tuned, base = head["default"], head["against"]
+    else:
+        tuned, base = next(((t, b) for k, t, b in COMPARISONS if k == key), (key, ""))
     return Difference(
         key=key,
         tuned=tuned,
@@ -83,14 +100,36 @@ def difference(report: Mapping[str, Any], key: str, dim: str | None = None, metr
     )
 
 
+def comparison_keys(report: Mapping[str, Any]) -> list[str]:
+    """The report's comparisons in reading order: the headline first, then :data:`COMPARISONS`."""
+    head = (report.get("headline") or {}).get("key")
+    keys = [head] if head else []
+    return keys + [k for k, _, _ in COMPARISONS if k != head]
+
+
 def headline_differences(report: Mapping[str, Any]) -> list[Difference]:
-    """The key-metric difference at full dimension for each comparison present (plain first)."""
+    """The key-metric difference at full dimension for each comparison present (the headline first)."""
     out = []
-    for key, _, _ in COMPARISONS:
+    for key in comparison_keys(report):
         d = difference(report, key)
         if d is not None:
             out.append(d)
     return out
+
+
+def describe_headline(d: Difference) -> str:
+    """The report's first sentence: ragtune's default retriever against the best one without ragtune."""
+    against = LABEL_WORDS.get(d.base, d.base)
+    conf = f"{d.confidence:.0%}"
+    numbers = f"nDCG@10 {d.mean_diff:+.3f} ({d.ci_text}, p={d.p_value:.3f}, {d.n_queries} queries)"
+    if d.sign == "pos":
+        return (f"ragtune's default retriever (tuned model + BM25, hybrid) beats the best retriever you had "
+                f"without ragtune on this set, {against}: {numbers}; the {conf} interval excludes zero.")
+    if d.sign == "neg":
+        return (f"ragtune's default retriever (tuned model + BM25, hybrid) is worse than {against} on this set: "
+                f"{numbers}. Use {against} here, or tune on more or better pairs.")
+    return (f"ragtune's default retriever (tuned model + BM25, hybrid) is not better than {against} on this set: "
+            f"{numbers}; the {conf} interval includes zero.")
 
 
 def describe(d: Difference) -> str:
@@ -101,7 +140,8 @@ def describe(d: Difference) -> str:
         change = f"lowered nDCG@10 by {d.mean_diff:+.3f}"
     else:
         change = "did not change nDCG@10 (+0.000)"
-    where = " with long-chunk (best-window) search" if "+long" in d.key else ""
+    where = (" with long-chunk (best-window) search" if "+long" in d.key
+             else " with BM25 fused in on both sides (hybrid)" if "+hybrid" in d.key else "")
     conf = f"{d.confidence:.0%}"
     sure = (
         f"the {conf} interval excludes zero"
@@ -118,7 +158,8 @@ def verdicts(report: Mapping[str, Any]) -> list[str]:
     """A sentence per comparison present; without any, one sentence saying what was evaluated."""
     diffs = headline_differences(report)
     if diffs:
-        return [describe(d) for d in diffs]
+        head = (report.get("headline") or {}).get("key")
+        return [describe_headline(d) if d.key == head else describe(d) for d in diffs]
     metrics = report.get("metrics") or {}
     if not metrics:
         from ragtune.report.classification import classification_verdicts
@@ -164,7 +205,7 @@ def summary_rows(report: Mapping[str, Any]) -> tuple[list[str], list[SummaryRow]
     rows = []
     for m in names:
         values = {lbl: metrics[lbl][full_dim(metrics[lbl])].get(m, float("nan")) for lbl in labels}
-        diffs = [d for key, _, _ in COMPARISONS if (d := difference(report, key, metric=m)) is not None]
+        diffs = [d for key in comparison_keys(report) if (d := difference(report, key, metric=m)) is not None]
         rows.append(SummaryRow(m, values, diffs))
     return labels, rows
 

@@ -43,6 +43,15 @@ class VectorSpec:
     multi: bool = False
     quantization: str = "none"  # none | scalar | binary
     index: bool = True  # searched through a graph (HNSW) where the engine builds one; False: scanned
+    sparse: bool = False  # a sparse vector scored with the collection's IDF (BM25: ragtune.index.lexical)
+
+
+@dataclass(frozen=True)
+class Sparse:
+    """A sparse vector: term ids and their weights (a chunk's or a query's BM25 terms)."""
+
+    indices: list[int]
+    values: list[float]
 
 
 class Store(Protocol):
@@ -52,6 +61,7 @@ class Store(Protocol):
 
     def exists(self, name: str) -> bool: ...
     def read_meta(self, name: str) -> dict[str, Any]: ...
+    def write_meta(self, name: str, meta: dict[str, Any]) -> None: ...
     def create(self, name: str, vectors: Mapping[str, VectorSpec], meta: dict[str, Any]) -> None: ...
     def count(self, name: str, exact: bool = True) -> int: ...
     def upsert(self, name: str, points: Sequence[StoredPoint]) -> None: ...

@@ -15,7 +15,7 @@ import numpy as np
 
 from ragtune.errors import InputError
 from ragtune.index.filters import Condition, Where, translate_filter
-from ragtune.index.stores.base import META_KEY, Found, StoredPoint, VectorSpec, paged
+from ragtune.index.stores.base import META_KEY, Found, Sparse, StoredPoint, VectorSpec, paged
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,15 @@ class ClientStore:
             )
 
         self.client.create_collection(
-            name, vectors_config={k: params(v) for k, v in vectors.items()}, metadata={META_KEY: meta}
+            name,
+            vectors_config={k: params(v) for k, v in vectors.items() if not v.sparse},
+            sparse_vectors_config={k: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                                   for k, v in vectors.items() if v.sparse} or None,
+            metadata={META_KEY: meta},
         )
+
+    def write_meta(self, name: str, meta: dict[str, Any]) -> None:
+        self.client.update_collection(name, metadata={META_KEY: meta})
 
     def count(self, name: str, exact: bool = True) -> int:
         return int(self.client.count(name, exact=exact).count)
@@ -73,7 +80,7 @@ class ClientStore:
         self.client.upsert(
             name,
             points=[
-                models.PointStruct(id=p.id, vector={k: np.asarray(v).tolist() for k, v in p.vectors.items()},
+                models.PointStruct(id=p.id, vector={k: _client_vector(v) for k, v in p.vectors.items()},
                                    payload=p.payload)
                 for p in points
             ],
@@ -121,7 +128,7 @@ class ClientStore:
             p_using, p_vector, p_limit = prefetch
             pre = models.Prefetch(query=p_vector, using=p_using, limit=p_limit, filter=qf)
         res = self.client.query_points(
-            name, query=vector, using=using, prefetch=pre, limit=limit, with_payload=True,
+            name, query=_client_vector(vector), using=using, prefetch=pre, limit=limit, with_payload=True,
             query_filter=qf, search_params=params,
         )
         return [Found(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
@@ -136,6 +143,14 @@ class ClientStore:
     def close(self) -> None:
         if self.owns:
             self.client.close()
+
+
+def _client_vector(v: Any) -> Any:
+    if isinstance(v, Sparse):
+        from qdrant_client import models
+
+        return models.SparseVector(indices=list(v.indices), values=list(v.values))
+    return np.asarray(v).tolist()
 
 
 def client_filter(flt: Where) -> Any:

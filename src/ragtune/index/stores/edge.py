@@ -25,7 +25,7 @@ import numpy as np
 from ragtune._io import write_json
 from ragtune.errors import InputError
 from ragtune.index.filters import Condition, Where, translate_filter
-from ragtune.index.stores.base import META_KEY, Found, StoredPoint, VectorSpec, paged
+from ragtune.index.stores.base import META_KEY, Found, Sparse, StoredPoint, VectorSpec, paged
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,9 @@ class EdgeStore:
         # the bulk of a point and is read only for the hits; one segment per core, so an exact
         # scan runs over them in parallel
         config = qe.EdgeConfig(
-            vectors={k: params(v) for k, v in vectors.items()},
+            vectors={k: params(v) for k, v in vectors.items() if not v.sparse},
+            sparse_vectors={k: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)
+                            for k, v in vectors.items() if v.sparse} or None,
             on_disk_payload=True,
             optimizers=qe.EdgeOptimizersConfig(
                 default_segment_number=max(1, min(4, os.cpu_count() or 1)),
@@ -183,8 +185,11 @@ class EdgeStore:
             shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
         shard.flush()
         # the metadata last: a shard without it is not a collection yet (exists() is False)
-        graphs = [k for k, v in vectors.items() if v.index and not v.multi]
+        graphs = [k for k, v in vectors.items() if v.index and not v.multi and not v.sparse]
         write_json(self._meta_path(name), {META_KEY: meta, "graphs": graphs})
+
+    def write_meta(self, name: str, meta: dict[str, Any]) -> None:
+        write_json(self._meta_path(name), {**self._meta_file(name), META_KEY: meta})
 
     def count(self, name: str, exact: bool = True) -> int:
         import qdrant_edge as qe
@@ -264,6 +269,8 @@ class EdgeStore:
         graphs = self._graphs(name)
 
         def params(using: str) -> Any:
+            if isinstance(vector, Sparse):  # a sparse vector is searched through its inverted index
+                return None
             # vectors without a graph (multivectors, small prefetch ones; see create) and small collections are scanned
             return qe.SearchParams(hnsw_ef=self.hnsw_ef, exact=using not in graphs or n < self.exact_below,
                                    quantization=quant)
@@ -277,7 +284,7 @@ class EdgeStore:
         res = shard.query(
             qe.QueryRequest(
                 limit=limit,
-                query=qe.Query.Nearest(vector, using=using),
+                query=qe.Query.Nearest(_edge_vector(vector) if isinstance(vector, Sparse) else vector, using=using),
                 prefetches=pre,
                 filter=ef,
                 with_payload=True,
@@ -337,7 +344,11 @@ class EdgeStore:
             self._release(name)
 
 
-def _edge_vector(v: Any) -> list:
+def _edge_vector(v: Any) -> Any:
+    if isinstance(v, Sparse):
+        import qdrant_edge as qe
+
+        return qe.SparseVector(v.indices, v.values)
     return np.asarray(v, dtype=np.float32).tolist()
 
 
