@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=HERE / "work")
     ap.add_argument("--protocols", default="A,T1,G", help="comma-separated, in order (G reuses A's model)")
     ap.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides for A and T1.")
+    ap.add_argument("--generate", default="", metavar="ARGS",
+                    help="extra eval/run.py arguments for A, one string: --generate='--negatives 1 --negatives-from bm25'")
     args = ap.parse_args(argv)
     require("tenk", "uber_val_pairs.json")
     parts = {}
@@ -38,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         part = args.out.with_name(f"{args.out.stem}_{protocol.lower()}.json")
         common = ["--out", str(part), "--workdir", str(args.workdir), "--hybrid"]
         if protocol == "A":
-            extra = ["--val-fraction", "0.15", "--dims", "384", *(["--train", *args.train] if args.train else [])]
+            extra = ["--val-fraction", "0.15", "--dims", "384", *shlex.split(args.generate),
+                     *(["--train", *args.train] if args.train else [])]
         elif protocol == "T1":
             extra = ["--no-anchor", "--dims", "384", *(["--train", *args.train] if args.train else [])]
         else:

@@ -193,6 +193,7 @@ def protocol_generated(args, bench: Bench, pdf: str):
                 max_pairs=args.max_pairs,
                 positive=args.positive,
                 negatives=args.negatives,
+                negatives_from=args.negatives_from,
                 round_trip=args.round_trip,
                 round_trip_k=args.round_trip_k,
             ),
@@ -297,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-pairs", type=int, default=None)
     ap.add_argument("--positive", choices=("window", "chunk", "both"), default="window", help="T2/A: what generated pairs point at.")
     ap.add_argument("--negatives", type=int, default=0, help="Hard negatives mined per pair with the base model (T1: from the given corpus).")
+    ap.add_argument("--negatives-from", choices=("model", "bm25", "both"), default="model",
+                    help="T2/A: who mines the hard negatives (bm25: lexically close but wrong chunks).")
     ap.add_argument("--round-trip", choices=("bm25", "model"), default=None, help="T2/A: round-trip filter.")
     ap.add_argument("--kinds", default=None, help="T2/A: offline query kinds, comma-separated (default: all).")
     ap.add_argument("--round-trip-k", type=int, default=3)

@@ -55,8 +55,11 @@ class GenerationConfig:
     # in the top ``round_trip_k`` ("bm25" or "model"; None: off)
     round_trip: Literal["bm25", "model"] | None = None
     round_trip_k: int = 3
-    # hard negatives mined with the base model per pair (0: in-batch negatives only)
+    # hard negatives mined per pair (0: in-batch negatives only)
     negatives: int = 0
+    # who mines them: "model" (the base model's best windows), "bm25" (lexically close but
+    # wrong chunks: what hybrid search's BM25 side would confuse), or "both"
+    negatives_from: Literal["model", "bm25", "both"] = "model"
     max_pairs: int | None = None
     val_fraction: float = 0.15
     split_by: Literal["doc", "chunk"] = "doc"
@@ -67,6 +70,8 @@ class GenerationConfig:
             raise ConfigError(f"max_pairs={self.max_pairs}: must be at least 2 (training needs two pairs)")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction={self.val_fraction}: must be in [0, 1)")
+        if self.negatives_from not in ("model", "bm25", "both"):
+            raise ConfigError(f"negatives_from={self.negatives_from!r}: choose 'model', 'bm25' or 'both'")
         if self.negatives < 0 or self.round_trip_k < 1:
             raise ConfigError(f"negatives={self.negatives}, round_trip_k={self.round_trip_k}: must be >= 0 and >= 1")
 
@@ -114,7 +119,10 @@ def generate_pairs(
     if config.negatives:
         from ragtune.pairs.negatives import mine_hard_negatives
 
-        mined = mine_hard_negatives(kept, chunks, encoder=encoder, num_negatives=config.negatives)
+        mined = mine_hard_negatives(
+            kept, chunks, encoder=encoder if config.negatives_from != "bm25" else None,
+            num_negatives=config.negatives, bm25=config.negatives_from != "model",
+        )
         kept, mining = mined.pairs, mined.record()
     if config.positive != "window":
         kept = _with_chunk_positives(kept, {c.id: c.text for c in chunks}, keep_window=config.positive == "both")
