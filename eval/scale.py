@@ -59,7 +59,10 @@ BLOCK = 2000
 WINDOWS = 4
 SMALL = 64
 TOP_K = 10
-MODES = {"plain": ("plain", False), "windows": ("windows", False), "windows_two_stage": ("windows", True)}
+MODES = {"plain": ("plain", False), "windows": ("windows", False), "windows_two_stage": ("windows", True),
+         "hybrid": ("hybrid", False), "sparse": ("sparse", False)}
+#: modes whose exact reference this script computes (hybrid and sparse have none: no recall for them)
+EXACT_MODES = ("plain", "windows", "windows_two_stage")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None, help="where the stores are built (default: a temp folder)")
     ap.add_argument("--index-copies", default="1,10", help="corpus sizes (copies of the Uber PDF) for the streaming run; '' skips it")
     ap.add_argument("--index-backend", default="openvino", help="the --backend of the streaming run's `ragtune index`")
+    ap.add_argument("--no-lexical", dest="lexical", action="store_false",
+                    help="collections without BM25 vectors (as before hybrid search): the ingest baseline")
+    ap.add_argument("--compare-dense", action="store_true",
+                    help="build each store and size twice, without and with BM25 vectors (ingest and latency side by side)")
     ap.add_argument("--one", nargs=2, metavar=("STORE", "CHUNKS"), help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -93,19 +100,25 @@ def main(argv: list[str] | None = None) -> int:
             for store in [s.strip() for s in args.stores.split(",") if s.strip()]:
                 if store == "local" and n > args.local_max:
                     continue
-                print(f"{store} at {n:,} chunks ...", flush=True)
-                run = _spawn(args, store, n, work)
-                for mode, ids in run.pop("top_ids").items():
-                    ref = exact["windows" if mode.startswith("windows") else "plain"]
-                    run["modes"][mode]["recall_at_10"] = round(_recall(ids, ref), 4)
-                run["recall_at_10"] = run["modes"]["windows"]["recall_at_10"]
-                runs.append(run)
-                print(
-                    f"  ingest {run['ingest_s']:.1f} s ({run['ingest_points_per_s']:.0f} chunks/s), windows p50/p95 "
-                    f"{run['query_p50_ms']:.2f}/{run['query_p95_ms']:.2f} ms, recall@10 {run['recall_at_10']:.3f}, "
-                    f"peak RSS {run['peak_rss_gib']:.2f} GiB, disk {run['disk_mb']:.0f} MB",
-                    flush=True,
-                )
+                for lexical in ([False, True] if args.compare_dense else [args.lexical]):
+                    print(f"{store} at {n:,} chunks{'' if lexical else ' (dense only)'} ...", flush=True)
+                    run = _spawn(args, store, n, work, lexical)
+                    for mode, ids in run.pop("top_ids").items():
+                        if mode not in EXACT_MODES:
+                            continue
+                        ref = exact["windows" if mode.startswith("windows") else "plain"]
+                        run["modes"][mode]["recall_at_10"] = round(_recall(ids, ref), 4)
+                    run["recall_at_10"] = run["modes"]["windows"]["recall_at_10"]
+                    runs.append(run)
+                    hybrid = run["modes"].get("hybrid")
+                    print(
+                        f"  ingest {run['ingest_s']:.1f} s ({run['ingest_points_per_s']:.0f} chunks/s), windows p50/p95 "
+                        f"{run['query_p50_ms']:.2f}/{run['query_p95_ms']:.2f} ms, "
+                        + (f"hybrid p50/p95 {hybrid['p50_ms']:.2f}/{hybrid['p95_ms']:.2f} ms, " if hybrid else "")
+                        + f"recall@10 {run['recall_at_10']:.3f}, "
+                        f"peak RSS {run['peak_rss_gib']:.2f} GiB, disk {run['disk_mb']:.0f} MB",
+                        flush=True,
+                    )
         indexing = _streaming(args, work) if args.index_copies else []
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -149,6 +162,12 @@ def _real_vectors(cache: Path) -> dict[str, np.ndarray]:
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out
+
+
+def _real_texts() -> tuple[list[str], list[str]]:
+    """The Uber set's chunk texts and its questions (in the order of the cached query vectors)."""
+    data = json.loads(require("tenk", "uber_val_pairs.json").read_text())
+    return list(data["corpus"].values()), [data["queries"][q] for q in sorted(data["queries"])]
 
 
 def _block(base: dict[str, np.ndarray], start: int, stop: int, noise: float) -> np.ndarray:
@@ -248,11 +267,11 @@ def _streaming(args: argparse.Namespace, work: Path) -> list[dict]:
 # --- one store, one size, in its own process (its peak RSS is the store's) --
 
 
-def _spawn(args: argparse.Namespace, store: str, n: int, work: Path) -> dict:
-    result = work / f"{store}-{n}.json"
+def _spawn(args: argparse.Namespace, store: str, n: int, work: Path, lexical: bool = True) -> dict:
+    result = work / f"{store}-{n}-{int(lexical)}.json"
     cmd = [sys.executable, __file__, "--one", store, str(n), "--result", str(result), "--out", str(args.out),
            "--cache", str(args.cache), "--queries", str(args.queries), "--noise", str(args.noise),
-           "--workdir", str(work)]
+           "--workdir", str(work), *([] if lexical else ["--no-lexical"])]
     subprocess.run(cmd, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     return json.loads(result.read_text())
 
@@ -277,7 +296,10 @@ def _child(args: argparse.Namespace) -> int:
     base = _real_vectors(args.cache)
     queries = base["queries"][: args.queries]
     folder = args.workdir / f"{store_name}-{n}"
-    text = "Revenue grew in the quarter as trips increased across mobility and delivery. " * 10
+    # chunk texts and query texts are the Uber set's real ones (chunk i reads real chunk i mod 410,
+    # with its number, so BM25 indexes a real vocabulary); --lexical off: collections without BM25
+    texts, query_texts = _real_texts()
+    lexical = args.lexical
 
     # ingest_s: time inside the store (create, upserts, index build) — the engines compared;
     # ingest_wall_s adds what every engine shares: generating the vectors and ragtune's
@@ -302,12 +324,13 @@ def _child(args: argparse.Namespace) -> int:
     for name in ("create", "upsert", "optimize"):
         setattr(store, name, timed(getattr(store, name)))
     index = ChunkIndex(store, "scale")
-    index.ensure("scale-generator", "0" * 16, base["windows"].shape[1], small_dim=SMALL)
+    index.ensure("scale-generator", "0" * 16, base["windows"].shape[1], small_dim=SMALL, lexical=lexical)
     for start, win in _blocks(base, n, args.noise):
         for s in range(0, len(win), 256):
             part = win[s : s + 256]
             ids = range(start + s, start + s + len(part))
-            chunks = [Chunk(id=_chunk_id(i), text=text, doc_id=f"doc-{i // 20}", source=f"doc-{i // 20}.pdf") for i in ids]
+            chunks = [Chunk(id=_chunk_id(i), text=f"{texts[i % len(texts)]} (part {i})", doc_id=f"doc-{i // 20}",
+                            source=f"doc-{i // 20}.pdf") for i in ids]
             index.write(chunks, part[:, 0], list(part), [[(0, 256)] * WINDOWS] * len(part))
     index.optimize()
     ingest_wall_s = time.perf_counter() - t0
@@ -323,11 +346,13 @@ def _child(args: argparse.Namespace) -> int:
 
     modes, top_ids = {}, {}
     for name, (mode, two_stage) in MODES.items():
-        index.search(queries[0], top_k=TOP_K, mode=mode, two_stage=two_stage)  # warm
+        if mode in ("hybrid", "sparse") and not lexical:
+            continue
+        index.search(queries[0], top_k=TOP_K, mode=mode, two_stage=two_stage, query_text=query_texts[0])  # warm
         lat, ids = [], []
-        for q in queries:
+        for q, qt in zip(queries, query_texts):
             t = time.perf_counter()
-            hits = index.search(q, top_k=TOP_K, mode=mode, two_stage=two_stage)
+            hits = index.search(q, top_k=TOP_K, mode=mode, two_stage=two_stage, query_text=qt)
             lat.append((time.perf_counter() - t) * 1000)
             ids.append([h.id for h in hits])
         modes[name] = latency_ms(lat)
@@ -341,6 +366,7 @@ def _child(args: argparse.Namespace) -> int:
     rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     run = {
         "store": STORES[store_name],
+        "lexical": lexical,
         "chunks": n,
         "points": count,
         "vectors": n * (2 + 2 * WINDOWS),

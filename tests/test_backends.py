@@ -80,14 +80,15 @@ def test_llama_index_and_cli_run_on_an_exported_form(exported, tiny_corpus, tmp_
     from test_cli import cli
 
     from llama_index.embeddings.ragtune import RagtuneEmbedding
-    from llama_index.retrievers.ragtune import build_index
+    from llama_index.vector_stores.ragtune import build_vector_index
 
     folder, files = exported
     emb = RagtuneEmbedding(model_path=str(folder), backend="onnx")
     assert emb.encoder.model.ragtune_backend["file"] == str(files["onnx-int8"])
-    index = build_index(tiny_corpus, emb, location=tmp_path / "li", chunk_size=128)
+    index = build_vector_index(tiny_corpus, emb, location=tmp_path / "li", chunk_size=128)
     nodes = index.as_retriever(similarity_top_k=3).retrieve("Which depot maintains the tram fleet?")
     assert nodes[0].node.metadata["source"] == "depot.html"
+    index.vector_store.close()
 
     q = str(tmp_path / "q")
     cli("index", str(tiny_corpus), "--model", str(folder), "--qdrant", q, "--collection", "c", "--chunk-size", "128",

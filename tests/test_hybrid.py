@@ -239,3 +239,51 @@ def test_server_search_modes(tmp_path, st_model, model_path):
             assert r.json()["results"][0]["metadata"]["source"] == "errors/E-214.md", (mode, r.text)
         r = httpx.post(f"{srv.url}/v1/search", json={"query": E214_Q, "mode": "fuzzy"}, timeout=60)
         assert r.status_code == 400
+
+
+def test_official_qdrant_vector_store_with_ragtune_bm25(model_path, tmp_path):
+    """LlamaIndex's own QdrantVectorStore(enable_hybrid=True) with ragtune's sparse functions and fitted alpha."""
+    from llama_index.core import Document, StorageContext, VectorStoreIndex
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+    from qdrant_client import QdrantClient
+
+    from llama_index.embeddings.ragtune import RagtuneEmbedding
+    from llama_index.vector_stores.ragtune.sparse import fitted_alpha, qdrant_hybrid_kwargs
+
+    chunks = _error_chunks()
+    docs = [Document(text=c.text, metadata={"source": c.source}) for c in chunks]
+    client = QdrantClient(":memory:")
+    store = QdrantVectorStore("errors", client=client, **qdrant_hybrid_kwargs(texts=[c.text for c in chunks]))
+    embed = RagtuneEmbedding(model_path=model_path)
+    index = VectorStoreIndex.from_documents(
+        docs, storage_context=StorageContext.from_defaults(vector_store=store), embed_model=embed
+    )
+    write_hybrid(tmp_path, HybridConfig(alpha=0.6))
+    assert fitted_alpha(tmp_path) == 0.6
+    retriever = index.as_retriever(vector_store_query_mode="hybrid", alpha=fitted_alpha(tmp_path),
+                                   similarity_top_k=2, sparse_top_k=8)
+    hits = retriever.retrieve(E214_Q)
+    assert hits[0].node.metadata["source"] == "errors/E-214.md", [h.node.metadata for h in hits]
+    client.close()
+
+
+def test_ragtune_vector_store_hybrid_queries(model_path, tmp_path):
+    """RagtuneVectorStore: DEFAULT queries are hybrid, HYBRID (with alpha) and SPARSE queries are answered."""
+    from llama_index.core import Document, StorageContext, VectorStoreIndex
+    from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
+
+    from llama_index.embeddings.ragtune import RagtuneEmbedding
+    from llama_index.vector_stores.ragtune import RagtuneVectorStore
+
+    embed = RagtuneEmbedding(model_path=model_path)
+    store = RagtuneVectorStore(collection_name="errors", path=tmp_path / "q", embed_model=embed)
+    docs = [Document(text=c.text, metadata={"source": c.source}) for c in _error_chunks()]
+    index = VectorStoreIndex.from_documents(
+        docs, storage_context=StorageContext.from_defaults(vector_store=store), embed_model=embed
+    )
+    assert index.as_retriever(similarity_top_k=1).retrieve(E214_Q)[0].node.metadata["source"] == "errors/E-214.md"
+    hybrid = index.as_retriever(vector_store_query_mode="hybrid", alpha=0.6, similarity_top_k=1, sparse_top_k=8)
+    assert hybrid.retrieve(E214_Q)[0].node.metadata["source"] == "errors/E-214.md"
+    sparse = store.query(VectorStoreQuery(query_str=E214_Q, similarity_top_k=1, mode=VectorStoreQueryMode.SPARSE))
+    assert sparse.nodes[0].metadata["source"] == "errors/E-214.md"
+    store.close()

@@ -267,15 +267,16 @@ def test_cli_index_and_query_on_milvus(tmp_path, tiny_corpus, capsys, model_path
     assert code != 0 and "no such Milvus Lite database" in err
 
 
-def test_llamaindex_build_index_on_milvus(tmp_path, tiny_corpus):
+def test_llamaindex_build_vector_index_on_milvus(tmp_path, tiny_corpus):
     """The LlamaIndex helper on Milvus Lite (the vector store itself: tests/test_stores.py's milvus case)."""
     from llama_index.embeddings.ragtune import RagtuneEmbedding
-    from llama_index.retrievers.ragtune import build_index
+    from llama_index.vector_stores.ragtune import build_vector_index
 
     emb = RagtuneEmbedding(model_path="default")
-    built = build_index(tiny_corpus, emb, location=f"milvus:{tmp_path}/b.db", chunk_size=128)
+    built = build_vector_index(tiny_corpus, emb, location=f"milvus:{tmp_path}/b.db", chunk_size=128)
     nodes = built.as_retriever(similarity_top_k=3).retrieve("Which depot maintains the tram fleet?")
     assert "Eastfield depot" in nodes[0].node.get_content()
+    built.vector_store.close()
 
 
 def test_http_server_on_milvus(tmp_path, tiny_chunks, st_model):

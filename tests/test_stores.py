@@ -194,7 +194,7 @@ def test_llamaindex_vector_store(engine, tmp_path, tiny_corpus):
         server, name = _server("ragtune-test")
         location = server.location
         server.close()
-    store = RagtuneVectorStore.open(location, emb, collection=name)
+    store = RagtuneVectorStore(collection_name=name, location=location, embed_model=emb)
     docs = SimpleDirectoryReader(str(tiny_corpus), required_exts=[".md", ".txt"]).load_data()
     index = VectorStoreIndex.from_documents(
         docs, storage_context=StorageContext.from_defaults(vector_store=store), embed_model=emb
@@ -213,7 +213,7 @@ def test_llamaindex_vector_store(engine, tmp_path, tiny_corpus):
     assert 0 < store.index.count() < n
     assert all(h.node.metadata["file_name"] != "fares.txt" for h in retriever.retrieve("fare"))
     if engine == "server":
-        store.client.client.delete_collection(name)
+        store.clear()
     store.close()
 
 

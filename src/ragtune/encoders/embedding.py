@@ -29,7 +29,9 @@ class EncoderEmbedding(BaseEmbedding):
     """LlamaIndex embeddings from a ragtune ``Encoder``.
 
     Args:
-        encoder: the encoder to use (its batch size is set to ``embed_batch_size``).
+        encoder: the encoder to use; it is not changed: this embedding encodes through
+            a copy of it (:meth:`~ragtune.encoders.encoder.Encoder.configured`, the same
+            model) with ``embed_batch_size`` and the prompts below laid over its own.
         dimensions: truncate vectors to this many dimensions (Matryoshka), re-normalised.
         query_prompt / text_prompt: text put before queries / documents.
         normalize: L2-normalise vectors (cosine similarity).
@@ -44,11 +46,11 @@ class EncoderEmbedding(BaseEmbedding):
 
     def __init__(self, encoder: Encoder, embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE, **kwargs: Any) -> None:
         super().__init__(embed_batch_size=embed_batch_size, **kwargs)
-        encoder.batch_size = embed_batch_size
-        encoder.prompts = {k: v for k, v in (("query", self.query_prompt), ("document", self.text_prompt)) if v}
         if self.dimensions is not None and self.dimensions > encoder.dimension:
             raise ValueError(f"dimensions={self.dimensions}: the model {self.model_name!r} is only {encoder.dimension} wide")
-        self._encoder = encoder
+        # a configured copy (same model): the caller's encoder keeps its own batch size and prompts
+        given = {k: v for k, v in (("query", self.query_prompt), ("document", self.text_prompt)) if v}
+        self._encoder = encoder.configured(batch_size=embed_batch_size, prompts={**encoder.prompts, **given})
 
     @classmethod
     def class_name(cls) -> str:

@@ -6,6 +6,7 @@ sentence-transformers' ``Router`` module and ``encode_query``.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -242,3 +243,23 @@ class Encoder:
                 owner.append(i)
         vecs = self.encode(flat, "document")
         return WindowedVectors(vectors=vecs, owner=np.asarray(owner, dtype=np.int64), spans=spans)
+
+    def configured(self, batch_size: int | None = None, prompts: dict[str, str] | None = None) -> Encoder:
+        """A copy with another batch size or prompts, sharing this encoder's model; this one is unchanged.
+
+        The copy shares the remembered windows only under the same prompts (a
+        document prompt changes the window vectors).
+
+        Example:
+            >>> enc = Encoder("default")  # doctest: +SKIP
+            >>> enc.configured(prompts={"query": "query: "}).prompts, enc.prompts  # doctest: +SKIP
+            ({'query': 'query: '}, {})
+        """
+        out = copy.copy(self)
+        if batch_size is not None:
+            out.batch_size = batch_size
+        if prompts is not None:
+            out.prompts = dict(prompts)
+            if out.prompts != self.prompts and self._windows is not None:
+                out._windows = {}
+        return out

@@ -27,7 +27,7 @@ import atexit
 import contextlib
 import logging
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,7 @@ from ragtune.errors import IndexMismatchError, InputError
 from ragtune.index.filters import Condition, Where, where
 from ragtune.index.fusion import MODES, HybridConfig, fuse
 from ragtune.index.lexical import Lexical, LexicalConfig, fitted_config, normalise_language
-from ragtune.index.stores.base import Found, Sparse, StoredPoint, VectorSpec
+from ragtune.index.stores.base import Found, Record, Sparse, StoredPoint, VectorSpec
 from ragtune.index.stores.client import ClientStore, is_legacy_folder, local_mode
 from ragtune.index.stores.edge import EdgeStore
 from ragtune.index.stores.milvus import (
@@ -162,6 +162,8 @@ class Hit:
     score: float
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: the point's whole stored payload (LlamaIndex's ``_node_content`` included)
+    payload: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def check_collection(name: str) -> str:
@@ -326,8 +328,13 @@ class ChunkIndex:
         plain: np.ndarray,
         windows: Sequence[np.ndarray],
         spans: Sequence[Sequence[tuple[int, int]]],
+        payloads: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
-        """Upsert already-encoded chunks: one plain vector and a ``(n_windows, dim)`` array each."""
+        """Upsert already-encoded chunks: one plain vector and a ``(n_windows, dim)`` array each.
+
+        ``payloads``: keys laid over each chunk's :func:`chunk_payload` (the LlamaIndex
+        vector store keeps its nodes' own ``_node_content`` there).
+        """
         small = self.small_dim
         lexical = self._lexical_for(chunks)
         terms = lexical.documents([c.text for c in chunks]) if lexical else None
@@ -340,7 +347,8 @@ class ChunkIndex:
             if small:
                 vectors[PLAIN + SMALL] = truncate(vectors[PLAIN], small)
                 vectors[WINDOWS + SMALL] = truncate(win, small)
-            points.append(StoredPoint(c.id, vectors, chunk_payload(c, spans[i])))
+            payload = chunk_payload(c, spans[i]) if payloads is None else {**chunk_payload(c, spans[i]), **payloads[i]}
+            points.append(StoredPoint(c.id, vectors, payload))
         self.store.upsert(self.collection, points)
 
     @property
@@ -521,6 +529,40 @@ class ChunkIndex:
             quantized=self.metadata().get("quantization", "none") != "none",
         )
 
+    # by id and payload (the LlamaIndex vector store's get_nodes / delete_nodes / clear) --------
+    def get(
+        self,
+        ids: Sequence[str] | None = None,
+        query_filter: Where | Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        with_vector: bool = False,
+    ) -> list[Record]:
+        """Points with these ids that match ``query_filter`` (every point when both are None).
+
+        Each :class:`~ragtune.index.stores.base.Record` holds the point's whole payload
+        and, with ``with_vector``, its plain vector; an empty ``ids`` gives nothing.
+        """
+        flt = where(query_filter) if isinstance(query_filter, Mapping) else query_filter
+        return self.store.records(self.collection, ids, flt, PLAIN if with_vector else None, limit)
+
+    def delete_points(
+        self, ids: Sequence[str] | None = None, query_filter: Where | Mapping[str, Any] | None = None
+    ) -> None:
+        """Remove the points with these ids that match ``query_filter``; both None: every point."""
+        flt = where(query_filter) if isinstance(query_filter, Mapping) else query_filter
+        if ids is not None and flt is not None:
+            ids = [r.id for r in self.get(ids, flt)]
+        if ids is not None:
+            if ids:
+                self.store.delete_ids(self.collection, list(ids))
+        else:
+            self.store.delete(self.collection, flt or Where())
+
+    def drop(self) -> None:
+        """Delete the collection (points and metadata); :meth:`ensure` creates it again."""
+        self.store.drop(self.collection)
+        self._meta = None
+
 
 def open_for_model(
     store: Any, collection: str, model: Any, model_name: str, create: bool = True, **options: Any
@@ -626,4 +668,4 @@ def _hit(found: Any) -> Hit:
     payload = dict(found.payload or {})
     text = payload.pop("text", "")
     meta = {k: v for k, v in payload.items() if not k.startswith("_")}
-    return Hit(id=found.id, score=found.score, text=text, metadata=meta)
+    return Hit(id=found.id, score=found.score, text=text, metadata=meta, payload=dict(found.payload or {}))

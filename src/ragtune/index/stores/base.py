@@ -81,6 +81,14 @@ class Store(Protocol):
     def optimize(self, name: str) -> None: ...
     def drop(self, name: str) -> None: ...
     def close(self) -> None: ...
+    def records(
+        self,
+        name: str,
+        ids: Sequence[str] | None = None,
+        flt: Where | None = None,
+        vector: str | None = None,
+        limit: int | None = None,
+    ) -> list[Record]: ...
 
 def paged(fetch: Any) -> Iterable[tuple[str, dict]]:
     """``(id, payload)`` of every record of a scroll: ``fetch(offset)`` returns ``(records, next_offset)``."""
@@ -93,3 +101,10 @@ def paged(fetch: Any) -> Iterable[tuple[str, dict]]:
             return
 
 
+@dataclass
+class Record:
+    """A stored point read back whole: its full payload and, when asked, one dense vector."""
+
+    id: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    vector: list[float] | None = None

@@ -15,7 +15,15 @@ import numpy as np
 
 from ragtune.errors import InputError
 from ragtune.index.filters import Condition, Where, translate_filter
-from ragtune.index.stores.base import META_KEY, Found, Sparse, StoredPoint, VectorSpec, paged
+from ragtune.index.stores.base import (
+    META_KEY,
+    Found,
+    Record,
+    Sparse,
+    StoredPoint,
+    VectorSpec,
+    paged,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +152,35 @@ class ClientStore:
         if self.owns:
             self.client.close()
 
+    def records(
+        self,
+        name: str,
+        ids: Sequence[str] | None = None,
+        flt: Where | None = None,
+        vector: str | None = None,
+        limit: int | None = None,
+    ) -> list[Record]:
+        """Points by id and/or filter (every point when neither), with full payloads and vector ``vector``."""
+        from qdrant_client import models
+
+        if ids is not None and not ids:
+            return []
+        must: list[Any] = [models.HasIdCondition(has_id=list(ids))] if ids is not None else []
+        if flt is not None:
+            must.append(client_filter(flt))
+        out: list[Record] = []
+        offset = None
+        while limit is None or len(out) < limit:
+            page = 1024 if limit is None else min(1024, limit - len(out))
+            points, offset = self.client.scroll(
+                name, scroll_filter=models.Filter(must=must) if must else None, limit=page, offset=offset,
+                with_payload=True, with_vectors=[vector] if vector else False,
+            )
+            out += [Record(str(p.id), dict(p.payload or {}), _named(p.vector, vector)) for p in points]
+            if offset is None:
+                break
+        return out
+
 
 def _client_vector(v: Any) -> Any:
     if isinstance(v, Sparse):
@@ -188,3 +225,9 @@ def local_mode(folder: str | Path) -> ClientStore:
         raise InputError(f"{path}: cannot open the embedded Qdrant store ({exc})") from exc
     return ClientStore(client, str(path))
 
+
+def _named(vectors: Any, name: str | None) -> list[float] | None:
+    """Vector ``name`` of a record's named vectors (None when not asked or absent)."""
+    if name is None or not isinstance(vectors, dict) or vectors.get(name) is None:
+        return None
+    return [float(x) for x in vectors[name]]

@@ -25,7 +25,15 @@ import numpy as np
 from ragtune._io import write_json
 from ragtune.errors import InputError
 from ragtune.index.filters import Condition, Where, translate_filter
-from ragtune.index.stores.base import META_KEY, Found, Sparse, StoredPoint, VectorSpec, paged
+from ragtune.index.stores.base import (
+    META_KEY,
+    Found,
+    Record,
+    Sparse,
+    StoredPoint,
+    VectorSpec,
+    paged,
+)
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +351,40 @@ class EdgeStore:
         for name in list(self._shards):
             self._release(name)
 
+    def records(
+        self,
+        name: str,
+        ids: Sequence[str] | None = None,
+        flt: Where | None = None,
+        vector: str | None = None,
+        limit: int | None = None,
+    ) -> list[Record]:
+        """Points by id and/or filter (every point when neither), with full payloads and vector ``vector``."""
+        import qdrant_edge as qe
+
+        if ids is not None and not ids:
+            return []
+        shard = self._shard(name)
+        with_vector = [vector] if vector else False
+        if flt is None and ids is not None:  # by id alone: a lookup, no scan
+            found = shard.retrieve(list(ids), with_payload=True, with_vector=with_vector)
+            return [Record(str(r.id), dict(r.payload or {}), _named(r.vector, vector)) for r in found][:limit]
+        must: list[Any] = [qe.HasIdCondition(set(ids))] if ids is not None else []
+        if flt is not None:
+            must.append(_edge_filter(flt))
+        out: list[Record] = []
+        offset = None
+        while limit is None or len(out) < limit:
+            page = 1024 if limit is None else min(1024, limit - len(out))
+            found, offset = shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=page, filter=qe.Filter(must=must) if must else None,
+                                 with_payload=True, with_vector=with_vector)
+            )
+            out += [Record(str(r.id), dict(r.payload or {}), _named(r.vector, vector)) for r in found]
+            if offset is None:
+                break
+        return out
+
 
 def _edge_vector(v: Any) -> Any:
     if isinstance(v, Sparse):
@@ -368,3 +410,8 @@ def _edge_filter(flt: Where) -> Any:
     return translate_filter(flt, field, lambda must, should, must_not: qe.Filter(must=must, should=should, must_not=must_not))
 
 
+def _named(vectors: Any, name: str | None) -> list[float] | None:
+    """Vector ``name`` of a record's named vectors (None when not asked or absent)."""
+    if name is None or not isinstance(vectors, dict) or vectors.get(name) is None:
+        return None
+    return [float(x) for x in np.asarray(vectors[name], dtype=np.float32).reshape(-1)]

@@ -46,7 +46,7 @@ import numpy as np
 
 from ragtune.errors import InputError
 from ragtune.index.filters import Condition, Where, translate_filter
-from ragtune.index.stores.base import META_KEY, Found, StoredPoint, VectorSpec
+from ragtune.index.stores.base import META_KEY, Found, Record, StoredPoint, VectorSpec
 
 MILVUS_PREFIX = "milvus:"
 INSTALL = "Milvus needs pymilvus and milvus-lite: pip install 'ragtune[milvus]'"
@@ -407,6 +407,46 @@ class MilvusStore:
         self.client = None
         if self.path is not None:
             _LITE.release(self.path)
+
+    def records(
+        self,
+        name: str,
+        ids: Sequence[str] | None = None,
+        flt: Where | None = None,
+        vector: str | None = None,
+        limit: int | None = None,
+    ) -> list[Record]:
+        """Points by id and/or filter (every point when neither), with full payloads and vector ``vector``."""
+        if ids is not None and not ids:
+            return []
+        if vector is not None and vector in self._multis(name):
+            raise InputError(f"vector {vector!r} is a multivector: read back the plain ones only")
+        main = self._ready(_collection_name(name))
+        fields = ["payload", *([_field(vector)] if vector else [])]
+        expr = [f"({milvus_filter(flt)})"] if flt is not None else []
+
+        def record(row: dict[str, Any]) -> Record:
+            vec = row.get(_field(vector)) if vector else None
+            return Record(str(row["id"]), dict(row.get("payload") or {}),
+                          None if vec is None else [float(x) for x in vec])
+
+        out: list[Record] = []
+        if ids is not None:
+            wanted = list(dict.fromkeys(ids))
+            for i in range(0, len(wanted), 1000):
+                batch = f"id in {_literal(wanted[i : i + 1000])}"
+                out += map(record, self.client.query(main, filter=" and ".join([batch, *expr]), output_fields=fields))
+            return out[:limit]
+        last: str | None = None  # pages by id, as scroll_payload does
+        while limit is None or len(out) < limit:
+            cursor = [f"id > {_literal(last)}"] if last is not None else []
+            rows = self.client.query(main, filter=" and ".join([*cursor, *expr]), limit=PAGE,
+                                     output_fields=fields, iterator="True")
+            out += map(record, rows)
+            if len(rows) < PAGE:
+                break
+            last = max(str(r["id"]) for r in rows)
+        return out[:limit]
 
 
 def _collection_name(name: str) -> str:
