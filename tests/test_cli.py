@@ -80,6 +80,16 @@ def test_run_leaves_every_artifact(sample_run):
         m = report["metrics"][label]["384"]
         assert set(m) >= {"hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10", "recall@10"}
     assert "ndcg@10" in report["comparison"]["tuned-base"]["384"]
+    # the headline: ragtune's default retriever (tuned + BM25) against the best retriever without ragtune
+    for label in ("bm25", "base+hybrid", "tuned+hybrid"):
+        assert "ndcg@10" in report["metrics"][label]["384"], label
+    head = report["headline"]
+    assert head["default"] == "tuned+hybrid" and head["against"] in ("bm25", "base+hybrid")
+    assert head["key"] in report["comparison"] and "tuned+hybrid-base+hybrid" in report["comparison"]
+    fitted = json.loads((work / "model" / "ragtune_hybrid.json").read_text())
+    assert run["stages"]["train"]["hybrid"]["tuned"]["alpha"] == fitted["alpha"]
+    first = (work / "report" / "report.md").read_text().split("## Summary")[0]
+    assert "ragtune's default retriever" in first and ("BM25 alone" in first or "fused with BM25" in first)
     assert "report.html" in proc.stdout
     # the model card in the model folder carries the measured before/after figures
     card = json.loads((work / "model" / "ragtune.json").read_text())
