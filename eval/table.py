@@ -120,6 +120,33 @@ def scale_rows(results: Path) -> list[str]:
     return out
 
 
+def hybrid_rows(results: Path) -> list[str]:
+    """Each protocol of ``eval/hybrid.py``'s result: every label, the fitted weights and the headline CI."""
+    out = [
+        "| file | protocol | label | hit@5 | nDCG@10 | MRR@10 | dense weight |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    comps = [
+        "| file | protocol | comparison | nDCG@10 diff | 95% CI | hit@5 diff | 95% CI |",
+        "|---|---|---|---:|---|---:|---|",
+    ]
+    for f in sorted(results.glob("*.json")):
+        data = json.loads(f.read_text())
+        for proto, part in (data.get("protocols") or {}).items():
+            weights = {k: v.get("alpha") for k, v in (part.get("hybrid") or {}).items()}
+            for label, by_dim in part["metrics"].items():
+                m = by_dim[max(by_dim, key=int)]
+                w = weights.get(label.split("+")[0], "") if label.endswith("+hybrid") else ""
+                out.append(f"| {f.name} | {proto} | {label} | {m['hit@5']:.3f} | {m['ndcg@10']:.3f} "
+                           f"| {m['mrr@10']:.3f} | {w} |")
+            for key, by_dim in (part.get("comparison") or {}).items():
+                c = by_dim[max(by_dim, key=int)]
+                n, h = c["ndcg@10"], c["hit@5"]
+                comps.append(f"| {f.name} | {proto} | {key} | {n['mean_diff']:+.3f} | [{n['ci_low']:+.3f}, {n['ci_high']:+.3f}] "
+                             f"| {h['mean_diff']:+.3f} | [{h['ci_low']:+.3f}, {h['ci_high']:+.3f}] |")
+    return [*out, "", *comps]
+
+
 def _benchmark(results: Path, name: str) -> Iterator[tuple[Path, dict[str, Any]]]:
     """``(file, data)`` of each result that ``eval/NAME.py`` wrote (its ``benchmark`` field)."""
     for f in sorted(results.glob("*.json")):
@@ -156,3 +183,5 @@ if __name__ == "__main__":
     print("\n".join(server_rows(folder)))
     print()
     print("\n".join(scale_rows(folder)))
+    print()
+    print("\n".join(hybrid_rows(folder)))
