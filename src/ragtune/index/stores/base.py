@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from ragtune.index.filters import Where
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,27 @@ class Store(Protocol):
         vector: str | None = None,
         limit: int | None = None,
     ) -> list[Record]: ...
+
+def paged_records(fetch: Any, vector: str | None, limit: int | None) -> list[Record]:
+    """Up to ``limit`` records of a scroll with full payloads: ``fetch(offset, page)`` returns
+    ``(records, next_offset)``; each record's vector ``vector`` is kept (None when not asked)."""
+    out: list[Record] = []
+    offset = None
+    while limit is None or len(out) < limit:
+        page = 1024 if limit is None else min(1024, limit - len(out))
+        found, offset = fetch(offset, page)
+        out += [Record(str(r.id), dict(r.payload or {}), named_vector(r.vector, vector)) for r in found]
+        if offset is None:
+            break
+    return out
+
+
+def named_vector(vectors: Any, name: str | None) -> list[float] | None:
+    """Vector ``name`` of a record's named vectors, flat (None when not asked or absent)."""
+    if name is None or not isinstance(vectors, dict) or vectors.get(name) is None:
+        return None
+    return [float(x) for x in np.asarray(vectors[name], dtype=np.float32).reshape(-1)]
+
 
 def paged(fetch: Any) -> Iterable[tuple[str, dict]]:
     """``(id, payload)`` of every record of a scroll: ``fetch(offset)`` returns ``(records, next_offset)``."""

@@ -23,6 +23,7 @@ from ragtune.index.stores.base import (
     StoredPoint,
     VectorSpec,
     paged,
+    paged_records,
 )
 
 log = logging.getLogger(__name__)
@@ -168,18 +169,13 @@ class ClientStore:
         must: list[Any] = [models.HasIdCondition(has_id=list(ids))] if ids is not None else []
         if flt is not None:
             must.append(client_filter(flt))
-        out: list[Record] = []
-        offset = None
-        while limit is None or len(out) < limit:
-            page = 1024 if limit is None else min(1024, limit - len(out))
-            points, offset = self.client.scroll(
+        return paged_records(
+            lambda offset, page: self.client.scroll(
                 name, scroll_filter=models.Filter(must=must) if must else None, limit=page, offset=offset,
                 with_payload=True, with_vectors=[vector] if vector else False,
-            )
-            out += [Record(str(p.id), dict(p.payload or {}), _named(p.vector, vector)) for p in points]
-            if offset is None:
-                break
-        return out
+            ),
+            vector, limit,
+        )
 
 
 def _client_vector(v: Any) -> Any:
@@ -226,8 +222,3 @@ def local_mode(folder: str | Path) -> ClientStore:
     return ClientStore(client, str(path))
 
 
-def _named(vectors: Any, name: str | None) -> list[float] | None:
-    """Vector ``name`` of a record's named vectors (None when not asked or absent)."""
-    if name is None or not isinstance(vectors, dict) or vectors.get(name) is None:
-        return None
-    return [float(x) for x in vectors[name]]

@@ -32,7 +32,9 @@ from ragtune.index.stores.base import (
     Sparse,
     StoredPoint,
     VectorSpec,
+    named_vector,
     paged,
+    paged_records,
 )
 
 log = logging.getLogger(__name__)
@@ -368,22 +370,17 @@ class EdgeStore:
         with_vector = [vector] if vector else False
         if flt is None and ids is not None:  # by id alone: a lookup, no scan
             found = shard.retrieve(list(ids), with_payload=True, with_vector=with_vector)
-            return [Record(str(r.id), dict(r.payload or {}), _named(r.vector, vector)) for r in found][:limit]
+            return [Record(str(r.id), dict(r.payload or {}), named_vector(r.vector, vector)) for r in found][:limit]
         must: list[Any] = [qe.HasIdCondition(set(ids))] if ids is not None else []
         if flt is not None:
             must.append(_edge_filter(flt))
-        out: list[Record] = []
-        offset = None
-        while limit is None or len(out) < limit:
-            page = 1024 if limit is None else min(1024, limit - len(out))
-            found, offset = shard.scroll(
+        return paged_records(
+            lambda offset, page: shard.scroll(
                 qe.ScrollRequest(offset=offset, limit=page, filter=qe.Filter(must=must) if must else None,
                                  with_payload=True, with_vector=with_vector)
-            )
-            out += [Record(str(r.id), dict(r.payload or {}), _named(r.vector, vector)) for r in found]
-            if offset is None:
-                break
-        return out
+            ),
+            vector, limit,
+        )
 
 
 def _edge_vector(v: Any) -> Any:
@@ -410,8 +407,3 @@ def _edge_filter(flt: Where) -> Any:
     return translate_filter(flt, field, lambda must, should, must_not: qe.Filter(must=must, should=should, must_not=must_not))
 
 
-def _named(vectors: Any, name: str | None) -> list[float] | None:
-    """Vector ``name`` of a record's named vectors (None when not asked or absent)."""
-    if name is None or not isinstance(vectors, dict) or vectors.get(name) is None:
-        return None
-    return [float(x) for x in np.asarray(vectors[name], dtype=np.float32).reshape(-1)]
