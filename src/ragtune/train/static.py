@@ -123,34 +123,22 @@ def _student(model2vec_dir: Path) -> Any:
 def _tune(student: Any, pairs: Sequence[Pair], settings: StaticSettings, ckpt: Path) -> int:
     """MNRL (in-batch negatives) in a Matryoshka loss on the pairs; returns the steps taken."""
     from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
     from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.training_args import BatchSamplers
-    from transformers.trainer_callback import PrinterCallback
 
-    from ragtune.train.callbacks import ProgressCallback
+    from ragtune.train.arguments import sentence_trainer, training_arguments
 
     data = Dataset.from_dict({"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]})
     loss = losses.MatryoshkaLoss(student, losses.MultipleNegativesRankingLoss(student), list(settings.matryoshka_dims))
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(ckpt),
-        num_train_epochs=settings.epochs,
-        per_device_train_batch_size=min(settings.batch_size, len(pairs)),
+    args = training_arguments(
+        ckpt,
+        epochs=settings.epochs,
+        batch_size=min(settings.batch_size, len(pairs)),
         learning_rate=settings.learning_rate,
         warmup_ratio=0.1,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
-        save_strategy="no",
-        report_to="none",
         use_cpu=True,
-        disable_tqdm=True,
         seed=settings.seed,
-        data_seed=settings.seed,
     )
-    trainer = SentenceTransformerTrainer(
-        model=student, args=args, train_dataset=data, loss=loss, callbacks=[ProgressCallback("Tuning the static student")]
-    )
-    trainer.remove_callback(PrinterCallback)
+    trainer = sentence_trainer(student, args, data, loss, progress="Tuning the static student")
     return int(trainer.train().global_step)
