@@ -29,10 +29,10 @@ from ragtune.encoders.runtime import (
     OPENVINO_INT8_FILE,
     backend_of,
     cpu_isa,
-    optional_import,
 )
 from ragtune.errors import ConfigError, InputError
 from ragtune.progress import task
+from ragtune.providers import optional_import
 
 log = logging.getLogger(__name__)
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragtune.errors import ConfigError, RagtuneError
+from ragtune.providers import not_installed
 
 if TYPE_CHECKING:
     from ragtune.evaluation.datasets import RetrievalDataset
@@ -212,9 +213,7 @@ def _import_ragas() -> _Ragas:
         try:
             _RAGAS = _Ragas()
         except ImportError as exc:
-            raise RagtuneError(
-                f'ragas metrics need the ragas extra: pip install "ragtune[ragas]" (import failed: {exc})'
-            ) from exc
+            raise not_installed("ragas", where="scoring RAG quality with ragas", cause=exc, error=RagtuneError) from exc
     return _RAGAS
 
 

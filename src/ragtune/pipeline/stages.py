@@ -280,7 +280,7 @@ def rag_metrics(dataset: RetrievalDataset, results: dict[str, Any], judge_llm: s
         return {}
     llm = None
     if judge_llm:
-        from ragtune.llm import llm_from_spec
+        from ragtune.providers import llm_from_spec
 
         llm = llm_from_spec(judge_llm)
     chosen = {k: v for k, v in results.items() if not k.endswith("+long")}

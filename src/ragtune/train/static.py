@@ -34,6 +34,7 @@ from ragtune._io import atomic_path, write_json
 from ragtune.errors import ConfigError, InputError
 from ragtune.pairs.schema import Pair
 from ragtune.progress import task
+from ragtune.providers import optional_import
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,7 @@ def distill_static(
         settings: distillation and training knobs.
     """
     settings = settings or StaticSettings()
-    try:
-        from model2vec.distill import distill_from_model
-    except ImportError as exc:
-        raise InputError(f'the static student needs model2vec: pip install "ragtune[export]" ({exc})') from exc
+    distill = optional_import("model2vec.distill", where="the static student")
     from ragtune.encoders.export import transformer_of
     from ragtune.encoders.loading import load_model
 
@@ -86,7 +84,7 @@ def distill_static(
     teacher = load_model(model_dir)
     t0 = time.perf_counter()
     with task("Distilling token vectors (model2vec)"):
-        static = distill_from_model(model=transformer_of(teacher), tokenizer=teacher.tokenizer, pca_dims=settings.pca_dims)
+        static = distill.distill_from_model(model=transformer_of(teacher), tokenizer=teacher.tokenizer, pca_dims=settings.pca_dims)
     distill_s = time.perf_counter() - t0
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)

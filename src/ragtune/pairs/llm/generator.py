@@ -3,7 +3,7 @@
 ``LLMGenerator(llm, config)(chunks, tokenizer, spec)`` has the same call
 signature as :class:`~ragtune.pairs.offline.OfflineGenerator`, so it plugs into
 :func:`ragtune.pairs.generate_pairs`. ``llm`` is any LlamaIndex ``LLM``
-(:func:`ragtune.llm.llm_from_spec` builds one from ``openai:gpt-4o-mini`` and
+(:func:`ragtune.providers.llm_from_spec` builds one from ``openai:gpt-4o-mini`` and
 the like). This module sends the requests, caches the answers and turns them
 into pairs; reading questions out of an answer is
 :mod:`ragtune.pairs.llm.parsing`.
