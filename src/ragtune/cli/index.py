@@ -20,7 +20,7 @@ def index(
     api_key: o.ApiKey = None,
     chunk_size: o.ChunkSize = ChunkConfig.chunk_size,
     small_dim: int | None = typer.Option(None, "--small-dim", help="Truncated vectors for two-stage search (default width/6; 0: none)."),
-    quantization: str = typer.Option("none", "--quantization", help="none | scalar | binary (a Qdrant server honours it)."),
+    quantization: str = typer.Option("none", "--quantization", help="none | scalar | binary (Milvus: none or scalar)."),
     backend: o.Backend = o.DEFAULT_BACKEND,
     backend_file: o.BackendFile = None,
     workers: o.Workers = 0,

@@ -61,7 +61,6 @@ ANSWER_PROMPT = (
 
 #: Metric names as they appear in the report; the ID-based ones get ``@k`` appended.
 ID_METRICS = ("id_context_precision", "id_context_recall")
-LLM_METRICS = ("faithfulness", "answer_relevancy", "llm_context_precision")
 
 
 def ragas_metrics(

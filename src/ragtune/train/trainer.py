@@ -31,21 +31,11 @@ from ragtune.train.card import CARD_FILE, CARD_MD, render_card
 from ragtune.train.checkpoints import best_step, prepare_checkpoints
 from ragtune.train.config import LoraSettings, TrainConfig
 from ragtune.train.data import build_dataset, pick_max_seq_length
-from ragtune.train.hardware import autocast, cpu_has_bf16, resolve_precision
+from ragtune.train.hardware import autocast, resolve_precision
 from ragtune.train.losses import PASSAGE_GROUPED, build_loss
 from ragtune.train.optim import freeze_lower_layers, param_groups
 
-# the names this module has always offered, now defined next to it
-__all__ = [
-    "TrainResult",
-    "build_dataset",
-    "cpu_has_bf16",
-    "freeze_lower_layers",
-    "param_groups",
-    "pick_max_seq_length",
-    "resolve_precision",
-    "train",
-]
+__all__ = ["TrainResult", "train"]
 
 log = logging.getLogger(__name__)
 
