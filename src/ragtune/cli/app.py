@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="Fine-tune the retriever of a RAG pipeline on your corpus, index it in Qdrant, and report before/after.",
+    help="Fine-tune the retriever of a RAG pipeline on your corpus, index it (Qdrant or Milvus), and report before/after.",
 )
 
 
