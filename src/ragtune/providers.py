@@ -92,15 +92,10 @@ def not_installed(
     return error(message)
 
 
-def optional_import(
-    module: str,
-    *,
-    where: str | None = None,
-    package: str | None = None,
-    extra: str | None = None,
-    error: type[RagtuneError] = InputError,
-) -> ModuleType:
+def optional_import(module: str, **how: Any) -> ModuleType:
     """Import an optional package, or raise :func:`not_installed`'s one-line error naming the extra.
+
+    ``how``: :func:`not_installed`'s ``where``, ``package``, ``extra``, ``error``.
 
     Example:
         >>> optional_import("json").__name__
@@ -109,7 +104,7 @@ def optional_import(
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise not_installed(module, where=where, cause=exc, package=package, extra=extra, error=error) from exc
+        raise not_installed(module, cause=exc, **how) from exc
 
 
 # LlamaIndex LLMs ---------------------------------------------------------------
