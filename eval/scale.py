@@ -246,7 +246,7 @@ def _streaming(args: argparse.Namespace, work: Path) -> list[dict]:
     for copies in counts:
         corpus = work / f"corpus-{copies}"
         print(f"ragtune index over {copies} x the Uber PDF ...", flush=True)
-        cmd = [ragtune, "index", str(corpus), "--model", str(model), "--qdrant", str(work / f"q-{copies}"),
+        cmd = [ragtune, "index", str(corpus), "--model", str(model), "--store", str(work / f"q-{copies}"),
                "--collection", "stream", "--backend", args.index_backend]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)

@@ -173,3 +173,15 @@ def test_contracts_catch_a_planted_import(tmp_path, module, line, contract):
     proc = lint(tmp_path)
     assert proc.returncode != 0
     assert contract in proc.stdout and "BROKEN" in proc.stdout
+
+
+def test_optional_packages_name_the_extra_that_installs_them():
+    """ragtune.providers.PACKAGES (what a missing-package error tells a user to install) agrees with pyproject's extras."""
+    import re
+
+    from ragtune.providers import PACKAGES
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    listed = {extra: {re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].lower() for req in reqs} for extra, reqs in extras.items()}
+    wrong = {module: (package, extra) for module, (package, extra) in PACKAGES.items() if package not in listed.get(extra, set())}
+    assert not wrong, f"not in the named extra of pyproject.toml: {wrong}"

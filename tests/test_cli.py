@@ -24,12 +24,12 @@ def cli(*args: str, check: bool = True, timeout: int = 900) -> subprocess.Comple
 
 def run_inprocess(capsys, *args: str) -> tuple[int, str, str]:
     """Call the CLI entry point in this process (fast), returning (exit code, stdout, stderr)."""
-    from ragtune.cli import commands as cli_mod
+    from ragtune.cli import app as cli_app
 
     old = sys.argv
     sys.argv = ["ragtune", "-q", *args]
     try:
-        cli_mod.main()
+        cli_app.main()
         code = 0
     except SystemExit as exc:
         code = int(exc.code or 0)
@@ -113,7 +113,7 @@ def test_tuned_model_loads_with_sentence_transformers(sample_run):
 def test_query_returns_chunks_from_embedded_qdrant(sample_run):
     work, _, _ = sample_run
     proc = cli("query", "What does error E-214 mean on the inverter?", "--model", str(work / "model"),
-               "--qdrant", str(work / "qdrant"), "--collection", "ragtune", "--top-k", "3", "--json")
+               "--store", str(work / "qdrant"), "--collection", "ragtune", "--top-k", "3", "--json")
     hits = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(hits) == 3
     assert any("inverter-error-codes" in h["source"] for h in hits)
@@ -286,12 +286,12 @@ class _BrokenEntryPoint:
 def test_serve_without_the_server_extra_is_one_line(capsys, monkeypatch, entry_points):
     import typer
 
-    from ragtune.cli import commands as cli_mod
+    from ragtune.cli import app as cli_app
 
     app = typer.Typer()
-    app.callback()(cli_mod._main)  # ragtune's own -q / --version
-    cli_mod.load_commands(app, entry_points)
-    monkeypatch.setattr(cli_mod, "app", app)
+    app.callback()(cli_app.global_options)  # ragtune's own -q / --version
+    cli_app.load_commands(app, entry_points)
+    monkeypatch.setattr(cli_app, "app", app)
     code, _, err = run_inprocess(capsys, "serve", "--model", "m", "--port", "1")
     assert code == 1 and "Traceback" not in err
     assert err.startswith('error: ragtune serve needs the server extra: pip install "ragtune[server]"')
@@ -402,16 +402,49 @@ def test_help_lists_autotrain_option_names(command):
 
 
 def test_autotrain_names_map_to_settings():
-    from ragtune.cli.commands import _training_options
+    from ragtune.cli.options import training_options
     from ragtune.config import build_config, parse_sets
     from ragtune.train import TrainConfig
 
-    named = _training_options(2e-4, 0.2, 0.0, 4, "none", 16, 8, 0.1, 16.0, None)
+    named = training_options(2e-4, 0.2, 0.0, 4, "none", 16, 8, 0.1, 16.0, None)
     cfg = build_config(TrainConfig, parse_sets(f"{k}={json.dumps(v)}" for k, v in named.items()))
     assert (cfg.warmup_ratio, cfg.weight_decay, cfg.gradient_accumulation, cfg.precision) == (0.2, 0.0, 4, "fp32")
     assert (cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.plus_ratio) == (16, 8, 0.1, 16.0)
     assert cfg.lora.learning_rate == 2e-4  # --lr is LoRA's rate when LoRA is on (autotrain's meaning)
-    assert _training_options(None, None, None, None, None, None, None, None, None, None) == {}
+    assert training_options(None, None, None, None, None, None, None, None, None, None) == {}
+
+
+def _commands() -> dict:
+    import typer.main
+
+    from ragtune.cli.app import app
+
+    return typer.main.get_command(app).commands
+
+
+@pytest.mark.parametrize("command", ["run", "index", "query"])
+def test_store_is_the_engine_neutral_name_of_qdrant(command):
+    store = next(p for p in _commands()[command].params if "--store" in p.opts)
+    assert "--qdrant" in store.opts  # the older name stays
+    assert all(where in store.help for where in ("folder", "Qdrant server URL", ":memory:", "milvus:"))
+
+
+def test_cli_defaults_are_the_config_defaults():
+    """Defaults are read from the stages' dataclasses, not restated."""
+    from ragtune.corpus.reader import ChunkConfig
+    from ragtune.pairs import GenerationConfig
+    from ragtune.train import TrainConfig
+
+    defaults = {(name, p.name): p.default for name, cmd in _commands().items() for p in cmd.params}
+    assert defaults["generate", "chunk_size"] == defaults["index", "chunk_size"] == ChunkConfig.chunk_size
+    assert defaults["generate", "val_fraction"] == GenerationConfig.val_fraction
+    assert defaults["generate", "questions_per_chunk"] == GenerationConfig.questions_per_chunk
+    train = TrainConfig()
+    for option, field in [("batching", "batching"), ("rotate", "rotate"), ("epochs", "epochs"), ("loss", "loss"),
+                          ("batch_size", "batch_size"), ("max_steps", "max_steps"), ("freeze_layers", "freeze_layers"),
+                          ("interpolate", "interpolate"), ("early_stop", "early_stopping_patience"),
+                          ("summarize", "summarize")]:
+        assert defaults["train", option] == getattr(train, field), option
 
 
 def test_unknown_setting_is_one_line_error(tmp_path, capsys):
@@ -450,13 +483,13 @@ def test_index_follows_the_folder(tmp_path, tiny_corpus, capsys, model_path):
     (corpus / "depot.html").unlink()
     changed = counts()
     assert changed["removed"] > changed["encoded"] > 0
-    clean = ["index", str(corpus), "--model", model_path, "--qdrant", str(tmp_path / "clean"), "--collection", "c",
+    clean = ["index", str(corpus), "--model", model_path, "--store", str(tmp_path / "clean"), "--collection", "c",
              "--chunk-size", "128"]
     code, stdout, err = run_inprocess(capsys, *clean)
     assert code == 0, err
     assert f"holds {changed['points']} points" in stdout
     code, stdout, err = run_inprocess(capsys, "query", "Eastfield depot underfloor lathe technicians", "--model",
-                                      model_path, "--qdrant", str(tmp_path / "q"), "--collection", "c", "--top-k", "20",
+                                      model_path, "--store", str(tmp_path / "q"), "--collection", "c", "--top-k", "20",
                                       "--json")
     assert code == 0, err
     sources = [json.loads(line)["source"] for line in stdout.splitlines()]

@@ -201,7 +201,7 @@ def test_fit_keeps_a_dense_floor_and_prefers_dense_within_noise(tmp_path):
 def test_cli_query_modes(tmp_path, tiny_corpus, model_path):
     from typer.testing import CliRunner
 
-    from ragtune.cli import app
+    from ragtune.cli.app import app
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -209,14 +209,14 @@ def test_cli_query_modes(tmp_path, tiny_corpus, model_path):
         (corpus / f"{c.doc_id}").write_text(c.text)
     q = tmp_path / "q"
     runner = CliRunner()
-    r = runner.invoke(app, ["index", str(corpus), "--model", model_path, "--qdrant", str(q), "--collection", "e"])
+    r = runner.invoke(app, ["index", str(corpus), "--model", model_path, "--store", str(q), "--collection", "e"])
     assert r.exit_code == 0, r.output
     for mode in ("hybrid", "sparse", None):
-        args = ["query", E214_Q, "--model", model_path, "--qdrant", str(q), "--collection", "e", "--json", "-k", "1"]
+        args = ["query", E214_Q, "--model", model_path, "--store", str(q), "--collection", "e", "--json", "-k", "1"]
         r = runner.invoke(app, args + (["--mode", mode] if mode else []))
         assert r.exit_code == 0, r.output
         assert json.loads(r.output.strip().splitlines()[0])["source"] == "E-214.md", (mode, r.output)
-    r = runner.invoke(app, ["query", E214_Q, "--model", model_path, "--qdrant", str(q), "--collection", "e",
+    r = runner.invoke(app, ["query", E214_Q, "--model", model_path, "--store", str(q), "--collection", "e",
                             "--mode", "dense", "--json", "-k", "8"])
     assert r.exit_code == 0 and len(r.output.strip().splitlines()) == 8
 

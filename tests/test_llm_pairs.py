@@ -27,7 +27,6 @@ from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 
 from ragtune.encoders.windows import WindowSpec, batch_window_spans
 from ragtune.errors import ConfigError, RagtuneError
-from ragtune.llm import llm_from_spec
 from ragtune.pairs import generate_pairs
 from ragtune.pairs.llm import (
     DEFAULT_PROMPT,
@@ -37,6 +36,7 @@ from ragtune.pairs.llm import (
     screen_questions,
     split_candidates,
 )
+from ragtune.providers import llm_from_spec
 
 SPEC = WindowSpec(60, 45)
 SEP = "---------------------"

@@ -244,7 +244,7 @@ def test_quantization_and_locations(tmp_path, tiny_chunks, st_model, monkeypatch
     with pytest.raises(InputError, match="not a Milvus Lite database"):
         connect(f"milvus:{tmp_path}/file.db")
     monkeypatch.setitem(sys.modules, "pymilvus", None)
-    with pytest.raises(InputError, match=r"pip install 'ragtune\[milvus\]'"):
+    with pytest.raises(InputError, match=r'pip install "ragtune\[milvus\]"'):
         connect(f"milvus:{tmp_path}/m.db")
 
 

@@ -584,7 +584,7 @@ def test_embeddings_only_server(st_model):
         ok = c.post(E, json={"input": "x", "model": "whatever"})
         assert ok.status_code == 200 and ok.json()["model"] == "mini"
         err = _assert_error(c.post(S, json={"query": "x"}), 404, None, "search_not_configured")
-        assert "--qdrant" in err["message"]
+        assert "--store" in err["message"]
         assert c.get("/health").json()["collection"] is None
         _assert_error(c.post("/v1/reload"), 404, None, "search_not_configured")
 
@@ -678,7 +678,7 @@ def test_serve_refuses_a_missing_folder(tmp_path):
 def ragtune_cli():
     """ragtune's CLI module with ``serve`` registered as the ``ragtune.commands`` entry point
     does (explicitly here: a source checkout's installed metadata may predate the entry point)."""
-    from ragtune.cli import commands as cli
+    from ragtune.cli import app as cli
     from ragtune_server.cli import register
 
     register(cli.app)
@@ -690,7 +690,7 @@ def _option_names(help_text: str) -> set[str]:
 
 
 SERVE_OPTIONS = {
-    "--model", "--model-name", "--qdrant", "--collection", "--host", "--port", "--api-key",
+    "--model", "--model-name", "--store", "--qdrant", "--collection", "--host", "--port", "--api-key",
     "--qdrant-api-key", "--device", "--threads", "--max-inputs", "--max-input-chars",
     "--max-batch-size", "--max-wait-ms", "--log-level", "--backend", "--backend-file", "--help",
     "--timeout-headers", "--timeout-body", "--timeout-keep-alive",

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ragtune.encoders.windows import WindowSpec, batch_window_spans, window_texts
+from ragtune.encoders.windows import WindowSpec, batch_window_spans
 from ragtune.errors import ConfigError
 from ragtune.train import TrainConfig, train
 from ragtune.train.summary import SummarySettings, summary_loss, summary_targets
@@ -35,7 +35,7 @@ def test_targets_only_for_texts_longer_than_a_window(st_model, long_chunks):
     text = long_chunks[1]
     spans = batch_window_spans([text], st_model.tokenizer, WindowSpec.for_model(st_model.max_seq_length))[0]
     assert len(spans) >= 2
-    w = st_model.encode(window_texts(text, spans), normalize_embeddings=True)
+    w = st_model.encode([text[a:b] for a, b in spans], normalize_embeddings=True)
     expected = 0.5 * w[0] + w.mean(axis=0)
     expected /= np.linalg.norm(expected)
     assert np.allclose(targets[text], expected, atol=1e-4)
@@ -74,7 +74,7 @@ def test_stage_makes_a_plain_read_see_the_end_of_the_chunk(tmp_path, tiny_pairs,
         model = SentenceTransformer(str(folder))
         assert model.max_seq_length == 256  # the saved model reads what the base reads, not FAST's 64
         spans = batch_window_spans(long_chunks, model.tokenizer, WindowSpec.for_model(model.max_seq_length))
-        tails = [window_texts(t, sp)[-1] for t, sp in zip(long_chunks, spans)]
+        tails = [t[sp[-1][0]:sp[-1][1]] for t, sp in zip(long_chunks, spans)]
         plain = model.encode(long_chunks, normalize_embeddings=True)
         tail = model.encode(tails, normalize_embeddings=True)
         return float((plain * tail).sum(axis=1).mean())

@@ -6,18 +6,18 @@ import itertools
 
 import pytest
 
-from ragtune.encoders.windows import WindowSpec, batch_window_spans, window_spans
+from ragtune.encoders.windows import WindowSpec, batch_window_spans
 from ragtune.errors import ConfigError
 
 
 def test_short_text_is_one_window(st_model):
-    assert window_spans("a short text", st_model.tokenizer, WindowSpec(32, 24)) == [(0, 12)]
+    assert batch_window_spans(["a short text"], st_model.tokenizer, WindowSpec(32, 24)) == [[(0, 12)]]
 
 
 def test_windows_cover_long_text_and_end_at_its_end(st_model):
     text = " ".join(f"word{i}" for i in range(300))
     spec = WindowSpec(size=50, stride=40)
-    spans = window_spans(text, st_model.tokenizer, spec)
+    [spans] = batch_window_spans([text], st_model.tokenizer, spec)
     assert len(spans) > 5
     assert spans[0][0] == 0
     assert spans[-1][1] == len(text)
@@ -27,10 +27,12 @@ def test_windows_cover_long_text_and_end_at_its_end(st_model):
     assert max(n_tokens) <= spec.size + 2
 
 
-def test_batch_matches_single(st_model):
+def test_batch_matches_one_text_at_a_time(st_model):
     texts = ["short", " ".join(["longer text"] * 100)]
     spec = WindowSpec(40, 30)
-    assert batch_window_spans(texts, st_model.tokenizer, spec) == [window_spans(t, st_model.tokenizer, spec) for t in texts]
+    assert batch_window_spans(texts, st_model.tokenizer, spec) == [
+        batch_window_spans([t], st_model.tokenizer, spec)[0] for t in texts
+    ]
 
 
 def test_spec_for_model_fits_the_model():

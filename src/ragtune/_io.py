@@ -22,7 +22,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     Works for files and directories: whatever the caller creates at the yielded
-    path replaces ``path`` in one rename (a directory target is removed first).
+    path replaces ``path`` in one rename. An existing directory takes two (it is
+    renamed aside, the new one renamed into place, then the old one removed), so
+    a crash between them leaves ``path`` missing and the old copy beside it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """ragtune's HTTP server: OpenAI-compatible ``/v1/embeddings`` and ``/v1/search`` over Qdrant.
 
-    ragtune serve --model runs/demo/model --qdrant runs/demo/qdrant --collection demo
+    ragtune serve --model runs/demo/model --store runs/demo/qdrant --collection demo
 
     from openai import OpenAI
     client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="KEY")

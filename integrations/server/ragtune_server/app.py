@@ -289,7 +289,7 @@ def _require_search(ctx: ServerContext) -> None:
         raise APIError(
             404,
             "search is not enabled on this server: "
-            "start it with --qdrant PATH_OR_URL --collection NAME",
+            "start it with --store PATH_OR_URL --collection NAME",
             code="search_not_configured",
         )
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from ragtune.cli.options import BACKEND_FILE_HELP, BACKEND_HELP, STORE_HELP
 from ragtune.errors import RagtuneError
 from ragtune_server.batching import BatchConfig
 from ragtune_server.limits import Limits
@@ -42,7 +43,7 @@ def serve_command(
         None, "--model-name", help="Model id reported to clients (default: the folder name)."
     ),
     qdrant: str | None = typer.Option(
-        _SERVE["qdrant"].default, "--qdrant", help="Qdrant folder or URL for /v1/search (optional)."
+        _SERVE["qdrant"].default, "--store", "--qdrant", help=f"For /v1/search (optional). {STORE_HELP}"
     ),
     collection: str = typer.Option(_SERVE["collection"].default, "--collection", "-c"),
     host: str = typer.Option(
@@ -88,10 +89,10 @@ def serve_command(
     backend: str = typer.Option(
         _SERVE["backend"].default,
         "--backend",
-        help="torch | onnx | openvino: run a form `ragtune export` wrote (default file: the int8 one when present).",
+        help=BACKEND_HELP,
     ),
     backend_file: str | None = typer.Option(
-        _SERVE["backend_file"].default, "--backend-file", help="The exported file to run (e.g. onnx/model.onnx)."
+        _SERVE["backend_file"].default, "--backend-file", help=BACKEND_FILE_HELP
     ),
 ) -> None:
     """Serve an OpenAI-compatible /v1/embeddings and a /v1/search API (needs the server extra)."""

@@ -53,7 +53,7 @@ class SearchBackend:
         """Open ``collection`` at ``location``; refuse a missing one or one built by another model.
 
         Unlike ``ragtune index``, the server never creates a collection: a typo in
-        ``--collection`` or ``--qdrant`` must fail at start-up, not serve an empty index.
+        ``--collection`` or ``--store`` must fail at start-up, not serve an empty index.
         """
         index = open_index(location, collection, model, model_name, api_key=api_key, create=False)
         log.info("search: collection %r at %s", collection, location)

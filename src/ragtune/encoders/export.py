@@ -29,10 +29,10 @@ from ragtune.encoders.runtime import (
     OPENVINO_INT8_FILE,
     backend_of,
     cpu_isa,
-    optional_import,
 )
 from ragtune.errors import ConfigError, InputError
 from ragtune.progress import task
+from ragtune.providers import optional_import
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,11 @@ def export_model(
     return _quantize_openvino(model, out / OPENVINO_INT8_FILE, calibration)
 
 
-def _export_onnx(model: Any, path: Path) -> Path:
-    """The transformer module (token ids → token embeddings) as ONNX, dynamic batch and length."""
+def _traceable(model: Any) -> tuple[Any, list[str], Any]:
+    """The model's transformer as a module an exporter traces (token ids → token embeddings), the
+    inputs it takes (``token_type_ids`` only where the model reads them), and a tokenized sample."""
     import torch
 
-    optional_import("onnx")  # torch's exporter writes through it
     auto_model = transformer_of(model)
     names = [n for n in MODEL_INPUTS if n != "token_type_ids" or _takes_token_types(auto_model)]
 
@@ -90,18 +90,28 @@ def _export_onnx(model: Any, path: Path) -> Path:
             super().__init__()
             self.inner = inner
 
-        def forward(self, *inputs: Any) -> Any:
-            return self.inner(**dict(zip(names, inputs)), return_dict=True).last_hidden_state
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+            given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return self.inner(**{n: given[n] for n in names}, return_dict=True).last_hidden_state
 
     sample = model.tokenizer(["ragtune exports this", "a second, longer sentence for the dynamic axes"],
                              padding=True, return_tensors="pt")
+    return _Graph(auto_model).eval(), names, sample
+
+
+def _export_onnx(model: Any, path: Path) -> Path:
+    """The transformer module (token ids → token embeddings) as ONNX, dynamic batch and length."""
+    import torch
+
+    optional_import("onnx")  # torch's exporter writes through it
+    graph, names, sample = _traceable(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with torch.inference_mode():
         # the TorchScript exporter (dynamo=False): checked here to match torch to
         # 2e-5 on this model; the dynamo exporter was not tried
         torch.onnx.export(
-            _Graph(auto_model).eval(),
+            graph,
             tuple(sample[n] for n in names),
             str(tmp),
             input_names=names,
@@ -197,23 +207,10 @@ def _openvino_from_torch(model: Any) -> Any:
     import torch
 
     ov = optional_import("openvino")
-    auto_model = transformer_of(model)
-    names = [n for n in MODEL_INPUTS if n != "token_type_ids" or _takes_token_types(auto_model)]
-
-    class _Graph(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
-            given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-            return self.inner(**{n: given[n] for n in names}, return_dict=True).last_hidden_state
-
-    sample = model.tokenizer(["ragtune exports this", "a second, longer sentence for the dynamic axes"],
-                             padding=True, return_tensors="pt")
+    graph, names, sample = _traceable(model)
     with torch.no_grad():
         converted = ov.convert_model(
-            _Graph(auto_model).eval(),
+            graph,
             example_input={n: sample[n] for n in names},
             input=[(n, ov.PartialShape([-1, -1]), ov.Type.i64) for n in names],
         )

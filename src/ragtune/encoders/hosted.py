@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,6 +40,7 @@ from ragtune.encoders.loading import READS_ALL
 from ragtune.encoders.windows import WindowSpec
 from ragtune.errors import ConfigError, InputError
 from ragtune.progress import track
+from ragtune.providers import optional_import, split_spec
 
 __all__ = [
     "BASELINE", "PRICES_USD_PER_1M", "BaselineSpec", "EmbeddingCache", "HostedEncoder", "hosted_baselines", "is_hosted_spec",
@@ -65,7 +65,6 @@ _PROVIDERS = {
     "bedrock": ("llama_index.embeddings.bedrock", "BedrockEmbedding", "llama-index-embeddings-bedrock"),
 }
 _EXAMPLES = "openai:text-embedding-3-small, http://127.0.0.1:8000/v1#MODEL or ollama:nomic-embed-text"
-_PROVIDER_RE = re.compile(r"([A-Za-z][\w.-]+):(?!//)")
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def is_hosted_spec(value: str) -> bool:
     v = value.strip()
     if v.lower().startswith(("http://", "https://")):
         return True
-    return bool(_PROVIDER_RE.match(v)) and not Path(v).expanduser().exists()
+    return split_spec(v) is not None and not Path(v).expanduser().exists()
 
 
 def parse_baseline(spec: str) -> BaselineSpec:
@@ -119,11 +118,9 @@ def parse_baseline(spec: str) -> BaselineSpec:
             raise ConfigError(f"--baseline {spec!r}: no host in the URL; e.g. http://127.0.0.1:8000/v1#MODEL")
         _require_openai(spec)
         return BaselineSpec(s, "openai", model.strip(), url.rstrip("/"))
-    m = _PROVIDER_RE.match(s)
-    model = s[m.end():].strip() if m else ""
-    if not m or not model:
+    provider, model = split_spec(s) or ("", "")
+    if not model:
         raise ConfigError(f"--baseline {spec!r}: expected provider:model or an http(s) URL, e.g. {_EXAMPLES}")
-    provider = m.group(1).lower()
     if provider == "openai":
         _require_openai(spec)
         if not _key(True):
@@ -138,20 +135,12 @@ def parse_baseline(spec: str) -> BaselineSpec:
 
 
 def _require_openai(spec: str) -> None:
-    try:
-        import openai  # noqa: F401
-    except ImportError:
-        raise ConfigError(f"--baseline {spec!r} needs the openai package: pip install openai") from None
+    optional_import("openai", where=f"--baseline {spec!r}", error=ConfigError)
 
 
 def _llama_class(provider: str) -> Any:
     module, cls, package = _PROVIDERS[provider]
-    try:
-        import importlib
-
-        return getattr(importlib.import_module(module), cls)
-    except ImportError:
-        raise ConfigError(f"--baseline {provider}:...: needs {package}, which is not installed: pip install {package}") from None
+    return getattr(optional_import(module, where=f"--baseline {provider}:...", package=package, error=ConfigError), cls)
 
 
 def _key(openai_host: bool) -> str | None:

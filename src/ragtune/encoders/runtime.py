@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.errors import ConfigError, InputError
+from ragtune.providers import optional_import
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +49,6 @@ OPENVINO_INT8_FILE = "openvino/openvino_model_qint8_quantized.xml"
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 #: calibration texts NNCF sees for static int8 (sentence-transformers' default is 300)
 CALIBRATION_SIZE = 300
-
-
-def optional_import(module: str) -> Any:
-    """Import an optional inference package, or say which extra brings it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise InputError(f'{module} is not installed: pip install "ragtune[export]" ({exc})') from exc
 
 
 def cpu_isa() -> str:

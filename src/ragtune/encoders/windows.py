@@ -37,17 +37,12 @@ class WindowSpec:
         return cls(size=size, stride=max(1, int(size * 0.77)))
 
 
-def window_spans(text: str, tokenizer: Any, spec: WindowSpec) -> list[tuple[int, int]]:
-    """Character spans ``(start, end)`` of the token windows of ``text``.
+def batch_window_spans(texts: Sequence[str], tokenizer: Any, spec: WindowSpec) -> list[list[tuple[int, int]]]:
+    """Character spans ``(start, end)`` of the token windows of each text, with one (fast) tokenizer call.
 
     A text that fits in one window gives one span covering it all. The last
     window is aligned to the end so no tail is left unread.
     """
-    return batch_window_spans([text], tokenizer, spec)[0]
-
-
-def batch_window_spans(texts: Sequence[str], tokenizer: Any, spec: WindowSpec) -> list[list[tuple[int, int]]]:
-    """:func:`window_spans` for many texts with one (fast) tokenizer call."""
     enc = tokenizer(
         list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
     )
@@ -65,7 +60,3 @@ def batch_window_spans(texts: Sequence[str], tokenizer: Any, spec: WindowSpec) -
             spans.append((offsets[s][0], offsets[e][1]))
         out.append(spans)
     return out
-
-
-def window_texts(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
-    return [text[a:b] for a, b in spans]

@@ -14,7 +14,8 @@ scikit-learn ``LogisticRegression`` is fitted on the train part
 part. Accuracy and macro-F1 are averaged over the experiments; their 95%
 intervals resample test texts, and ``tuned - base`` is a paired bootstrap (both
 models' predictions of a resampled text move together), as
-:func:`ragtune.evaluation.metrics.paired_bootstrap` does for queries.
+:func:`ragtune.evaluation.metrics.paired_bootstrap` does for queries; both read the
+interval and p-value off the resamples with :func:`~ragtune.evaluation.metrics.bootstrap_difference`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 
 from ragtune.encoders.encoder import Encoder
 from ragtune.errors import InputError
+from ragtune.evaluation.metrics import bootstrap_difference, interval
 from ragtune.progress import task
 
 log = logging.getLogger(__name__)
@@ -364,7 +366,6 @@ def bootstrap_scores(
             pb = p[:, idx]  # (experiments, resamples, texts)
             dist[k]["accuracy"].append((pb == yb).mean(axis=(0, 2)))
             dist[k]["macro_f1"].append(macro_f1(yb, pb, n_classes).mean(0))
-    alpha = (1 - confidence) / 2
     scores: dict[str, dict[str, Any]] = {}
     for k, p in preds.items():
         per = {"accuracy": (p == y).mean(axis=1), "macro_f1": macro_f1(y, p, n_classes)}
@@ -372,7 +373,7 @@ def bootstrap_scores(
         for m in names:
             d = np.concatenate(dist[k][m])
             s[m] = round(float(per[m].mean()), 6)
-            s[f"{m}_ci"] = [round(float(np.quantile(d, alpha)), 6), round(float(np.quantile(d, 1 - alpha)), 6)]
+            s[f"{m}_ci"] = [round(v, 6) for v in interval(d, confidence)]
         s["per_experiment"] = {m: [round(float(v), 6) for v in per[m]] for m in names}
         scores[k] = s
     comparison: dict[str, dict[str, Any]] = {}
@@ -381,12 +382,9 @@ def bootstrap_scores(
         comparison["tuned-base"] = {}
         for m in names:
             diff = np.concatenate(dist["tuned"][m]) - np.concatenate(dist["base"][m])
-            p_value = 1.0 if same else float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean())))
-            comparison["tuned-base"][m] = {
-                "mean_diff": round(scores["tuned"][m] - scores["base"][m], 6),
-                "ci_low": float(np.quantile(diff, alpha)), "ci_high": float(np.quantile(diff, 1 - alpha)),
-                "confidence": confidence, "p_value": p_value, "n_texts": int(n), "test": "paired bootstrap",
-            }
+            comparison["tuned-base"][m] = bootstrap_difference(
+                diff, round(scores["tuned"][m] - scores["base"][m], 6), confidence, identical=same, count=("n_texts", n)
+            )
     return scores, comparison
 
 

@@ -212,7 +212,7 @@ def full_dim(by_dim: Mapping[str, Any]) -> str:
 def compare(
     tuned: EvalResult, base: EvalResult, metrics: Sequence[str] = ("ndcg@10", "hit@5", "mrr@10")
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Paired bootstrap CI and bootstrap p-value of ``tuned - base`` per dim and metric."""
+    """Paired bootstrap CI and p-value (read off the same bootstrap) of ``tuned - base`` per dim and metric."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for dim in tuned.per_query:
         if dim not in base.per_query:

@@ -56,27 +56,53 @@ def paired_bootstrap(
     """Mean difference ``tuned - base`` over the same queries with a bootstrap CI and p-value.
 
     Queries are resampled with replacement (paired: both models' values move
-    together). The p-value is read off the same bootstrap distribution
-    (two-sided: twice the share of resampled means on the far side of zero), so
-    "the interval excludes zero" and "p < 1 - confidence" always agree.
+    together); the interval and p-value are :func:`bootstrap_difference`'s.
     """
     diff = np.asarray(tuned, dtype=np.float64) - np.asarray(base, dtype=np.float64)
     rng = np.random.default_rng(seed)
     n = len(diff)
     idx = rng.integers(0, n, size=(n_resamples, n))
     means = diff[idx].mean(axis=1)
+    return bootstrap_difference(
+        means, float(diff.mean()), confidence, identical=bool(np.all(diff == 0)), count=("n_queries", n)
+    )
+
+
+def interval(resampled: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The central ``confidence`` interval of a bootstrap distribution (percentile method)."""
     alpha = (1 - confidence) / 2
-    observed = diff.mean()
-    if np.all(diff == 0):
-        p = 1.0
-    else:
-        p = float(min(1.0, 2 * min((means <= 0).mean(), (means >= 0).mean())))
+    return float(np.quantile(resampled, alpha)), float(np.quantile(resampled, 1 - alpha))
+
+
+def bootstrap_difference(
+    resampled: np.ndarray, observed: float, confidence: float, identical: bool, count: tuple[str, int]
+) -> dict[str, float]:
+    """A paired difference's record from its bootstrap distribution: interval and two-sided p-value.
+
+    The p-value is read off the same distribution (twice the share of resampled
+    differences on the far side of zero), so "the interval excludes zero" and
+    "p < 1 - confidence" always agree; ``identical`` (the two sides never
+    differ) gives 1.
+
+    Args:
+        resampled: the difference under each bootstrap resample.
+        observed: the difference on the data as given.
+        confidence: interval coverage.
+        identical: True when the paired values are the same everywhere.
+        count: ``(name, n)`` of the units resampled, e.g. ``("n_queries", 881)``.
+
+    Returns:
+        ``{mean_diff, ci_low, ci_high, confidence, p_value, <count name>, test}``.
+    """
+    resampled = np.asarray(resampled, dtype=np.float64)
+    low, high = interval(resampled, confidence)
+    p = 1.0 if identical else float(min(1.0, 2 * min((resampled <= 0).mean(), (resampled >= 0).mean())))
     return {
         "mean_diff": float(observed),
-        "ci_low": float(np.quantile(means, alpha)),
-        "ci_high": float(np.quantile(means, 1 - alpha)),
+        "ci_low": low,
+        "ci_high": high,
         "confidence": confidence,
         "p_value": p,
-        "n_queries": int(n),
+        count[0]: int(count[1]),
         "test": "paired bootstrap",
     }

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragtune.errors import ConfigError, RagtuneError
+from ragtune.providers import not_installed
 
 if TYPE_CHECKING:
     from ragtune.evaluation.datasets import RetrievalDataset
@@ -60,7 +61,6 @@ ANSWER_PROMPT = (
 
 #: Metric names as they appear in the report; the ID-based ones get ``@k`` appended.
 ID_METRICS = ("id_context_precision", "id_context_recall")
-LLM_METRICS = ("faithfulness", "answer_relevancy", "llm_context_precision")
 
 
 def ragas_metrics(
@@ -212,9 +212,7 @@ def _import_ragas() -> _Ragas:
         try:
             _RAGAS = _Ragas()
         except ImportError as exc:
-            raise RagtuneError(
-                f'ragas metrics need the ragas extra: pip install "ragtune[ragas]" (import failed: {exc})'
-            ) from exc
+            raise not_installed("ragas", where="scoring RAG quality with ragas", cause=exc, error=RagtuneError) from exc
     return _RAGAS
 
 

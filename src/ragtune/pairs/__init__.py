@@ -150,8 +150,8 @@ def make_generator(config: GenerationConfig, cache_dir: Any = None) -> Callable[
     """The generator ``config`` asks for: the offline one, or an LLM from its spec."""
     if not config.llm:
         return OfflineGenerator(config.offline)
-    from ragtune.llm import llm_from_spec
     from ragtune.pairs.llm import LLMConfig, LLMGenerator
+    from ragtune.providers import llm_from_spec
 
     return LLMGenerator(
         llm_from_spec(config.llm),

@@ -1,4 +1,4 @@
-"""The whole job — corpus to tuned model, Qdrant index and report — as resumable stages.
+"""The whole job — corpus to tuned model, vector index (Qdrant or Milvus) and report — as resumable stages.
 
 Each ``stage_*`` function takes typed inputs, writes one artifact into the run
 directory and records itself in ``run.json``; a stage whose inputs and config
@@ -48,7 +48,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval_data: str | None = None
     collection: str = "ragtune"
-    qdrant: str | None = None  # default: RUN/qdrant (embedded, on disk)
+    qdrant: str | None = None  # where the collection lives (--store; any store open_index takes); default: RUN/qdrant (Qdrant, embedded)
     long_chunks: bool = True  # also evaluate best-window (long-chunk) search
     # last stage: the tuned model also as these forms (ragtune.encoders.runtime.FORMATS)
     export: list[str] = field(default_factory=list)
@@ -162,7 +162,7 @@ def stage_index(
     location: str | None = None,
     encoder: Encoder | None = None,
 ) -> dict[str, Any]:
-    """Chunks + model → a Qdrant collection (``RUN/qdrant`` by default).
+    """Chunks + model → a collection in the store at ``location`` (``RUN/qdrant``, Qdrant embedded, by default).
 
     ``encoder`` (of ``model_dir``'s model) is used instead of loading the model
     again; the pipeline passes the one it then evaluates with.
@@ -307,7 +307,7 @@ def rag_metrics(dataset: RetrievalDataset, results: dict[str, Any], judge_llm: s
         return {}
     llm = None
     if judge_llm:
-        from ragtune.llm import llm_from_spec
+        from ragtune.providers import llm_from_spec
 
         llm = llm_from_spec(judge_llm)
     chosen = {k: v for k, v in results.items() if not k.endswith("+long")}

@@ -6,7 +6,7 @@
   dimension as a string (``"384"``) → metric (``hit@1``, ``hit@5``, ``hit@10``,
   ``mrr@10``, ``ndcg@10``, ``recall@10``, ``map@100``) → float;
 - ``comparison``: ``"tuned-base"`` (and ``"tuned+long-base+long"``) → dim →
-  metric → ``{mean_diff, ci_low, ci_high, confidence, p_value, n_queries}``;
+  metric → ``{mean_diff, ci_low, ci_high, confidence, p_value, n_queries, test}``;
 - ``dataset`` (``name``, ``kind``, ``source``, ``queries``, ``corpus``, optional
   ``info``), ``models``, ``examples`` (queries that gained and lost most),
   ``timings`` (seconds per stage, ``{stage}_s``), ``eval_seconds`` (label →

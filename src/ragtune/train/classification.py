@@ -104,14 +104,9 @@ def train_classification(
     """
     import torch
     from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
     from sentence_transformers.base.sampler import BatchSamplers
-    from transformers.trainer_callback import PrinterCallback
 
-    from ragtune.train.callbacks import ProgressCallback
+    from ragtune.train.arguments import sentence_trainer, training_arguments
 
     if loss not in LOSSES:
         raise ConfigError(f"loss={loss!r}: for classification choose {', '.join(LOSSES)}")
@@ -143,31 +138,21 @@ def train_classification(
         sampler, rows = BatchSamplers.GROUP_BY_LABEL, len(dataset)
         batch = max(4, min(batch_size, rows) // 2 * 2)  # the label-grouped sampler takes an even size >= 4
     ckpt_dir = out_dir.with_name(out_dir.name + ".checkpoints")
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(ckpt_dir),
-        num_train_epochs=epochs,
+    args = training_arguments(
+        ckpt_dir,
+        epochs=epochs,
         max_steps=max_steps,
-        per_device_train_batch_size=batch,
+        batch_size=batch,
         learning_rate=learning_rate,
-        warmup_steps=warmup_ratio,  # a float below 1: a share of the steps (transformers 5's warmup_ratio)
+        warmup_ratio=warmup_ratio,
         weight_decay=weight_decay,
-        lr_scheduler_type="linear",
         batch_sampler=sampler,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not torch.cuda.is_available(),
-        save_strategy="no",
+        precision=precision,
         logging_steps=10,
-        report_to="none",
         seed=seed,
-        data_seed=seed,
-        dataloader_drop_last=rows >= 2 * batch,
-        disable_tqdm=True,
+        drop_last=rows >= 2 * batch,
     )
-    trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=dataset, loss=objective, callbacks=[ProgressCallback()]
-    )
-    trainer.remove_callback(PrinterCallback)
+    trainer = sentence_trainer(model, args, dataset, objective)
     t0 = time.perf_counter()
     steps = int(trainer.train().global_step)
     result = ClassificationTrainResult(

@@ -24,11 +24,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ragtune._io import atomic_path, write_json
 from ragtune.encoders.encoder import Encoder
-from ragtune.encoders.loading import embedding_width, is_query_route, load_model, model_label
+from ragtune.encoders.loading import embedding_width, load_model, model_label
 from ragtune.errors import ConfigError
 from ragtune.pairs.schema import Pair
 from ragtune.train.card import CARD_FILE
@@ -121,11 +119,3 @@ def train_query_adapter(
         )
     return result
 
-
-def query_adapter_shift(model: Any) -> float | None:
-    """How far a loaded model's query adapter is from the identity (None: no adapter)."""
-    for name, p in model.state_dict().items():
-        if is_query_route(name) and name.endswith("linear.weight"):
-            w = p.detach().float().cpu().numpy()
-            return float(np.linalg.norm(w - np.eye(w.shape[0])))
-    return None

@@ -34,6 +34,7 @@ from ragtune._io import atomic_path, write_json
 from ragtune.errors import ConfigError, InputError
 from ragtune.pairs.schema import Pair
 from ragtune.progress import task
+from ragtune.providers import optional_import
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,7 @@ def distill_static(
         settings: distillation and training knobs.
     """
     settings = settings or StaticSettings()
-    try:
-        from model2vec.distill import distill_from_model
-    except ImportError as exc:
-        raise InputError(f'the static student needs model2vec: pip install "ragtune[export]" ({exc})') from exc
+    distill = optional_import("model2vec.distill", where="the static student")
     from ragtune.encoders.export import transformer_of
     from ragtune.encoders.loading import load_model
 
@@ -86,7 +84,7 @@ def distill_static(
     teacher = load_model(model_dir)
     t0 = time.perf_counter()
     with task("Distilling token vectors (model2vec)"):
-        static = distill_from_model(model=transformer_of(teacher), tokenizer=teacher.tokenizer, pca_dims=settings.pca_dims)
+        static = distill.distill_from_model(model=transformer_of(teacher), tokenizer=teacher.tokenizer, pca_dims=settings.pca_dims)
     distill_s = time.perf_counter() - t0
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
@@ -123,34 +121,22 @@ def _student(model2vec_dir: Path) -> Any:
 def _tune(student: Any, pairs: Sequence[Pair], settings: StaticSettings, ckpt: Path) -> int:
     """MNRL (in-batch negatives) in a Matryoshka loss on the pairs; returns the steps taken."""
     from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
     from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.training_args import BatchSamplers
-    from transformers.trainer_callback import PrinterCallback
 
-    from ragtune.train.callbacks import ProgressCallback
+    from ragtune.train.arguments import sentence_trainer, training_arguments
 
     data = Dataset.from_dict({"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]})
     loss = losses.MatryoshkaLoss(student, losses.MultipleNegativesRankingLoss(student), list(settings.matryoshka_dims))
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(ckpt),
-        num_train_epochs=settings.epochs,
-        per_device_train_batch_size=min(settings.batch_size, len(pairs)),
+    args = training_arguments(
+        ckpt,
+        epochs=settings.epochs,
+        batch_size=min(settings.batch_size, len(pairs)),
         learning_rate=settings.learning_rate,
         warmup_ratio=0.1,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
-        save_strategy="no",
-        report_to="none",
         use_cpu=True,
-        disable_tqdm=True,
         seed=settings.seed,
-        data_seed=settings.seed,
     )
-    trainer = SentenceTransformerTrainer(
-        model=student, args=args, train_dataset=data, loss=loss, callbacks=[ProgressCallback("Tuning the static student")]
-    )
-    trainer.remove_callback(PrinterCallback)
+    trainer = sentence_trainer(student, args, data, loss, progress="Tuning the static student")
     return int(trainer.train().global_step)

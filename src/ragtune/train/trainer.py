@@ -26,25 +26,16 @@ from ragtune._io import atomic_path, fingerprint, write_json, write_text
 from ragtune.encoders.loading import embedding_width, load_model, model_label
 from ragtune.errors import ConfigError
 from ragtune.pairs.schema import Pair
+from ragtune.train.arguments import sentence_trainer, training_arguments
 from ragtune.train.card import CARD_FILE, CARD_MD, render_card
 from ragtune.train.checkpoints import best_step, prepare_checkpoints
 from ragtune.train.config import LoraSettings, TrainConfig
 from ragtune.train.data import build_dataset, pick_max_seq_length
-from ragtune.train.hardware import autocast, cpu_has_bf16, resolve_precision
+from ragtune.train.hardware import autocast, resolve_precision
 from ragtune.train.losses import PASSAGE_GROUPED, build_loss
 from ragtune.train.optim import freeze_lower_layers, param_groups
 
-# the names this module has always offered, now defined next to it
-__all__ = [
-    "TrainResult",
-    "build_dataset",
-    "cpu_has_bf16",
-    "freeze_lower_layers",
-    "param_groups",
-    "pick_max_seq_length",
-    "resolve_precision",
-    "train",
-]
+__all__ = ["TrainResult", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -231,32 +222,21 @@ def _training_args(
     config: TrainConfig, ckpt_dir: Path, batches: _Batches, precision: str, eval_args: dict[str, Any]
 ) -> Any:
     """``SentenceTransformerTrainingArguments`` for this config."""
-    import torch
-    from sentence_transformers import SentenceTransformerTrainingArguments
-
-    return SentenceTransformerTrainingArguments(
-        output_dir=str(ckpt_dir),
-        num_train_epochs=config.epochs,
+    return training_arguments(
+        ckpt_dir,
+        epochs=config.epochs,
         max_steps=config.max_steps,
-        per_device_train_batch_size=batches.batch_size,
+        batch_size=batches.batch_size,
         learning_rate=config.effective_learning_rate,
         warmup_ratio=config.warmup_ratio,
         weight_decay=config.weight_decay,
-        gradient_accumulation_steps=config.gradient_accumulation,
-        lr_scheduler_type="linear",
+        gradient_accumulation=config.gradient_accumulation,
         batch_sampler=batches.sampler,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not torch.cuda.is_available(),
-        save_strategy="steps",
+        precision=precision,
         save_steps=config.save_steps,
-        save_total_limit=2,
         logging_steps=max(1, config.save_steps // 5),
-        report_to="none",
         seed=config.seed,
-        data_seed=config.seed,
-        dataloader_drop_last=batches.units >= 2 * batches.batch_size,
-        disable_tqdm=True,  # steps go to ragtune's progress display (train.callbacks)
+        drop_last=batches.units >= 2 * batches.batch_size,
         **eval_args,
     )
 
@@ -266,10 +246,6 @@ def _trainer(
 ) -> Any:
     """The ``SentenceTransformerTrainer``, with AdamW over :func:`param_groups`."""
     import torch
-    from sentence_transformers import SentenceTransformerTrainer
-    from transformers.trainer_callback import PrinterCallback
-
-    from ragtune.train.callbacks import ProgressCallback
 
     if config.lora is not None and config.lora.plus_ratio:
         from peft.optimizers import create_loraplus_optimizer
@@ -280,18 +256,10 @@ def _trainer(
         )
     else:
         optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.effective_learning_rate)
-    trainer = SentenceTransformerTrainer(
-        model=model,
-        args=args,
-        train_dataset=batches.dataset,
-        loss=batches.loss,
-        evaluator=evaluator,
-        callbacks=[ProgressCallback(), *callbacks],
-        optimizers=(optimizer, None),
+    return sentence_trainer(
+        model, args, batches.dataset, batches.loss,
+        callbacks=callbacks, evaluator=evaluator, optimizers=(optimizer, None),
     )
-    # with tqdm off the Trainer prints its log dicts; ProgressCallback logs them instead
-    trainer.remove_callback(PrinterCallback)
-    return trainer
 
 
 def _result(

@@ -47,9 +47,9 @@ import numpy as np
 from ragtune.errors import InputError
 from ragtune.index.filters import Condition, Where, translate_filter
 from ragtune.index.stores.base import META_KEY, Found, Record, StoredPoint, VectorSpec
+from ragtune.providers import not_installed
 
 MILVUS_PREFIX = "milvus:"
-INSTALL = "Milvus needs pymilvus and milvus-lite: pip install 'ragtune[milvus]'"
 WINDOWS_SUFFIX = "_windows"  # a single '_' before a letter never comes out of _collection_name's escaping
 MULTI_KEY = "ragtune.multi"  # collection property: the names of the multivectors (held as window rows)
 SLIM_OUT = ("text", "_node_content", "windows")  # payload keys window rows do not copy (the bulk of a payload)
@@ -147,7 +147,7 @@ class MilvusStore:
             if self.path is not None:
                 import milvus_lite  # noqa: F401 - pymilvus opens a .db through it
         except ImportError as exc:
-            raise InputError(f"--qdrant {location}: {INSTALL}") from exc
+            raise not_installed("pymilvus", where=f"--qdrant {location}", cause=exc) from exc
         if self.path is not None:
             if self.path.exists() and not self.path.is_dir():
                 raise InputError(f"{self.path}: not a Milvus Lite database (this milvus-lite keeps a folder)")

@@ -4,12 +4,12 @@ One concept per module: :mod:`~ragtune.pairs.llm.config` (settings and
 counters), :mod:`~ragtune.pairs.llm.parsing` (questions out of an answer) and
 :mod:`~ragtune.pairs.llm.generator` (requests, cache, pairs). The names below
 are re-exported so ``from ragtune.pairs.llm import LLMGenerator`` works; the
-LLM itself comes from :func:`ragtune.llm.llm_from_spec` or any LlamaIndex
+LLM itself comes from :func:`ragtune.providers.llm_from_spec` or any LlamaIndex
 ``LLM``.
 
 Example::
 
-    from ragtune.llm import llm_from_spec
+    from ragtune.providers import llm_from_spec
     from ragtune.pairs.llm import LLMConfig, LLMGenerator
 
     generator = LLMGenerator(llm_from_spec("openai:gpt-4o-mini"), LLMConfig(cache_dir="llm-cache"))

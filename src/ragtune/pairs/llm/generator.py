@@ -3,7 +3,7 @@
 ``LLMGenerator(llm, config)(chunks, tokenizer, spec)`` has the same call
 signature as :class:`~ragtune.pairs.offline.OfflineGenerator`, so it plugs into
 :func:`ragtune.pairs.generate_pairs`. ``llm`` is any LlamaIndex ``LLM``
-(:func:`ragtune.llm.llm_from_spec` builds one from ``openai:gpt-4o-mini`` and
+(:func:`ragtune.providers.llm_from_spec` builds one from ``openai:gpt-4o-mini`` and
 the like). This module sends the requests, caches the answers and turns them
 into pairs; reading questions out of an answer is
 :mod:`ragtune.pairs.llm.parsing`.
@@ -23,8 +23,10 @@ Design decisions, and why:
   client its own request timeout). The call site stays synchronous;
   when it is itself inside a running event loop (a notebook, a server), the
   work runs on a private loop in a helper thread.
-- **Retries**: every exception (timeouts included) is retried ``max_retries``
-  times, waiting ``backoff_s``, then twice as long each time. A window keeps
+- **Retries** (tenacity, which llama-index-core depends on; the LLM may be any
+  LlamaIndex LLM, so not every client retries by itself): every exception
+  (timeouts included) is retried ``max_retries`` times, waiting ``backoff_s``,
+  then twice as long each time. A window keeps
   its concurrency slot while it waits, so a rate-limited endpoint is not hit
   harder by the other windows. An empty answer counts as a failure, since it
   is usually a transient or filtered response.
@@ -219,35 +221,41 @@ class LLMGenerator:
             if outcome.stopped(cfg.max_failures):
                 self.stats.skipped += 1
                 return
-            prompt = cfg.render(w.text)
-            for attempt in range(cfg.max_retries + 1):
-                try:
-                    answer = await self._complete(prompt)
-                except Exception as exc:  # noqa: BLE001 - any provider error is worth a retry
-                    if isinstance(exc, asyncio.TimeoutError):
-                        self.stats.timeouts += 1
-                    outcome.last_error = exc
-                    if attempt == cfg.max_retries:
-                        break
-                    self.stats.retries += 1
-                    log.debug(
-                        "LLM request failed (%s: %s); retry %d",
-                        type(exc).__name__,
-                        exc,
-                        attempt + 1,
-                    )
-                    await asyncio.sleep(cfg.backoff_s * 2**attempt)
-                    continue
-                self._write_cache(w.key, answer)
-                outcome.answers[w.key] = answer
+            try:
+                answer = await self._retrying(outcome)(self._complete, cfg.render(w.text))
+            except Exception:  # noqa: BLE001 - any provider error, after its retries, fails this window only
+                self.stats.failures += 1
+                outcome.failed += 1
+                log.warning(
+                    "LLM request for chunk %s failed after %d attempt(s): %s",
+                    w.chunk.id,
+                    cfg.max_retries + 1,
+                    _describe(outcome.last_error),
+                )
                 return
-        self.stats.failures += 1
-        outcome.failed += 1
-        log.warning(
-            "LLM request for chunk %s failed after %d attempt(s): %s",
-            w.chunk.id,
-            cfg.max_retries + 1,
-            _describe(outcome.last_error),
+            self._write_cache(w.key, answer)
+            outcome.answers[w.key] = answer
+
+    def _retrying(self, outcome: _Outcome) -> Any:
+        """tenacity's retry of one request: any exception, ``max_retries`` times, waiting ``backoff_s`` then doubling."""
+        from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
+
+        def failed(state: Any) -> None:  # after every failed attempt, the last one included
+            outcome.last_error = state.outcome.exception()
+            if isinstance(outcome.last_error, asyncio.TimeoutError):
+                self.stats.timeouts += 1
+
+        def retrying(state: Any) -> None:  # before each wait
+            self.stats.retries += 1
+            exc = state.outcome.exception()
+            log.debug("LLM request failed (%s: %s); retry %d", type(exc).__name__, exc, state.attempt_number)
+
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.config.max_retries + 1),
+            wait=wait_exponential(multiplier=self.config.backoff_s, exp_base=2),
+            after=failed,
+            before_sleep=retrying,
+            reraise=True,
         )
 
     async def _complete(self, prompt: str) -> str:

@@ -1,0 +1,167 @@
+"""Providers: ``provider:model`` specs, and the optional packages behind them.
+
+Options name a provider and a model in one string: ``--llm openai:gpt-4o-mini``
+(a LlamaIndex LLM: :func:`llm_from_spec`, for pair generation and the ragas
+judge), ``--baseline ollama:nomic-embed-text`` (a hosted embedding model:
+:mod:`ragtune.encoders.hosted`). :func:`split_spec` reads them all.
+
+What a provider, an export format or a vector store needs beyond ragtune's own
+dependencies is an optional extra (``pip install "ragtune[llm]"``);
+:func:`optional_import` imports such a package or raises a one-line
+:class:`~ragtune.errors.RagtuneError` naming the extra that brings it
+(:data:`PACKAGES`: import name → pip package and extra, as pyproject.toml lists them).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from ragtune.errors import ConfigError, InputError, RagtuneError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from llama_index.core.llms import LLM
+
+__all__ = ["PACKAGES", "llm_from_spec", "not_installed", "optional_import", "split_spec"]
+
+#: import name → (pip package, the ragtune extra that installs it)
+PACKAGES: dict[str, tuple[str, str]] = {
+    "llama_index.llms.openai": ("llama-index-llms-openai", "llm"),
+    "llama_index.llms.ollama": ("llama-index-llms-ollama", "llm"),
+    "llama_index.llms.openai_like": ("llama-index-llms-openai-like", "llm"),
+    "ragas": ("ragas", "ragas"),
+    "onnx": ("onnx", "export"),
+    "onnxruntime": ("onnxruntime", "export"),
+    "openvino": ("openvino", "export"),
+    "nncf": ("nncf", "export"),
+    "model2vec": ("model2vec", "export"),
+    "pymilvus": ("pymilvus", "milvus"),
+    "milvus_lite": ("milvus-lite", "milvus"),
+}
+
+# a provider name (a letter, then letters, digits, '.', '_' or '-'), a colon, and not '//' (a URL)
+_SPEC = re.compile(r"\s*([A-Za-z][\w.-]+)\s*:(?!//)")
+
+
+def split_spec(spec: str) -> tuple[str, str] | None:
+    """``provider:model`` → ``(provider, model)``: the provider lower-cased, both stripped.
+
+    None when ``spec`` does not start with a provider (a URL, a path, a bare
+    name); the model may be empty (``"openai:"``) for the caller to refuse.
+    The model keeps any later colons (Ollama tags: ``ollama:llama3.1:8b``).
+
+    Example:
+        >>> split_spec("ollama:llama3.1:8b"), split_spec("http://host/v1"), split_spec("BAAI/bge-small-en")
+        (('ollama', 'llama3.1:8b'), None, None)
+    """
+    m = _SPEC.match(spec)
+    if m is None:
+        return None
+    return m.group(1).lower(), spec[m.end():].strip()
+
+
+def not_installed(
+    module: str,
+    *,
+    where: str | None = None,
+    cause: BaseException | None = None,
+    package: str | None = None,
+    extra: str | None = None,
+    error: type[RagtuneError] = InputError,
+) -> RagtuneError:
+    """The one-line error for a missing optional package (raise it ``from`` the ImportError).
+
+    Args:
+        module: the import name; :data:`PACKAGES` gives its pip package and extra (or its top package's).
+        where: what needs it (``--baseline ollama:...``); the message starts with it.
+        cause: the ImportError, whose text ends the message.
+        package: the pip package, for one :data:`PACKAGES` does not list.
+        extra: the ragtune extra, likewise.
+        error: the :class:`~ragtune.errors.RagtuneError` subclass to return.
+    """
+    top = module.partition(".")[0]
+    known_package, known_extra = PACKAGES.get(module) or PACKAGES.get(top) or (top.replace("_", "-"), None)
+    package, extra = package or known_package, extra or known_extra
+    fix = f'pip install "ragtune[{extra}]"' if extra else f"pip install {package}"
+    message = f"{where} needs {package}: {fix}" if where else f"{package} is not installed: {fix}"
+    if cause is not None:
+        message += f" (import failed: {cause})"
+    return error(message)
+
+
+def optional_import(module: str, **how: Any) -> ModuleType:
+    """Import an optional package, or raise :func:`not_installed`'s one-line error naming the extra.
+
+    ``how``: :func:`not_installed`'s ``where``, ``package``, ``extra``, ``error``.
+
+    Example:
+        >>> optional_import("json").__name__
+        'json'
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise not_installed(module, cause=exc, **how) from exc
+
+
+# LlamaIndex LLMs ---------------------------------------------------------------
+#: LLM provider → (module, class) of its LlamaIndex LLM
+_LLMS: dict[str, tuple[str, str]] = {
+    "openai": ("llama_index.llms.openai", "OpenAI"),
+    "ollama": ("llama_index.llms.ollama", "Ollama"),
+    "openai-like": ("llama_index.llms.openai_like", "OpenAILike"),
+}
+_LLM_EXAMPLES = "openai:gpt-4o-mini, ollama:llama3.1 or openai-like:MODEL@http://localhost:8000/v1"
+
+
+def llm_from_spec(spec: str, **kwargs: Any) -> LLM:
+    """A LlamaIndex LLM from a CLI spec ``provider:model``.
+
+    ``openai:gpt-4o-mini`` (key from ``OPENAI_API_KEY``), ``ollama:llama3.1``
+    (a local Ollama server; model tags with colons such as ``llama3.1:8b``
+    work), ``openai-like:MODEL@BASE_URL`` (vLLM, llama.cpp, LM Studio...).
+    The provider packages are optional: a missing one raises
+    :class:`~ragtune.errors.ConfigError` naming what to install.
+
+    Args:
+        spec: ``provider:model``, one of the forms above.
+        **kwargs: passed to the LLM class (``temperature=...``).
+
+    Returns:
+        The LlamaIndex ``LLM`` instance.
+
+    Example::
+
+        from ragtune.providers import llm_from_spec
+
+        llm = llm_from_spec("ollama:llama3.1:8b", temperature=0.2)
+        llm = llm_from_spec("openai-like:qwen2.5@http://localhost:8000/v1")
+    """
+    parts = split_spec(spec) if isinstance(spec, str) else None
+    if parts is None:
+        raise ConfigError(f"llm spec {spec!r}: expected provider:model, e.g. {_LLM_EXAMPLES}")
+    provider, model = parts
+    if provider not in _LLMS:
+        raise ConfigError(
+            f"llm spec {spec!r}: unknown provider {provider!r}; choose from {', '.join(_LLMS)} "
+            f"(e.g. {_LLM_EXAMPLES}), or build a LlamaIndex LLM in Python and pass it to LLMGenerator"
+        )
+    if provider == "openai-like":
+        model, _, base_url = model.partition("@")
+        model, base_url = model.strip(), base_url.strip()
+        if not base_url:
+            raise ConfigError(
+                f"llm spec {spec!r}: openai-like needs MODEL@BASE_URL, e.g. qwen2.5@http://localhost:8000/v1"
+            )
+    if not model:
+        raise ConfigError(f"llm spec {spec!r}: no model name after '{provider}:'; e.g. {_LLM_EXAMPLES}")
+    module, class_name = _LLMS[provider]
+    cls = getattr(optional_import(module, where=f"the {provider!r} LLM provider", error=ConfigError), class_name)
+    if provider == "openai-like":
+        kwargs.setdefault("api_base", base_url)
+        kwargs.setdefault("is_chat_model", True)
+        kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "unused")  # local servers need none
+    return cls(model=model, **kwargs)
