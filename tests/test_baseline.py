@@ -96,8 +96,9 @@ def test_evaluate_scores_the_baseline_and_a_cached_rerun_makes_no_request(server
     sent = hits - before
     r1 = json.loads((tmp_path / "r1" / "report.json").read_text())
 
-    # three models in plain mode, windows for the local two only; the baseline at its own width
-    assert list(r1["metrics"]) == ["base", "tuned", BASELINE, "base+long", "tuned+long"]
+    # three models in plain mode, windows and BM25 fusion for the local two only; the baseline at its own width
+    assert list(r1["metrics"]) == ["base", "tuned", BASELINE, "base+long", "tuned+long", "bm25", "base+hybrid",
+                                   "tuned+hybrid"]
     assert r1["models"][BASELINE] == spec
     assert abs(r1["metrics"][BASELINE]["384"]["ndcg@10"] - r1["metrics"]["base"]["384"]["ndcg@10"]) < 1e-3  # same model
     assert r1["eval_seconds"][BASELINE]["encode_corpus_s"] >= 0
@@ -133,7 +134,7 @@ def test_pipeline_stage_caches_in_the_run_directory(server, keyed, qa, tmp_path)
     dataset = load_eval_dataset(qa)
     before = hits.copy()
     report = stage_evaluate(RunDir(tmp_path / "run"), dataset, "default", None, long_chunks=False, baseline=url)
-    assert list(report["metrics"]) == ["base", BASELINE]
+    assert list(report["metrics"]) == ["base", BASELINE, "bm25", "base+hybrid"]  # no hybrid of a hosted baseline
     assert hits["/v1/models"] - before["/v1/models"] == 1
     assert report["hosted"][BASELINE]["model"] == MODEL
     assert (tmp_path / "run" / "cache" / "embeddings" / "embeddings.sqlite").is_file()
