@@ -123,6 +123,7 @@ class ClientStore:
         flt: Where | Any | None = None,
         prefetch: tuple[str, Any, int] | None = None,
         quantized: bool = False,
+        with_payload: bool = True,
     ) -> list[Found]:
         from qdrant_client import models
 
@@ -137,7 +138,7 @@ class ClientStore:
             p_using, p_vector, p_limit = prefetch
             pre = models.Prefetch(query=p_vector, using=p_using, limit=p_limit, filter=qf)
         res = self.client.query_points(
-            name, query=_client_vector(vector), using=using, prefetch=pre, limit=limit, with_payload=True,
+            name, query=_client_vector(vector), using=using, prefetch=pre, limit=limit, with_payload=with_payload,
             query_filter=qf, search_params=params,
         )
         return [Found(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]

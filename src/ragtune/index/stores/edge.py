@@ -267,6 +267,7 @@ class EdgeStore:
         flt: Where | None = None,
         prefetch: tuple[str, Any, int] | None = None,
         quantized: bool = False,
+        with_payload: bool = True,
     ) -> list[Found]:
         import qdrant_edge as qe
 
@@ -297,7 +298,7 @@ class EdgeStore:
                 query=qe.Query.Nearest(_edge_vector(vector) if isinstance(vector, Sparse) else vector, using=using),
                 prefetches=pre,
                 filter=ef,
-                with_payload=True,
+                with_payload=with_payload,
                 with_vector=False,
                 params=params(using),
             )

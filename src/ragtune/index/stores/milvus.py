@@ -302,6 +302,7 @@ class MilvusStore:
         flt: Where | None = None,
         prefetch: tuple[str, Any, int] | None = None,
         quantized: bool = False,
+        with_payload: bool = True,
     ) -> list[Found]:
         if flt is not None and not isinstance(flt, Where):
             raise InputError(f"a {type(flt).__name__} filter is Qdrant's; on Milvus pass a ragtune Where or {{key: value}}")
