@@ -206,6 +206,7 @@ def evaluate_models(
 
 
 def full_dim(by_dim: Mapping[str, Any]) -> str:
+    """The widest dimension of a ``dim -> ...`` mapping (the un-truncated model)."""
     return max(by_dim, key=int)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from ragtune import __version__
 from ragtune._io import write_json, write_text
 from ragtune.evaluation.datasets import RetrievalDataset
-from ragtune.evaluation.evaluator import EvalResult, compare
+from ragtune.evaluation.evaluator import EvalResult, compare, full_dim
 
 
 def build_report(
@@ -78,7 +78,7 @@ def headline(results: Mapping[str, EvalResult], metric: str = "ndcg@10") -> dict
 
     def value(label: str) -> float:
         by_dim = results[label].metrics
-        return float(by_dim[max(by_dim, key=int)][metric])
+        return float(by_dim[full_dim(by_dim)][metric])
 
     against = max(present, key=lambda label: (value(label), -present.index(label)))
     return {

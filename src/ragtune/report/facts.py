@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ragtune.evaluation.evaluator import full_dim
+
 #: Metrics shown in tables and bar charts, in reading order. ``cli`` indexes rows by position.
 HEADLINE = ("hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10", "recall@10")
 #: The metric the verdict is about.
@@ -34,11 +36,6 @@ LABEL_WORDS = {
 STAGES = ("chunks", "pairs", "train", "index", "evaluate")
 #: Report key holding a stage's record, where it differs from the stage name.
 _STAGE_RECORD = {"train": "training"}
-
-
-def full_dim(by_dim: Mapping[str, Any]) -> str:
-    """The widest dimension of a ``dim -> ...`` mapping (the un-truncated model)."""
-    return max(by_dim, key=int)
 
 
 @dataclass(frozen=True)
