@@ -85,11 +85,13 @@ class Bench:
 
     def fit(self, models: dict[str, Any], held_out: Any) -> None:
         """Fit each model's hybrid fusion on ``held_out`` (pairs the model did not train on), as ``ragtune run`` does."""
+        from ragtune.evaluation.evaluator import bm25_matrix
         from ragtune.evaluation.hybrid import fit_hybrid
 
         with self.timed("fit_hybrid_s"):
+            bm25, _ = bm25_matrix(held_out)  # one BM25 scoring serves every model's fit
             for label, model in models.items():
-                self.fusions[label] = fit_hybrid(model, held_out)
+                self.fusions[label] = fit_hybrid(model, held_out, bm25=bm25)
         self.extra["hybrid"] = {label: f.to_json() for label, f in self.fusions.items()}
         self.extra["hybrid_fit_on"] = {"name": held_out.name, "queries": len(held_out.queries),
                                        "corpus": len(held_out.corpus)}

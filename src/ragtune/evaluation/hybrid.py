@@ -38,6 +38,7 @@ def fit_hybrid(
     candidates: int = 50,
     min_alpha: float = MIN_ALPHA,
     long_chunks: bool = True,
+    bm25: np.ndarray | None = None,
 ) -> HybridConfig:
     """The fusion weight for ``model`` on ``dataset`` (held-out pairs), or the default with too few queries.
 
@@ -47,13 +48,16 @@ def fit_hybrid(
         candidates: each side's list length, as search uses it.
         min_alpha: the floor on the dense weight (see :func:`~ragtune.index.fusion.fit_alpha`).
         long_chunks: fuse the best-window scores (as search does) rather than plain ones.
+        bm25: the dataset's exact BM25 scores when already computed (:func:`bm25_matrix`),
+            so fitting several models on one dataset scores BM25 once.
     """
     if len(dataset.queries) < MIN_FIT_QUERIES:
         return HybridConfig(candidates=candidates, fitted={
             "by": "default", "reason": f"{len(dataset.queries)} held-out queries, need {MIN_FIT_QUERIES} to fit"})
     with task("Fitting the hybrid fusion"):
         dense = RetrievalEvaluator(dataset, long_chunks=long_chunks)(model if isinstance(model, Encoder) else Encoder(model))
-        bm25, _ = bm25_matrix(dataset)
+        if bm25 is None:
+            bm25, _ = bm25_matrix(dataset)
         qids = sorted(dataset.queries)
         ids = list(dataset.corpus)
 

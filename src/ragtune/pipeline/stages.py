@@ -142,6 +142,7 @@ def fit_fusions(model_dir: Path, base: str | None, pairs: Sequence[Pair], chunks
     a user of the untuned model with BM25 would best have, so ``base+hybrid``
     in the report is that user's retriever at its best, not at a fixed weight.
     """
+    from ragtune.evaluation.evaluator import bm25_matrix
     from ragtune.evaluation.hybrid import fit_hybrid
     from ragtune.index.fusion import HybridConfig, write_hybrid
 
@@ -149,7 +150,9 @@ def fit_fusions(model_dir: Path, base: str | None, pairs: Sequence[Pair], chunks
         fitted = {"tuned": HybridConfig(), "base": HybridConfig()}
     else:
         held_out = from_pairs(pairs, chunks, split="val", name="held-out generated pairs")
-        fitted = {"tuned": fit_hybrid(model_dir, held_out), "base": fit_hybrid(resolve_model(base), held_out)}
+        bm25, _ = bm25_matrix(held_out)  # one BM25 scoring serves both fits
+        fitted = {"tuned": fit_hybrid(model_dir, held_out, bm25=bm25),
+                  "base": fit_hybrid(resolve_model(base), held_out, bm25=bm25)}
     write_hybrid(model_dir, fitted["tuned"])
     return {k: v.to_json() for k, v in fitted.items()}
 
