@@ -14,21 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import write_pdf
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-SAMPLE_CORPUS = ROOT / "examples" / "sample_corpus"
-
-# Facts that appear in exactly one document of the tiny corpus (query → file).
-FACTS = {
-    "How often does the Harbor Line tram run at night?": "timetable.md",
-    "What does a monthly Harbor Line pass cost?": "fares.txt",
-    "Which depot maintains the tram fleet?": "depot.html",
-    "Can bicycles be taken on board the trams?": "faq.jsonl",
-    "What happened at the 1998 opening ceremony?": "history.pdf",
-}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -40,22 +30,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def write_pdf(path: Path, pages: list[str]) -> Path:
-    """A real PDF with extractable text, written by matplotlib (TrueType fonts)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    matplotlib.rcParams["pdf.fonttype"] = 42
-    import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
-
-    with PdfPages(path) as pdf:
-        for page in pages:
-            fig = plt.figure(figsize=(8.5, 11))
-            fig.text(0.08, 0.95, page, va="top", fontsize=9, wrap=True)
-            pdf.savefig(fig)
-            plt.close(fig)
-    return path
 
 
 def _para(*sentences: str) -> str:
@@ -167,11 +141,3 @@ def qdrant_memory():
     client = QdrantClient(":memory:")
     yield client
     client.close()
-
-
-def shared_data(*parts: str) -> Path:
-    """A path under ``../shared/data``; skips the test cleanly when it is absent."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is not available (shared benchmark data lives beside the repo)")
-    return path

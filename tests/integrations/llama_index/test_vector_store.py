@@ -7,7 +7,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import FACTS
+
+from tests.helpers import FACTS
 
 #: tiny documents: (doc id, text); each answers one question of QUESTIONS
 DOCS = {

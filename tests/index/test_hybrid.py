@@ -222,9 +222,8 @@ def test_cli_query_modes(tmp_path, tiny_corpus, model_path):
 
 
 def test_server_search_modes(tmp_path, st_model, model_path):
-    from tests.helpers import running
-
     from ragtune_server import create_app
+    from tests.helpers import running
 
     loc = tmp_path / "q"
     store = connect(loc)

@@ -7,10 +7,10 @@ import logging
 import os
 
 import pytest
-from conftest import SAMPLE_CORPUS
 
 from ragtune.corpus.reader import ChunkConfig, bounded_pieces, html_to_text, load_corpus
 from ragtune.errors import ConfigError, InputError
+from tests.helpers import SAMPLE_CORPUS
 
 
 def test_every_format_is_read(tiny_corpus):

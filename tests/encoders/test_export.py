@@ -13,7 +13,8 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import FACTS
+
+from tests.helpers import FACTS
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
@@ -77,10 +78,9 @@ def test_missing_export_names_the_command(model_path, tmp_path):
 def test_llama_index_and_cli_run_on_an_exported_form(exported, tiny_corpus, tmp_path):
     """The README's LlamaIndex lines with backend="onnx" (default file: the int8 one), then
     ragtune index / query with --backend openvino in a subprocess."""
-    from test_cli import cli
-
     from llama_index.embeddings.ragtune import RagtuneEmbedding
     from llama_index.vector_stores.ragtune import build_vector_index
+    from tests.helpers import cli
 
     folder, files = exported
     emb = RagtuneEmbedding(model_path=str(folder), backend="onnx")
@@ -102,11 +102,11 @@ def test_llama_index_and_cli_run_on_an_exported_form(exported, tiny_corpus, tmp_
 def test_server_serves_an_exported_form(exported):
     """The server on the int8 ONNX form: its vectors are the exported model's own (1e-3 cosine)."""
     import httpx
-    from test_server import running
 
     from ragtune.encoders.encoder import Encoder
     from ragtune.encoders.loading import load_model
     from ragtune_server import create_app
+    from tests.helpers import running
 
     folder, files = exported
     app = create_app(str(folder), model_name="mini-int8", backend="onnx", backend_file=str(files["onnx-int8"]))
@@ -121,7 +121,7 @@ def test_server_serves_an_exported_form(exported):
 def test_evaluate_on_an_exported_form(exported, tiny_chunks, tmp_path):
     """ragtune evaluate --backend onnx: the report names the form, and its figures match the
     torch model's within int8 noise on a labelled set made from the tiny corpus."""
-    from test_cli import cli
+    from tests.helpers import cli
 
     folder, files = exported
     data = tmp_path / "qa.json"

@@ -15,8 +15,8 @@ import random
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_CORPUS
-from test_cli import run_inprocess
+
+from tests.helpers import SAMPLE_CORPUS, run_inprocess
 
 TOPICS = [
     "The hotel room", "The new phone", "The pasta at the corner bistro", "The customer service hotline",

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shared_data
 
 from ragtune.errors import InputError
 from ragtune.evaluation import (
@@ -17,6 +16,7 @@ from ragtune.evaluation import (
     paired_bootstrap,
 )
 from ragtune.index.exact import EncodedCorpus, exact_search
+from tests.helpers import shared_data
 
 
 @pytest.fixture(scope="module")

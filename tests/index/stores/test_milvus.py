@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import FACTS
-from test_cli import run_inprocess
+
+from tests.helpers import FACTS, run_inprocess
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
@@ -270,7 +270,7 @@ def test_cli_index_and_query_on_milvus(tmp_path, tiny_corpus, capsys, model_path
 
 
 def test_llamaindex_build_vector_index_on_milvus(tmp_path, tiny_corpus):
-    """The LlamaIndex helper on Milvus Lite (the vector store itself: tests/test_stores.py's milvus case)."""
+    """The LlamaIndex helper on Milvus Lite (the vector store itself: tests/index/stores/test_edge.py's milvus case)."""
     from llama_index.embeddings.ragtune import RagtuneEmbedding
     from llama_index.vector_stores.ragtune import build_vector_index
 

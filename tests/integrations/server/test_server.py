@@ -29,8 +29,6 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
-from tests.helpers import Running, running  # noqa: E402
-
 from ragtune.corpus.reader import Chunk  # noqa: E402
 from ragtune.encoders.encoder import Encoder, truncate  # noqa: E402
 from ragtune.errors import IndexMismatchError, InputError  # noqa: E402
@@ -42,6 +40,7 @@ from ragtune_server.batching import (  # noqa: E402
     MicroBatcher,
     QueueFullError,
 )
+from tests.helpers import Running, running  # noqa: E402
 
 KEY = "test-key-123"
 COLLECTION = "tram"

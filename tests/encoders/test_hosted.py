@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FACTS
-from test_cli import run_inprocess
+
+from tests.helpers import FACTS, run_inprocess
 
 pytest.importorskip("openai")
 pytest.importorskip("fastapi")

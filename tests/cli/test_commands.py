@@ -1,0 +1,254 @@
+"""The ``ragtune`` commands one by one: counts, one-line errors on bad input, options, config files, defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import SAMPLE_CORPUS, cli, run_inprocess
+
+
+def test_generate_prints_counts(tmp_path, tiny_corpus, capsys):
+    out = tmp_path / "p.jsonl"
+    code, stdout, _ = run_inprocess(capsys, "generate", str(tiny_corpus), "--out", str(out), "--chunk-size", "128")
+    assert code == 0
+    assert "chunks" in stdout and "pairs kept" in stdout and "dropped" in stdout
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    chunk_ids = {json.loads(line)["id"] for line in (tmp_path / "p.chunks.jsonl").read_text().splitlines()}
+    assert rows and all(r["positive_id"] in chunk_ids for r in rows)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["run", "/no/such/corpus", "--workdir", "{tmp}/w"], "/no/such/corpus"),
+        (["run", "{tmp}/empty", "--workdir", "{tmp}/w"], "empty"),
+        (["generate", "/no/such/file.pdf", "--out", "{tmp}/p.jsonl"], "/no/such/file.pdf"),
+        (["evaluate", "--model", "default", "--data", "{tmp}/wrong.json", "--out", "{tmp}/r"], "wrong.json"),
+        (["train", "{tmp}/wrong.json", "--out", "{tmp}/m"], "wrong.json"),
+        (["run", "{corpus}", "--workdir", "{tmp}/w", "--eval", "{tmp}/wrong.json"], "wrong.json"),
+        (["query", "x", "--model", "{tmp}/nomodel", "--qdrant", "{tmp}/q", "--collection", "c"], "nomodel"),
+        (["train", "{tmp}/wrong.json", "--out", "{tmp}/m", "--loss", "bogus"], "loss"),
+        (["run", "{corpus}", "--workdir", "{tmp}/wrong.json"], "--workdir is a file"),
+        (["run", "{corpus}", "--workdir", "{tmp}/w", "--collection", "../x"], "collection='../x'"),
+        (["run", "{corpus}", "--workdir", "{tmp}/w", "--max-pairs", "0"], "max_pairs=0"),
+        (["run", "{corpus}", "--workdir", "{tmp}/w", "--max-steps", "0"], "max_steps=0"),
+        (["query", "x", "--model", "default", "--qdrant", "{tmp}/q", "--collection", "c", "--top-k", "0"], "--top-k"),
+        (["query", "--model", "default"], "Missing argument"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(tmp_path, tiny_corpus, capsys, args, needle):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "wrong.json").write_text(json.dumps({"questions": ["what?"]}))
+    (tmp_path / "nomodel").mkdir()
+    args = [a.format(tmp=tmp_path, corpus=tiny_corpus) for a in args]
+    code, _, err = run_inprocess(capsys, *args)
+    assert code in (1, 2)  # 2: a usage error (a bad option value), as click counts them
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and needle in lines[0], err
+    assert "Traceback" not in err and err.strip() == lines[0]
+    assert not (tmp_path / "w").exists()  # refused before the run directory is made
+
+
+def test_one_bad_file_is_a_warning_not_a_failure(tmp_path, tiny_corpus, capsys):
+    import shutil
+
+    corpus = tmp_path / "c"
+    shutil.copytree(tiny_corpus, corpus)
+    (corpus / "corrupt.pdf").write_bytes(b"%PDF-1.7 broken")
+    code, stdout, err = run_inprocess(capsys, "generate", str(corpus), "--out", str(tmp_path / "p.jsonl"), "--chunk-size", "128")
+    assert code == 0
+    assert "corrupt.pdf" in err and "skipped" in err
+    assert "(1 skipped)" in stdout
+
+
+def test_generate_survives_an_11_mb_single_paragraph_file(tmp_path, tiny_corpus, capsys):
+    """The sentence splitter never sees a huge unbroken string: generate finishes, with pairs from the good files."""
+    import random
+    import shutil
+
+    corpus = tmp_path / "c"
+    shutil.copytree(tiny_corpus, corpus)
+    words = ["tram", "depot", "fare", "ticket", "route", "platform", "timetable", "driver"]
+    rng = random.Random(3)
+    (corpus / "huge.txt").write_text(" ".join(rng.choice(words) for _ in range(1_700_000)) + ".")
+    assert (corpus / "huge.txt").stat().st_size > 11e6
+    out = tmp_path / "p.jsonl"
+    code, stdout, err = run_inprocess(capsys, "generate", str(corpus), "--out", str(out))
+    assert code == 0, err
+    pairs = [json.loads(line) for line in out.read_text().splitlines()]
+    chunks = [json.loads(line) for line in (tmp_path / "p.chunks.jsonl").read_text().splitlines()]
+    assert {c["source"] for c in chunks} >= {"fares.txt", "depot.html", "huge.txt"}
+    by_id = {c["id"]: c["source"] for c in chunks}
+    assert "(0 skipped)" in stdout
+    assert {by_id[p["positive_id"]] for p in pairs} >= {"fares.txt", "depot.html"}  # pairs from the good files
+
+
+class _BrokenEntryPoint:
+    name = "serve"
+
+    def load(self):
+        raise ImportError("No module named 'fastapi'")
+
+
+@pytest.mark.parametrize("entry_points", [[], [_BrokenEntryPoint()]], ids=["absent", "unimportable"])
+def test_serve_without_the_server_extra_is_one_line(capsys, monkeypatch, entry_points):
+    import typer
+
+    from ragtune.cli import app as cli_app
+
+    app = typer.Typer()
+    app.callback()(cli_app.global_options)  # ragtune's own -q / --version
+    cli_app.load_commands(app, entry_points)
+    monkeypatch.setattr(cli_app, "app", app)
+    code, _, err = run_inprocess(capsys, "serve", "--model", "m", "--port", "1")
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith('error: ragtune serve needs the server extra: pip install "ragtune[server]"')
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.e2e
+def test_set_reaches_lora_and_config_file_replays_it(tmp_path, capsys):
+    """--set reaches nested settings (train.lora.rank trains a LoRA adapter); the same settings
+    from a TOML --config resolve to the same run.json config, so the re-run skips every stage."""
+    work = tmp_path / "w"
+    settings = {"train.lora.rank": 16, "train.epochs": 1, "train.max_steps": 2, "train.max_seq_length": 96,
+                "train.summarize": False, "train.batch_size": 8, "generation.max_pairs": 40, "long_chunks": False}
+    sets = [a for k, v in settings.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    cli("run", str(SAMPLE_CORPUS), "--workdir", str(work), *sets)
+    first = json.loads((work / "run.json").read_text())
+    assert first["config"]["train"]["lora"]["rank"] == 16
+    assert (work / "model" / "adapter_config.json").exists()  # a LoRA adapter, as peft saves it
+    assert json.loads((work / "model" / "adapter_config.json").read_text())["r"] == 16
+    toml = tmp_path / "ragtune.toml"
+    toml.write_text(
+        "long_chunks = false\n[generation]\nmax_pairs = 40\n"
+        "[train]\nepochs = 1\nmax_steps = 2\nmax_seq_length = 96\nsummarize = false\nbatch_size = 8\n"
+        "[train.lora]\nrank = 16\n"
+    )
+    # the replays redo nothing, so they run in this process (no second start-up)
+    assert run_inprocess(capsys, "run", str(SAMPLE_CORPUS), "--workdir", str(work), "--config", str(toml))[0] == 0
+    second = json.loads((work / "run.json").read_text())
+    assert second["config"] == first["config"]
+    for stage in ("chunks", "pairs", "train", "index", "evaluate"):
+        assert second["stages"][stage]["finished"] == first["stages"][stage]["finished"], stage
+    # autotrain's names reach the same settings: --lora-r 16 is the LoRA run above (nothing redone)
+    code, _, err = run_inprocess(capsys, "run", str(SAMPLE_CORPUS), "--workdir", str(work), "--lora-r", "16", "--lora-alpha",
+                                 "32", "--epochs", "1", "--max-steps", "2", "--max-seq-length", "96", "--no-summarize",
+                                 "--batch-size", "8", "--max-pairs", "40", "--no-long")
+    assert code == 0, err
+    third = json.loads((work / "run.json").read_text())
+    assert third["config"] == first["config"]
+    assert third["stages"]["train"]["finished"] == first["stages"]["train"]["finished"]
+
+
+AUTOTRAIN_NAMES = ("--lr", "--batch-size", "--epochs", "--warmup-ratio", "--weight-decay", "--gradient-accumulation",
+                   "--mixed-precision", "--lora-r", "--lora-alpha", "--lora-dropout")
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_help_lists_autotrain_option_names(command):
+    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ragtune"), command, "--help"],
+                         capture_output=True, text=True, env=dict(os.environ, COLUMNS="200"), check=True).stdout
+    missing = [n for n in AUTOTRAIN_NAMES if f"{n} " not in out and f"{n}," not in out]
+    assert not missing, missing
+
+
+def test_autotrain_names_map_to_settings():
+    from ragtune.cli.options import training_options
+    from ragtune.config import build_config, parse_sets
+    from ragtune.train import TrainConfig
+
+    named = training_options(2e-4, 0.2, 0.0, 4, "none", 16, 8, 0.1, 16.0, None)
+    cfg = build_config(TrainConfig, parse_sets(f"{k}={json.dumps(v)}" for k, v in named.items()))
+    assert (cfg.warmup_ratio, cfg.weight_decay, cfg.gradient_accumulation, cfg.precision) == (0.2, 0.0, 4, "fp32")
+    assert (cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.plus_ratio) == (16, 8, 0.1, 16.0)
+    assert cfg.lora.learning_rate == 2e-4  # --lr is LoRA's rate when LoRA is on (autotrain's meaning)
+    assert training_options(None, None, None, None, None, None, None, None, None, None) == {}
+
+
+def _commands() -> dict:
+    import typer.main
+
+    from ragtune.cli.app import app
+
+    return typer.main.get_command(app).commands
+
+
+@pytest.mark.parametrize("command", ["run", "index", "query"])
+def test_store_is_the_engine_neutral_name_of_qdrant(command):
+    store = next(p for p in _commands()[command].params if "--store" in p.opts)
+    assert "--qdrant" in store.opts  # the older name stays
+    assert all(where in store.help for where in ("folder", "Qdrant server URL", ":memory:", "milvus:"))
+
+
+def test_cli_defaults_are_the_config_defaults():
+    """Defaults are read from the stages' dataclasses, not restated."""
+    from ragtune.corpus.reader import ChunkConfig
+    from ragtune.pairs import GenerationConfig
+    from ragtune.train import TrainConfig
+
+    defaults = {(name, p.name): p.default for name, cmd in _commands().items() for p in cmd.params}
+    assert defaults["generate", "chunk_size"] == defaults["index", "chunk_size"] == ChunkConfig.chunk_size
+    assert defaults["generate", "val_fraction"] == GenerationConfig.val_fraction
+    assert defaults["generate", "questions_per_chunk"] == GenerationConfig.questions_per_chunk
+    train = TrainConfig()
+    for option, field in [("batching", "batching"), ("rotate", "rotate"), ("epochs", "epochs"), ("loss", "loss"),
+                          ("batch_size", "batch_size"), ("max_steps", "max_steps"), ("freeze_layers", "freeze_layers"),
+                          ("interpolate", "interpolate"), ("early_stop", "early_stopping_patience"),
+                          ("summarize", "summarize")]:
+        assert defaults["train", option] == getattr(train, field), option
+
+
+def test_unknown_setting_is_one_line_error(tmp_path, capsys):
+    code, _, err = run_inprocess(capsys, "run", str(SAMPLE_CORPUS), "--workdir", str(tmp_path / "w"),
+                                 "--set", "train.epoch=1")
+    assert code == 1
+    assert err.strip() == "error: train.epoch: no such setting; did you mean train.epochs?"
+
+
+def test_index_follows_the_folder(tmp_path, tiny_corpus, capsys, model_path):
+    """`ragtune index` twice encodes nothing the second time; an edited file is re-encoded alone."""
+    import re
+    import shutil
+
+    corpus = tmp_path / "c"
+    shutil.copytree(tiny_corpus, corpus)
+    args = ["index", str(corpus), "--model", model_path, "--qdrant", str(tmp_path / "q"), "--collection", "c",
+            "--chunk-size", "128"]
+
+    def counts() -> dict[str, int]:
+        code, stdout, err = run_inprocess(capsys, *args)
+        assert code == 0, err
+        m = re.search(r"(\d+) chunks encoded, (\d+) kept, (\d+) removed; .* holds (\d+) points", stdout)
+        assert m, stdout
+        return dict(zip(("encoded", "kept", "removed", "points"), map(int, m.groups())))
+
+    first = counts()
+    assert first["encoded"] == first["points"] > 0
+    assert counts() == {"encoded": 0, "kept": first["points"], "removed": 0, "points": first["points"]}
+    (corpus / "fares.txt").write_text((corpus / "fares.txt").read_text().replace("2.40 euros", "2.60 euros"))
+    edited = counts()
+    assert 0 < edited["encoded"] == edited["removed"] < first["points"]  # only fares.txt's changed chunks
+    assert edited["points"] == first["points"]
+    # edit one file and delete another: the collection equals a clean index of the new folder
+    (corpus / "fares.txt").write_text((corpus / "fares.txt").read_text().replace("2.60 euros", "2.80 euros"))
+    (corpus / "depot.html").unlink()
+    changed = counts()
+    assert changed["removed"] > changed["encoded"] > 0
+    clean = ["index", str(corpus), "--model", model_path, "--store", str(tmp_path / "clean"), "--collection", "c",
+             "--chunk-size", "128"]
+    code, stdout, err = run_inprocess(capsys, *clean)
+    assert code == 0, err
+    assert f"holds {changed['points']} points" in stdout
+    code, stdout, err = run_inprocess(capsys, "query", "Eastfield depot underfloor lathe technicians", "--model",
+                                      model_path, "--store", str(tmp_path / "q"), "--collection", "c", "--top-k", "20",
+                                      "--json")
+    assert code == 0, err
+    sources = [json.loads(line)["source"] for line in stdout.splitlines()]
+    assert sources and not any("depot.html" in (s or "") for s in sources)
+
