@@ -15,7 +15,7 @@ only; an API key is set, so auth is part of what is measured), waits for
 sends a bounded number of /v1/embeddings requests from that many concurrent
 clients (asyncio + httpx in this process). Reports requests/s, texts/s,
 p50/p95/p99 latency, and how many model calls the server's micro-batcher
-made for those requests (from /health), plus machine info. The client shares
+made for those requests (from /v1/status), plus machine info. The client shares
 the machine with the server, so on a small machine the numbers are a lower
 bound on what the server does alone.
 """
@@ -81,7 +81,7 @@ class Server:
 
     name: str
     cmd: list[str]
-    #: ragtune's /health reports its micro-batcher's counters; other servers report none
+    #: ragtune's /v1/status reports its micro-batcher's counters; other servers report none
     batching_stats: bool = True
     env: dict[str, str] = field(default_factory=dict)
 
@@ -216,11 +216,11 @@ async def run_level(
                     continue
                 latencies.append(time.perf_counter() - t0)
 
-        before = (await client.get("/health")).json()["batching"] if stats else None
+        before = (await client.get("/v1/status")).json()["batching"] if stats else None
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
-        after = (await client.get("/health")).json()["batching"] if stats else None
+        after = (await client.get("/v1/status")).json()["batching"] if stats else None
     lat_ms = np.asarray(latencies) * 1000
     calls = after["model_calls"] - before["model_calls"] if stats else None
     served = after["requests"] - before["requests"] if stats else None

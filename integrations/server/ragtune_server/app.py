@@ -1,4 +1,13 @@
-"""The FastAPI app: /v1/embeddings, /v1/search, /v1/models, /health, /v1/reload, /v1/release.
+"""The FastAPI app: /v1/embeddings, /v1/search, /v1/models, /health, /v1/status, /v1/reload,
+/v1/release.
+
+Requests pass four layers before a handler, outermost first: ``Host`` and
+``Origin`` (:mod:`ragtune_server.hosts`), CORS for the allowed origins, the API
+key (:mod:`ragtune_server.auth`), and the body's media type, size and shape
+(:mod:`ragtune_server.limits`). Who may do what: /health (ok or degraded, no
+details) is open to all; the data routes need the key when the server has one;
+what touches the server itself — /v1/release, /v1/reload, /v1/status (paths,
+errors) — always needs a key, and answers 403 on a server started without one.
 
 Handlers stay thin: validate (schemas), check limits, hand texts to the
 micro-batcher, shape the OpenAI-style answer. Responses are built as plain
@@ -17,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from ragtune import __version__
@@ -24,13 +34,22 @@ from ragtune.encoders.encoder import truncate
 from ragtune.encoders.loading import load_model, model_label
 from ragtune.errors import RagtuneError
 from ragtune.index.fusion import HybridConfig, read_hybrid
-from ragtune_server.auth import BearerAuthMiddleware
+from ragtune_server.auth import BearerAuthMiddleware, check_api_key
 from ragtune_server.batching import BatchConfig, BatcherClosedError, Encoded, QueueFullError
 from ragtune_server.context import ServerContext
 from ragtune_server.encoding import ModelWorker, to_base64
 from ragtune_server.errors import APIError, install_error_handlers
+from ragtune_server.hosts import HostOriginMiddleware, HostPolicy
 from ragtune_server.jsonresponse import FastJSONResponse
-from ragtune_server.limits import BodySizeLimitMiddleware, Limits, check_texts
+from ragtune_server.limits import (
+    FIELD_VALUES,
+    FILTER_VALUES,
+    SMALL_BODY,
+    BodyLimitMiddleware,
+    BodyRule,
+    Limits,
+    check_texts,
+)
 from ragtune_server.schemas import (
     EmbeddingRequest,
     EmbeddingResponse,
@@ -51,7 +70,7 @@ from ragtune_server.search import (
 log = logging.getLogger("ragtune_server")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 408, 409, 413, 502, 503)
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 408, 409, 413, 415, 502, 503)
 }
 
 
@@ -68,6 +87,7 @@ def create_app(
     device: str | None = None,
     backend: str = "torch",
     backend_file: str | None = None,
+    hosts: HostPolicy | None = None,
 ) -> FastAPI:
     """Build the app around ``model``: a folder, hub id, ``default``, or a ``SentenceTransformer``.
 
@@ -75,7 +95,15 @@ def create_app(
     Qdrant collection (when ``qdrant`` is given) opens in the lifespan and is
     checked against the model then. ``model_name`` is what responses and
     /v1/models call the model (default: the name given, or ``all-MiniLM-L6-v2``).
+    ``hosts`` says which ``Host`` and ``Origin`` headers are answered (default:
+    loopback names at any port, and no other origin: :meth:`HostPolicy.for_bind`).
+    Without ``api_key`` the admin routes answer 403.
+
+    Raises:
+        ConfigError: an empty ``api_key``.
     """
+    check_api_key(api_key)
+    hosts = hosts or HostPolicy.for_bind()
     hybrid = HybridConfig()
     if isinstance(model, (str, os.PathLike)) or model is None:
         name = model_name or model_label(model)
@@ -92,6 +120,7 @@ def create_app(
         collection=collection,
         qdrant_api_key=qdrant_api_key,
         hybrid=hybrid,
+        keyed=api_key is not None,
     )
 
     @asynccontextmanager
@@ -111,13 +140,44 @@ def create_app(
     )
     app.state.ragtune = ctx
     install_error_handlers(app)
+    # added innermost first: each add_middleware wraps the ones before it
     app.add_middleware(
-        BodySizeLimitMiddleware, limit=ctx.limits.body_bytes, timeout=ctx.limits.body_timeout_s
+        BodyLimitMiddleware,
+        rules=_body_rules(ctx.limits),
+        default=BodyRule(SMALL_BODY),
+        timeout=ctx.limits.body_timeout_s,
     )
-    if api_key:  # added last: the outermost layer, so nothing runs before the key check
+    if api_key is not None:  # nothing reads a body before the key check
         app.add_middleware(BearerAuthMiddleware, api_key=api_key)
+    if hosts.origins:  # allowed web apps can read the answers, and preflights pass the key check
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=sorted(hosts.origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(HostOriginMiddleware, policy=hosts)
     app.include_router(_routes())
     return app
+
+
+def _body_rules(limits: Limits) -> dict[str, BodyRule]:
+    """Each route's body limits, sized from what it takes; the fields are its request model's."""
+    return {
+        "/v1/embeddings": BodyRule(
+            limits.body_bytes,
+            frozenset(EmbeddingRequest.model_fields),
+            limits.max_inputs + FIELD_VALUES,
+            f"at most {limits.max_inputs} inputs, each a string, and a few small fields: "
+            "split longer lists over several requests",
+        ),
+        "/v1/search": BodyRule(
+            limits.query_body_bytes,
+            frozenset(SearchRequest.model_fields),
+            FILTER_VALUES + FIELD_VALUES,
+            f"one query and a filter listing at most {FILTER_VALUES} values",
+        ),
+    }
 
 
 def get_context(request: Request) -> ServerContext:
@@ -211,7 +271,11 @@ def _routes() -> APIRouter:
 
         An embedded folder can be written by one process at a time: POST
         /v1/release, run ``ragtune index`` on the folder, then POST /v1/reload.
+        A collection that cannot be opened (gone, locked by another process, of
+        another model) is a 409 and is never served: a Qdrant server's previous
+        collection stays, an embedded folder stays released (search: 503).
         """
+        _require_key(ctx, "POST /v1/reload")
         _require_search(ctx)
         try:
             backend = await ctx.reload()
@@ -227,6 +291,7 @@ def _routes() -> APIRouter:
     async def release(ctx: ServerContext = Depends(get_context)) -> Response:
         """Close the collection (and an embedded folder's lock) until POST /v1/reload;
         /v1/search answers 503 meanwhile, /v1/embeddings keeps working."""
+        _require_key(ctx, "POST /v1/release")
         _require_search(ctx)
         await ctx.release()
         return FastJSONResponse({"collection": ctx.collection, "status": "released"})
@@ -250,28 +315,27 @@ def _routes() -> APIRouter:
 
     @router.get("/health")
     async def health(ctx: ServerContext = Depends(get_context)) -> Response:
-        """Liveness plus what is served; 503 when the configured Qdrant cannot be counted."""
-        body: dict[str, Any] = {
-            "status": "ok",
-            "model": ctx.model_name,
-            "dimension": ctx.worker.dimension,
-            "max_seq_length": ctx.worker.max_seq_length,
-            "collection": None,
-            "batching": ctx.batcher.stats.as_dict() if ctx.batcher else None,
-        }
-        status = 200
-        if ctx.search_configured:
-            info: dict[str, Any] = {"name": ctx.collection}
-            try:
-                info["points"] = await _search_backend(ctx).count()
-            except APIError as exc:
-                info["error"] = exc.message
-                body["status"], status = "degraded", 503
-            except Exception as exc:  # noqa: BLE001 - any failure is "degraded", and said so
-                info["error"] = f"{type(exc).__name__}: {exc}"[:300]
-                body["status"], status = "degraded", 503
-            body["collection"] = info
-        return FastJSONResponse(body, status_code=status)
+        """Liveness, open to all: ``ok``, or ``degraded`` (503) when the configured collection
+        cannot be counted; nothing else (no error text, no paths: GET /v1/status, with the key)."""
+        ok = (await _collection_status(ctx)).get("error") is None
+        return FastJSONResponse({"status": "ok" if ok else "degraded"}, status_code=200 if ok else 503)
+
+    @router.get("/v1/status")
+    async def status(ctx: ServerContext = Depends(get_context)) -> Response:
+        """What is served: the model, the collection (its store, points, or why it cannot be
+        counted) and the micro-batcher's counters; needs the key, like the admin routes."""
+        _require_key(ctx, "GET /v1/status")
+        collection = await _collection_status(ctx) if ctx.search_configured else None
+        return FastJSONResponse(
+            {
+                "status": "degraded" if collection and "error" in collection else "ok",
+                "model": ctx.model_name,
+                "dimension": ctx.worker.dimension,
+                "max_seq_length": ctx.worker.max_seq_length,
+                "collection": collection,
+                "batching": ctx.batcher.stats.as_dict() if ctx.batcher else None,
+            }
+        )
 
     return router
 
@@ -282,6 +346,33 @@ def _search_backend(ctx: ServerContext) -> SearchBackend:
     if ctx.search is None:
         raise _unavailable(ctx)
     return ctx.search
+
+
+async def _collection_status(ctx: ServerContext) -> dict[str, Any]:
+    """The collection's name, store and points, or ``error`` when it cannot be counted
+    ({} when the server has none)."""
+    if not ctx.search_configured:
+        return {}
+    info: dict[str, Any] = {"name": ctx.collection, "store": ctx.qdrant}
+    try:
+        info["points"] = await _search_backend(ctx).count()
+    except APIError as exc:
+        info["error"] = exc.message
+    except Exception as exc:  # noqa: BLE001 - any failure is "degraded", and said so
+        info["error"] = f"{type(exc).__name__}: {exc}"[:300]
+    return info
+
+
+def _require_key(ctx: ServerContext, route: str) -> None:
+    """403 on a server without an API key: what touches the server itself needs one (the key
+    check itself ran before the handler, in :class:`BearerAuthMiddleware`)."""
+    if not ctx.keyed:
+        raise APIError(
+            403,
+            f"{route} needs an API key, and this server was started without one: restart it "
+            "with --api-key KEY (or RAGTUNE_API_KEY) and send 'Authorization: Bearer KEY'",
+            code="api_key_required",
+        )
 
 
 def _require_search(ctx: ServerContext) -> None:

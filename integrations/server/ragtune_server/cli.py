@@ -51,7 +51,29 @@ def serve_command(
     ),
     port: int = typer.Option(_SERVE["port"].default, "--port"),
     api_key: str | None = typer.Option(
-        None, "--api-key", envvar="RAGTUNE_API_KEY", help="Require 'Authorization: Bearer KEY'."
+        None,
+        "--api-key",
+        envvar="RAGTUNE_API_KEY",
+        help="Require 'Authorization: Bearer KEY'; /v1/release, /v1/reload and /v1/status need it.",
+    ),
+    insecure_no_key: bool = typer.Option(
+        False,
+        "--insecure-no-key",
+        help="Serve beyond loopback (--host) without an API key: anyone who can reach the port "
+        "can use it.",
+    ),
+    allow_host: list[str] = typer.Option(
+        [],
+        "--allow-host",
+        help="Another name (or name:port) clients may reach the server by, as a proxy or port "
+        "mapping sends it in Host (repeatable); default: the bound address, localhost, "
+        "127.0.0.1, [::1] at --port.",
+    ),
+    allow_origin: list[str] = typer.Option(
+        [],
+        "--allow-origin",
+        help="A web app's origin (http://localhost:3000) that may call the server from a "
+        "browser (repeatable); other origins are refused.",
     ),
     qdrant_api_key: str | None = typer.Option(None, "--qdrant-api-key", envvar="QDRANT_API_KEY"),
     device: str | None = typer.Option(
@@ -119,6 +141,9 @@ def serve_command(
             log_level=log_level.value,
             backend=backend,
             backend_file=backend_file,
+            allow_hosts=allow_host,
+            allow_origins=allow_origin,
+            insecure_no_key=insecure_no_key,
         )
     except RagtuneError as exc:
         typer.echo(f"error: {exc}", err=True)

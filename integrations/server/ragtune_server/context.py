@@ -37,6 +37,8 @@ class ServerContext:
     search: SearchBackend | None = None
     #: hybrid search's fusion, fitted for the served model (its folder's ragtune_hybrid.json)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
+    #: whether the server has an API key: without one, the admin routes are off
+    keyed: bool = False
     batcher: MicroBatcher | None = None
     _reopening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
@@ -57,7 +59,9 @@ class ServerContext:
         An embedded folder is closed first (a process holds one open copy of a
         collection, and reading the changes needs a fresh open); searches in
         flight finish, searches meanwhile get 503. A Qdrant server's collection is
-        reopened before the old client closes, so searches never pause.
+        reopened before the old client closes, so searches never pause, and stays
+        when the new one cannot be opened. A collection is served only once it has
+        answered (:meth:`SearchBackend.open`), never an unusable one.
         Raises ``RagtuneError`` (the collection is gone, locked, or of another model).
         """
         async with self._reopening:

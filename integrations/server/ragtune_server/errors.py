@@ -5,8 +5,8 @@ embedding) parse ``{"error": {"message", "type", "param", "code"}}`` and turn
 the status into a typed exception. FastAPI's own bodies (``{"detail": ...}``)
 would reach users as opaque strings, so every path that can answer with an
 error goes through :func:`error_response`: raised :class:`APIError`, request
-validation, unknown routes, and the two ASGI middlewares (auth, body size) that
-answer before FastAPI runs.
+validation, unknown routes, and the ASGI middlewares (host and origin, auth,
+body) that answer before FastAPI runs.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def install_error_handlers(app: FastAPI) -> None:
             message = (
                 f"unknown route {request.method} {request.url.path}: this server answers "
                 "POST /v1/embeddings, POST /v1/search, GET /v1/models, GET /health, "
-                "POST /v1/reload, POST /v1/release"
+                "GET /v1/status, POST /v1/reload, POST /v1/release"
             )
             return error_response(404, message, code="unknown_url")
         if exc.status_code == 405:

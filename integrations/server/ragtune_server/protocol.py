@@ -9,7 +9,7 @@ once the headers are complete), hence this subclass. It uses h11's connection
 states, so it extends the h11 protocol only; the server runs on it whichever
 HTTP library is installed (the model, not HTTP parsing, bounds throughput).
 
-The body's own deadline is ASGI middleware (:class:`ragtune_server.limits.BodySizeLimitMiddleware`).
+The body's own deadline is ASGI middleware (:class:`ragtune_server.limits.BodyLimitMiddleware`).
 """
 
 from __future__ import annotations

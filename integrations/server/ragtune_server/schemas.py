@@ -2,8 +2,10 @@
 
 Requests are validated strictly (``"5"`` is not an integer, ``123`` is not a
 string): a client that sends the wrong type has a bug it should hear about,
-not a silent coercion. Unknown fields are ignored, as clients written for
-other OpenAI-compatible servers send extras. The validators' messages name
+not a silent coercion. Unknown fields are refused (400, naming the field):
+:func:`ragtune_server.limits.check_json` refuses them before the body is
+parsed, reading the field names from these models, and ``extra="forbid"`` says
+so here and in the OpenAPI schema. The validators' messages name
 the item at fault and say what to send instead; ``errors.validation_message``
 prefixes them with the field.
 """
@@ -148,7 +150,7 @@ def _is_int(x: Any) -> bool:
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
 
 class EmbeddingRequest(_Request):
@@ -169,7 +171,7 @@ class EmbeddingRequest(_Request):
     input_type: Literal["query", "document"] | None = Field(
         None, description="Extension: 'query' uses the query encoder; default 'document'."
     )
-    user: Any = Field(None, description="Accepted and ignored.")
+    user: StrictStr | None = Field(None, description="Accepted and ignored (a string, as OpenAI's).")
 
 
 class SearchRequest(_Request):

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
+from ragtune.errors import InputError, RagtuneError
 from ragtune.index.chunk_index import ChunkIndex, Hit, is_remote, open_index
 from ragtune.index.filters import Where, where
 from ragtune.index.fusion import HybridConfig
@@ -50,12 +51,25 @@ class SearchBackend:
     def open(
         cls, location: str, collection: str, model: Any, model_name: str, api_key: str | None = None
     ) -> SearchBackend:
-        """Open ``collection`` at ``location``; refuse a missing one or one built by another model.
+        """Open ``collection`` at ``location``; refuse a missing one, one built by another model,
+        or one that cannot be read (an embedded folder another process holds, or unreadable).
 
         Unlike ``ragtune index``, the server never creates a collection: a typo in
         ``--collection`` or ``--store`` must fail at start-up, not serve an empty index.
+        The collection is counted once here, since stores open lazily (an embedded
+        folder's lock is taken on first use): a store that cannot answer fails now,
+        with its one-line reason, instead of being served "degraded".
         """
         index = open_index(location, collection, model, model_name, api_key=api_key, create=False)
+        try:
+            index.count(False)
+        except RagtuneError:
+            index.close()
+            raise
+        except Exception as exc:
+            index.close()
+            detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            raise InputError(f"{location}: collection {collection!r} cannot be read ({detail})") from exc
         log.info("search: collection %r at %s", collection, location)
         return cls(index, str(location))
 

@@ -1,10 +1,13 @@
 """``serve()``: what ``ragtune serve`` runs — build the app, check the collection, run uvicorn.
 
 The collection is opened here, before uvicorn starts, so a missing collection,
-a locked embedded store or an index built by another model reaches the user
-as one ``RagtuneError`` line (the CLI prints it and exits 1) rather than as a
-traceback from the ASGI lifespan. The app's lifespan adopts the open client
-and closes it at shutdown.
+a locked or unreadable embedded store or an index built by another model
+reaches the user as one ``RagtuneError`` line (the CLI prints it and exits 1)
+rather than as a traceback from the ASGI lifespan or a server that starts
+"degraded". The app's lifespan adopts the open client and closes it at shutdown.
+The options are checked before the model loads (seconds, not a minute, to hear
+of a typo): an empty key, a bind beyond loopback without a key, a bad
+``--allow-host``/``--allow-origin``.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from ragtune.errors import ConfigError, RagtuneError
 from ragtune.index.chunk_index import check_location
 from ragtune_server.app import create_app
+from ragtune_server.auth import check_api_key
 from ragtune_server.batching import BatchConfig
+from ragtune_server.hosts import HostPolicy
 from ragtune_server.limits import Limits
 
 log = logging.getLogger("ragtune_server")
@@ -73,13 +79,19 @@ def serve(
     log_level: str = "info",
     backend: str = "torch",
     backend_file: str | None = None,
+    allow_hosts: Sequence[str] = (),
+    allow_origins: Sequence[str] = (),
+    insecure_no_key: bool = False,
 ) -> None:
     """Serve ``model`` (and ``collection`` at ``qdrant`` for /v1/search) until interrupted.
 
-    Binds to loopback unless ``host`` says otherwise; binding elsewhere without
-    an ``api_key`` logs a warning, since anyone who can reach the port can then
-    use the model and read the collection. ``threads`` sets torch's intra-op
-    threads for the process (default: torch's choice, one per core); on a CPU
+    Binds to loopback unless ``host`` says otherwise; binding elsewhere needs an
+    ``api_key`` (anyone who can reach the port could use the model and read the
+    collection), unless ``insecure_no_key`` says to serve it open anyway. Requests
+    must name this server in ``Host`` (``allow_hosts`` adds names) and carry no
+    foreign ``Origin`` (``allow_origins`` adds web apps): :mod:`ragtune_server.hosts`.
+    ``threads`` sets torch's intra-op threads for the process (default: torch's
+    choice, one per core); on a CPU
     shared with other work, fewer threads than cores avoids OpenMP threads
     spinning while they wait for a busy core (``OMP_NUM_THREADS`` does the same
     for ``ragtune serve``).
@@ -89,14 +101,21 @@ def serve(
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
-    if not is_loopback(host) and not api_key:
+    check_api_key(api_key)
+    if not is_loopback(host) and api_key is None:
+        if not insecure_no_key:
+            raise ConfigError(
+                f"--host {host} without an API key: anyone who can reach port {port} could use "
+                "the model and read the collection; pass --api-key KEY (or RAGTUNE_API_KEY), "
+                "or --insecure-no-key to serve it open"
+            )
         log.warning(
-            "binding to %s without an API key: anyone who can reach port %d can use the model "
-            "and read the "
-            "collection; pass --api-key (or RAGTUNE_API_KEY)",
+            "binding to %s without an API key (--insecure-no-key): anyone who can reach port %d "
+            "can use the model and read the collection",
             host,
             port,
         )
+    hosts = HostPolicy.for_bind(host, port, allow_hosts, allow_origins)
     if threads is not None:
         if threads < 1:
             raise ConfigError(f"threads={threads}: must be at least 1")
@@ -117,6 +136,7 @@ def serve(
         device=device,
         backend=backend,
         backend_file=backend_file,
+        hosts=hosts,
     )
     log.info("torch intra-op threads: %d", torch.get_num_threads())
     ctx = app.state.ragtune

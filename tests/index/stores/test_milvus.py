@@ -294,7 +294,8 @@ def test_http_server_on_milvus(tmp_path, tiny_chunks, st_model):
         store = connect(loc)
         open_for_model(store, "c", st_model, "mini").upsert(tiny_chunks, enc)
         store.close()
-        with TestClient(create_app(st_model, model_name="mini", qdrant=loc, collection="c")) as http:
+        app = create_app(st_model, model_name="mini", qdrant=loc, collection="c")
+        with TestClient(app, base_url="http://127.0.0.1") as http:  # a Host the server answers to
             body = http.post("/v1/search", json={"query": "Which depot maintains the trams?", "top_k": 3,
                                                   "filter": {"source": ["depot.html", "fares.txt"]}}).json()
         results.append([(h["id"], h["metadata"]["source"]) for h in body["results"]])

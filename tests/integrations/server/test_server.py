@@ -31,7 +31,7 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from ragtune.corpus.reader import Chunk  # noqa: E402
 from ragtune.encoders.encoder import Encoder, truncate  # noqa: E402
-from ragtune.errors import IndexMismatchError, InputError  # noqa: E402
+from ragtune.errors import ConfigError, IndexMismatchError, InputError  # noqa: E402
 from ragtune.index.chunk_index import ChunkIndex, connect, open_for_model  # noqa: E402
 from ragtune_server import BatchConfig, Limits, create_app, serve  # noqa: E402
 from ragtune_server.batching import (  # noqa: E402
@@ -40,6 +40,7 @@ from ragtune_server.batching import (  # noqa: E402
     MicroBatcher,
     QueueFullError,
 )
+from ragtune_server.hosts import HostPolicy  # noqa: E402
 from tests.helpers import Running, running  # noqa: E402
 
 KEY = "test-key-123"
@@ -107,6 +108,13 @@ def _tokens(st_model, texts: list[str]) -> int:
 
 def _b64(s: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(s), dtype="<f4")
+
+
+def _status(srv: Running) -> dict[str, Any]:
+    """GET /v1/status with the module's key: the model, the collection, the batcher's counters."""
+    r = httpx.get(f"{srv.url}/v1/status", headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
 
 
 def _assert_error(
@@ -367,17 +375,20 @@ def test_invalid_unicode_is_a_400(http, path, content, param):
 
 
 @pytest.mark.parametrize(
-    "content,ctype,code",
+    "content,ctype,status,code",
     [
-        (b'{"input": "x",', "application/json", "invalid_json"),
-        (b"", "application/json", "invalid_json"),
-        (b'["x"]', "application/json", "invalid_json"),
-        (b"input=x", "text/plain", "invalid_json"),
+        (b'{"input": "x",', "application/json", 400, "invalid_json"),
+        (b"", "application/json", 400, "invalid_json"),
+        (b'["x"]', "application/json", 400, "invalid_json"),
+        (b"input=x", "text/plain", 415, "unsupported_media_type"),
+        (b'{"input": "x"}', "text/plain", 415, "unsupported_media_type"),
+        (b'{"input": "x"}', None, 415, "unsupported_media_type"),
     ],
-    ids=["truncated-json", "empty-body", "array-body", "not-json"],
+    ids=["truncated-json", "empty-body", "array-body", "not-json", "json-as-text", "no-type"],
 )
-def test_malformed_body(http, content, ctype, code):
-    _assert_error(http.post(E, content=content, headers={"content-type": ctype}), 400, None, code)
+def test_malformed_body(http, content, ctype, status, code):
+    headers = {"content-type": ctype} if ctype else {}
+    _assert_error(http.post(E, content=content, headers=headers), status, None, code)
     assert http.post(E, json={"input": "still serving"}).status_code == 200
 
 
@@ -396,6 +407,9 @@ def test_api_key_is_required(srv, headers, code):
         ("POST", E, {"input": "x"}),
         ("POST", S, {"query": "x"}),
         ("GET", "/v1/models", None),
+        ("GET", "/v1/status", None),
+        ("POST", "/v1/release", None),
+        ("POST", "/v1/reload", None),
     ]:
         r = httpx.request(method, srv.url + path, json=body, headers=headers, timeout=30)
         _assert_error(r, 401, None, code)
@@ -445,7 +459,9 @@ def _memory_kb(field: str) -> int:
 
 def test_body_limit_is_derived_and_holds_memory_down(st_model):
     """48 MB of filler in the ignored ``user`` field: refused with 413 by its declared length
-    (nothing read) and, sent chunked, once the derived limit is crossed; memory stays flat."""
+    (nothing read) and, sent chunked, once the derived limit is crossed; 31.5 MB of empty
+    lists in it, within the limit: refused before it is parsed (parsed, they took 800 MB);
+    the small routes' limits are their own; memory stays flat."""
     if not Path("/proc/self/status").exists():
         pytest.skip("needs /proc to read the process's memory")
     limits = Limits()
@@ -477,11 +493,54 @@ def test_body_limit_is_derived_and_holds_memory_down(st_model):
             resp = c.post(E, content=body(), headers=headers)
             _assert_error(resp, 413, None, "body_too_large")
             assert str(limits.body_bytes) in resp.json()["error"]["message"]
+        junk = b"[]," * 350_000
+
+        def junk_body() -> Iterator[bytes]:  # 31.5 MB of empty lists, streamed
+            yield b'{"input": "x", "user": ['
+            for _ in range(30):
+                yield junk
+            yield b"[]]}"
+
+        assert 30 * len(junk) < limits.body_bytes
+        resp = c.post(E, content=junk_body(), headers={"content-type": "application/json"})
+        _assert_error(resp, 413, "user", "too_many_values")
+        # a search or an admin call has no use for megabytes: their own, smaller limits
+        query = json.dumps({"query": "x", "filter": {"source": ["f" * 100] * 2000}})
+        assert 192_000 < len(query) < limits.body_bytes
+        _assert_error(c.post(S, content=query, headers={"content-type": "application/json"}),
+                      413, None, "body_too_large")
+        _assert_error(c.post("/v1/release", json={"pad": "x" * 2000}), 413, None, "body_too_large")
         peak, after = _memory_kb(peak_field), _memory_kb("VmRSS")
         assert c.post(E, json={"input": "still serving"}).status_code == 200
     print(f"RSS idle {idle / 1024:.1f} MiB, peak {peak / 1024:.1f}, after {after / 1024:.1f}")
     assert peak - idle < 100 * 1024, (idle, peak)
     assert after - idle < 100 * 1024, (idle, after)
+
+
+JUNK_TAIL = b', "tail": [1, 2, 3] this is not JSON'  # a parser that reached it would say so
+
+
+@pytest.mark.parametrize(
+    "path,head,status,param,code",
+    [
+        (E, b'{"input": "x", "user": [' + b"[], " * 400, 413, "user", "too_many_values"),
+        (E, b'{"input": [' + b'"x", ' * 400, 413, "input", "too_many_values"),
+        (E, b'{"input": "x", "metadata": [' + b"[], " * 20, 400, "metadata", "unknown_field"),
+        (S, b'{"query": "x", "filter": {"page": [' + b"1, " * 1100, 413, "filter", "too_many_values"),
+        (S, b'{"query": "x", "user": [' + b"[], " * 20, 400, "user", "unknown_field"),
+        ("/v1/release", b'{"force": [' + b"[], " * 5, 400, "force", "unknown_field"),
+    ],
+    ids=["junk-user", "too-many-inputs", "unknown-field", "big-filter", "search-user", "admin-field"],
+)
+def test_junk_is_refused_before_the_body_is_parsed(http, path, head, status, param, code):
+    """Unknown fields and more JSON values than a route takes are refused by a scan that stops
+    at the offence: the bodies below end in invalid JSON, which a full parse would report."""
+    body = head + JUNK_TAIL
+    assert len(body) < BODY_LIMIT
+    resp = http.post(path, content=body, headers={"content-type": "application/json"})
+    err = _assert_error(resp, status, param, code)
+    assert repr(param) in err["message"] and path in err["message"], err
+    assert http.post(E, json={"input": "x", "user": "u-1", "model": "m"}).status_code == 200
 
 
 def _read_until_closed(sock: socket.socket) -> bytes:
@@ -503,7 +562,7 @@ def _raw_error(raw: bytes, status: int, code: str) -> None:
 def test_silent_and_slow_connections_are_closed(st_model):
     """Short timeouts; each socket's own timeout (10 s) fails the test if the server holds on."""
     limits = Limits(header_timeout_s=0.5, body_timeout_s=0.5, keep_alive_s=0.5)
-    request = b"POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    request = b"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     with running(create_app(st_model, model_name="mini", limits=limits)) as r:
         address = ("127.0.0.1", int(r.url.rsplit(":", 1)[1]))
 
@@ -539,7 +598,7 @@ def test_concurrent_requests_are_batched(srv, st_model):
     texts = [f"Question {i}: when does tram number {i} leave Quay Street?" for i in range(n)]
     barrier = threading.Barrier(n)
     results: dict[int, Any] = {}
-    before = srv.health()["batching"]
+    before = _status(srv)["batching"]
 
     def call(i: int) -> None:
         with httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as c:
@@ -558,7 +617,7 @@ def test_concurrent_requests_are_batched(srv, st_model):
         np.testing.assert_allclose(
             r.json()["data"][0]["embedding"], want[i], atol=1e-5
         )  # each got its own slice
-    after = srv.health()["batching"]
+    after = _status(srv)["batching"]
     requests = after["requests"] - before["requests"]
     calls = after["model_calls"] - before["model_calls"]
     assert requests == n
@@ -567,15 +626,17 @@ def test_concurrent_requests_are_batched(srv, st_model):
 
 
 # health, start-up checks, shutdown --------------------------------------------------------
-def test_health_reports_model_and_collection(srv, tiny_chunks):
-    h = srv.health()
+def test_status_reports_model_and_collection(srv, tiny_chunks, qdrant_dir):
+    assert srv.health() == {"status": "ok"}
+    h = _status(srv)
     assert h["status"] == "ok" and h["model"] == "all-MiniLM-L6-v2" and h["dimension"] == 384
-    assert h["collection"] == {"name": COLLECTION, "points": len(tiny_chunks)}
+    want = {"name": COLLECTION, "store": str(qdrant_dir), "points": len(tiny_chunks)}
+    assert h["collection"] == want
     assert h["batching"]["model_calls"] <= h["batching"]["requests"]
 
 
 def test_embeddings_only_server(st_model):
-    """No --qdrant and no key: embeddings work, search says how to enable it."""
+    """No --qdrant and no key: embeddings work, search says how to enable it, admin routes are off."""
     with (
         running(create_app(st_model, model_name="mini")) as r,
         httpx.Client(base_url=r.url, timeout=60) as c,
@@ -584,8 +645,91 @@ def test_embeddings_only_server(st_model):
         assert ok.status_code == 200 and ok.json()["model"] == "mini"
         err = _assert_error(c.post(S, json={"query": "x"}), 404, None, "search_not_configured")
         assert "--store" in err["message"]
-        assert c.get("/health").json()["collection"] is None
-        _assert_error(c.post("/v1/reload"), 404, None, "search_not_configured")
+        assert c.get("/health").json() == {"status": "ok"}
+        _assert_error(c.post("/v1/reload"), 403, None, "api_key_required")
+
+
+def test_without_a_key_admin_is_off_and_other_sites_are_refused(qdrant_dir, st_model, tmp_path):
+    """``ragtune serve`` on 127.0.0.1 with no key: /v1/release and the others that touch the
+    server answer 403; a page on another site (a foreign Origin, or a name rebound to
+    127.0.0.1 in Host) is refused; /health says ok and nothing more."""
+    loc = tmp_path / "copy"
+    shutil.copytree(qdrant_dir, loc)
+    app = create_app(st_model, model_name="mini", qdrant=str(loc), collection=COLLECTION)
+    with running(app) as r, httpx.Client(base_url=r.url, timeout=60) as c:
+        for method, path in [("POST", "/v1/release"), ("POST", "/v1/reload"), ("GET", "/v1/status")]:
+            err = _assert_error(c.request(method, path), 403, None, "api_key_required")
+            assert "--api-key" in err["message"], err
+        assert c.post(S, json={"query": DEPOT_Q}).status_code == 200  # nothing was released
+        evil = {"Origin": "http://evil.example"}
+        for headers in ({**evil, "content-type": "text/plain"}, evil):  # a form post, a fetch
+            resp = c.post("/v1/release", content=b"{}", headers=headers)
+            err = _assert_error(resp, 403, None, "origin_not_allowed")
+            assert "--allow-origin http://evil.example" in err["message"], err
+        _assert_error(c.post(S, json={"query": "x"}, headers=evil), 403, None, "origin_not_allowed")
+        _assert_error(c.get("/v1/models", headers={"Origin": "null"}), 403, None, "origin_not_allowed")
+        assert c.post(E, json={"input": "x"}, headers={"Origin": r.url}).status_code == 200  # its own
+        port = r.url.rsplit(":", 1)[1]
+        for host in (f"evil.example:{port}", "localhost.evil.example", ""):  # DNS rebinding
+            resp = c.post(S, json={"query": "x"}, headers={"Host": host})
+            err = _assert_error(resp, 400, None, "host_not_allowed")
+            assert "--allow-host" in err["message"], err
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"LOCALHOST:{port}"):
+            assert c.post(E, json={"input": "x"}, headers={"Host": host}).status_code == 200, host
+        health = c.get("/health")
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+
+
+def test_allowed_hosts_and_origins(st_model):
+    """--allow-host and --allow-origin: a proxy's name and a web app's origin are served (the app
+    with CORS headers, its preflight too); the port counts; bad values are one-line errors."""
+    hosts = HostPolicy.for_bind(
+        "127.0.0.1", None, allow_hosts=["api.example"], allow_origins=["http://App.example:3000/"]
+    )
+    app_origin = "http://app.example:3000"
+    with running(create_app(st_model, model_name="mini", hosts=hosts)) as r, httpx.Client(
+        base_url=r.url, timeout=60
+    ) as c:
+        ok = c.post(E, json={"input": "x"}, headers={"Origin": app_origin})
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == app_origin
+        preflight = {"Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "authorization,content-type"}
+        assert c.options(E, headers={"Origin": app_origin, **preflight}).status_code == 200
+        for origin in ("http://evil.example", "http://app.example:4000", "https://app.example:3000"):
+            resp = c.options(E, headers={"Origin": origin, **preflight})
+            _assert_error(resp, 403, None, "origin_not_allowed")
+        assert c.post(E, json={"input": "x"}, headers={"Host": "api.example"}).status_code == 200
+        resp = c.post(E, json={"input": "x"}, headers={"Host": "api.example.evil"})
+        _assert_error(resp, 400, None, "host_not_allowed")
+    bound = HostPolicy.for_bind("127.0.0.1", 8000)
+    assert bound.host_ok("localhost", 8000) and not bound.host_ok("localhost", 8001)
+    assert bound.origin_ok("http://127.0.0.1:8000") and not bound.origin_ok("http://127.0.0.1")
+    everywhere = HostPolicy.for_bind("0.0.0.0", 8000, allow_hosts=["ml.internal:443"])
+    assert everywhere.host_ok("10.1.2.3", 8000) and everywhere.host_ok("ml.internal", 443)
+    assert not everywhere.host_ok("evil.example", 8000)  # rebinding needs a name
+    with pytest.raises(ConfigError, match=r"--allow-origin 'app\.example'"):
+        HostPolicy.for_bind(allow_origins=["app.example"])
+    with pytest.raises(ConfigError, match=r"--allow-host 'a/b'"):
+        HostPolicy.for_bind(allow_hosts=["a/b"])
+
+
+def test_api_key_is_compared_as_utf8_bytes(st_model):
+    """A non-ASCII key matches when the client sends it UTF-8 encoded; an empty key is refused."""
+    key = "clé-ключ-🔑"
+    with pytest.raises(ConfigError, match="API key is empty"):
+        create_app(st_model, api_key="")
+    with pytest.raises(ConfigError, match="API key is empty"):
+        create_app(st_model, api_key="  ")
+    with running(create_app(st_model, model_name="mini", api_key=key)) as r:
+
+        def post(authorization: bytes) -> Any:
+            headers = {"Authorization": authorization}
+            return httpx.post(r.url + E, json={"input": "x"}, headers=headers, timeout=60)
+
+        ok = post(b"Bearer " + key.encode("utf-8"))
+        assert ok.status_code == 200, ok.text
+        _assert_error(post(b"Bearer " + "clé".encode("latin-1")), 401, None, "invalid_api_key")
+        _assert_error(post(b"Bearer " + key.encode("utf-8")[:-1]), 401, None, "invalid_api_key")
 
 
 _PROBE = (
@@ -601,7 +745,7 @@ def test_store_is_held_while_serving_and_released_at_shutdown(qdrant_dir, st_mod
     app = create_app(st_model, model_name="mini", qdrant=str(loc), collection=COLLECTION)
     probe = [sys.executable, "-c", _PROBE, str(loc), COLLECTION]
     with running(app) as r:
-        assert r.health()["collection"]["name"] == COLLECTION
+        assert r.health() == {"status": "ok"}
         # another process cannot open the folder while the server holds it
         out = subprocess.run(probe, capture_output=True, text=True, timeout=120).stdout
         assert "another process holds it" in out
@@ -641,7 +785,8 @@ def test_reload_serves_a_collection_reindexed_while_released(tmp_path, tiny_chun
         assert reloaded.json() == {**want, "points": len(others) + len(depot)}, reloaded.text
         top = c.post(S, json={"query": DEPOT_Q, "top_k": 1}).json()["results"][0]
         assert top["metadata"]["source"] == "depot.html"
-        assert r.health()["collection"] == {"name": COLLECTION, "points": len(tiny_chunks)}
+        assert r.health() == {"status": "ok"}
+        assert _status(r)["collection"]["points"] == len(tiny_chunks)
         # a reload that cannot open the collection is a 409 that says why; search waits meanwhile
         c.post("/v1/release")
         loc.rename(tmp_path / "moved")
@@ -650,6 +795,58 @@ def test_reload_serves_a_collection_reindexed_while_released(tmp_path, tiny_chun
         _assert_error(c.post(S, json={"query": DEPOT_Q}), 503, None, "collection_unavailable")
         (tmp_path / "moved").rename(loc)
         assert c.post("/v1/reload").json()["points"] == len(tiny_chunks)
+
+
+_HOLD = (  # opens the folder (taking its lock), says how many points, holds it until stdin closes
+    "import sys; from ragtune.index.chunk_index import ChunkIndex, connect\n"
+    "c = connect(sys.argv[1]); print(ChunkIndex(c, sys.argv[2]).count(), flush=True)\n"
+    "sys.stdin.read(); c.close()"
+)
+
+
+def test_a_locked_store_is_never_served(qdrant_dir, model_path, st_model, tmp_path, tiny_chunks):
+    """Another process holds the folder: /v1/reload is a 409 and the server stays released
+    (search 503, never the unusable store; /health: "degraded" and nothing else, the reason in
+    /v1/status); ``ragtune serve`` on it fails at start-up in one line; freed, it reloads."""
+    loc = tmp_path / "copy"
+    shutil.copytree(qdrant_dir, loc)
+    app = create_app(
+        st_model, model_name="all-MiniLM-L6-v2", qdrant=str(loc), collection=COLLECTION, api_key=KEY
+    )
+    auth = {"Authorization": f"Bearer {KEY}"}
+    serve_cmd = [
+        sys.executable, "-m", "ragtune_server", "--model", str(model_path), "--store", str(loc),
+        "--collection", COLLECTION, "--port", "0", "--log-level", "warning",
+    ]
+    with running(app) as r, httpx.Client(base_url=r.url, headers=auth, timeout=60) as c:
+        assert c.post("/v1/release").status_code == 200
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLD, str(loc), COLLECTION],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == str(len(tiny_chunks))
+            err = _assert_error(c.post("/v1/reload"), 409, None, "reload_failed")
+            assert "another process holds it" in err["message"], err
+            _assert_error(c.post(S, json={"query": DEPOT_Q}), 503, None, "collection_unavailable")
+            health = httpx.get(r.url + "/health", timeout=30)
+            assert health.status_code == 503 and health.json() == {"status": "degraded"}
+            status = c.get("/v1/status").json()
+            assert status["status"] == "degraded" and status["collection"]["store"] == str(loc)
+            assert status["collection"]["error"], status
+            # the CLI fails before it serves (a server that started would run until the timeout)
+            proc = subprocess.run(serve_cmd, capture_output=True, text=True, timeout=300)
+        finally:
+            assert holder.stdin is not None
+            holder.stdin.close()
+            holder.wait(60)
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "another process holds it" in errors[0], proc.stderr[-3000:]
+        assert "Traceback" not in proc.stderr
+        assert c.post("/v1/reload").json()["points"] == len(tiny_chunks)  # freed: served again
+        assert c.post(S, json={"query": DEPOT_Q}).status_code == 200
 
 
 def test_serve_refuses_a_collection_of_another_model(tmp_path, st_model):
@@ -693,6 +890,7 @@ SERVE_OPTIONS = {
     "--qdrant-api-key", "--device", "--threads", "--max-inputs", "--max-input-chars",
     "--max-batch-size", "--max-wait-ms", "--log-level", "--backend", "--backend-file", "--help",
     "--timeout-headers", "--timeout-body", "--timeout-keep-alive",
+    "--allow-host", "--allow-origin", "--insecure-no-key",
 }
 
 
@@ -736,6 +934,36 @@ def test_cli_serve_error_is_one_line(tmp_path, capsys, monkeypatch, ragtune_cli)
     assert info.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --qdrant") and "no such folder" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--api-key", ""], "error: the API key is empty"),
+        (["--api-key", " "], "error: the API key is empty"),
+        (["--host", "0.0.0.0"], "error: --host 0.0.0.0 without an API key"),
+        (["--host", "::"], "error: --host :: without an API key"),
+        (["--allow-origin", "app.example"], "error: --allow-origin 'app.example'"),
+        (["--allow-host", "a/b"], "error: --allow-host 'a/b'"),
+        # let through by the flag: the next check (the missing store) speaks
+        (["--host", "0.0.0.0", "--insecure-no-key"], "error: --qdrant"),
+        (["--host", "0.0.0.0", "--api-key", "k"], "error: --qdrant"),
+    ],
+    ids=["empty-key", "blank-key", "wildcard-no-key", "v6-no-key", "bad-origin", "bad-host",
+         "insecure-no-key", "keyed"],
+)
+def test_cli_serve_refuses_unsafe_options(tmp_path, capsys, monkeypatch, ragtune_cli, args, message):
+    """Checked before the model loads, each in one line (the missing store keeps a server that
+    would start anyway from starting)."""
+    monkeypatch.delenv("RAGTUNE_API_KEY", raising=False)
+    argv = ["ragtune", "serve", "--model", "default", "--store", str(tmp_path / "nope"), "--port", "1"]
+    monkeypatch.setattr("sys.argv", [*argv, *args])
+    with pytest.raises(SystemExit) as info:
+        ragtune_cli.main()
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(message) and "Traceback" not in err, err
 
 
 # the micro-batcher alone (fake encoder, no model) --------------------------------------
