@@ -39,6 +39,9 @@ def test_generate_prints_counts(tmp_path, tiny_corpus, capsys):
         (["run", "{corpus}", "--workdir", "{tmp}/w", "--max-steps", "0"], "max_steps=0"),
         (["query", "x", "--model", "default", "--qdrant", "{tmp}/q", "--collection", "c", "--top-k", "0"], "--top-k"),
         (["query", "--model", "default"], "Missing argument"),
+        (["index", "{corpus}", "--model", "default", "--qdrant", "{tmp}/q", "--collection", "x" * 300],
+         "collection='xxxxxxxx"),
+        (["query", "x", "--model", "default", "--qdrant", "{tmp}/q", "--collection", "x" * 300], "too long"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(tmp_path, tiny_corpus, capsys, args, needle):

@@ -33,8 +33,9 @@ def index(
     from ragtune.corpus.reader import CorpusReader
     from ragtune.encoders.encoder import Encoder, encoding_devices
     from ragtune.encoders.loading import load_model
-    from ragtune.index.chunk_index import open_index
+    from ragtune.index.chunk_index import check_collection, open_index
 
+    check_collection(collection)  # before the corpus is read and the model loaded
     reader = CorpusReader(corpus, ChunkConfig(chunk_size=chunk_size))
     st = load_model(model, backend=backend, file=backend_file)
     enc = Encoder(st, devices=encoding_devices(workers))
@@ -70,9 +71,10 @@ def query(
     """Search a ragtune collection with a model."""
     from ragtune.encoders.encoder import Encoder
     from ragtune.encoders.loading import load_model, resolve_model
-    from ragtune.index.chunk_index import check_location, open_index
+    from ragtune.index.chunk_index import check_collection, check_location, open_index
     from ragtune.index.fusion import read_hybrid
 
+    check_collection(collection)
     resolve_model(model)  # a bad model or folder fails in a second, before anything loads
     check_location(store)
     st = load_model(model, backend=backend, file=backend_file)

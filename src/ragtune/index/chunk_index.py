@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import re
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -166,10 +167,22 @@ class Hit:
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+#: the longest collection name: the embedded store names files after it (``NAME.rebuild.json``
+#: beside ``NAME/``), and a file name has at most 255 bytes; Qdrant and Milvus servers allow 255
+MAX_COLLECTION = 200
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def check_collection(name: str) -> str:
-    """A collection name of letters, digits, ``-`` and ``_`` (it names a folder of the embedded store)."""
-    if not name or not name.replace("-", "").replace("_", "").isalnum():
-        raise InputError(f"collection={name!r}: use letters, digits, '-' and '_'")
+    """A collection name of at most :data:`MAX_COLLECTION` ASCII letters, digits, ``-`` and ``_``.
+
+    It names a folder and files of the embedded store, so it is checked before any store is touched.
+    """
+    shown = repr(name) if len(name) <= 60 else f"{name[:40]!r}… ({len(name)} characters)"
+    if len(name) > MAX_COLLECTION:
+        raise InputError(f"collection={shown}: too long; use at most {MAX_COLLECTION} characters")
+    if not _COLLECTION_NAME.fullmatch(name):
+        raise InputError(f"collection={shown}: use ASCII letters, digits, '-' and '_'")
     return name
 
 
@@ -625,6 +638,7 @@ def open_index(
         >>> with open_index("runs/demo/qdrant", "ragtune", model, "runs/demo/model", create=False) as idx:  # doctest: +SKIP
         ...     hits = idx.search(Encoder(model).encode_queries(["battery warranty"])[0])
     """
+    check_collection(collection)  # before connect creates a folder for a name that cannot be used
     loc = str(location) if create else check_location(location)
     store = connect(loc, api_key, timeout)
     try:
