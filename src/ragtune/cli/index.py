@@ -27,6 +27,10 @@ def index(
     replace: bool = typer.Option(
         False, "--replace", help="A collection built by another model is rebuilt with this one (embedded: beside it, swapped in when complete)."
     ),
+    follow_symlinks: bool = typer.Option(
+        ChunkConfig.follow_symlinks, "--follow-symlinks",
+        help="Read files and folders that symlinks in the corpus point to outside it (default: skipped with a warning).",
+    ),
 ) -> None:
     """Chunk a corpus into a collection that follows it: a re-run encodes only new or
     edited documents' chunks and removes those of edited and deleted ones (ids are content-addressed)."""
@@ -36,7 +40,7 @@ def index(
     from ragtune.index.chunk_index import check_collection, open_index
 
     check_collection(collection)  # before the corpus is read and the model loaded
-    reader = CorpusReader(corpus, ChunkConfig(chunk_size=chunk_size))
+    reader = CorpusReader(corpus, ChunkConfig(chunk_size=chunk_size, follow_symlinks=follow_symlinks))
     st = load_model(model, backend=backend, file=backend_file)
     enc = Encoder(st, devices=encoding_devices(workers))
     with open_index(store, collection, st, model, api_key=api_key, small_dim=small_dim, quantization=quantization,

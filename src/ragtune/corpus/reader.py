@@ -1,6 +1,7 @@
 """Stage 1 — corpus files to chunks, through LlamaIndex readers and node parsers.
 
-A corpus is a file or a folder (symlinked folders are followed). Each file is
+A corpus is a file or a folder (symlinks are followed while they stay inside
+it; :class:`ChunkConfig`'s ``follow_symlinks`` reads those that leave it). Each file is
 read and chunked on its own so that one unreadable, corrupt or unsplittable file
 is skipped with a warning instead of ending the run.
 Chunks follow LlamaIndex's defaults (``SentenceSplitter``, 1024 tokens, 200
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -86,6 +88,9 @@ class ChunkConfig:
     #: a larger file is skipped with a warning (None: no limit): chunking plain
     #: text takes roughly 0.6 s and 11 MB of memory per MB of file
     max_file_mb: float | None = 256
+    #: read files and folders that symlinks inside the corpus point to outside it (default: such
+    #: a link is skipped with a warning, so a link to ``/etc/passwd`` is not indexed and served)
+    follow_symlinks: bool = False
 
     def __post_init__(self) -> None:
         if self.chunk_overlap is None:
@@ -110,8 +115,8 @@ class CorpusResult:
     documents: int
 
 
-def list_files(path: str | Path, recursive: bool = True) -> tuple[Path, list[Path]]:
-    """Resolve a corpus path to (root, files). Raises :class:`InputError` on a bad path."""
+def list_files(path: str | Path, recursive: bool = True, follow_symlinks: bool = False) -> tuple[Path, list[Path]]:
+    """Resolve a corpus path to (root, files) (see :func:`scan_files`). Raises :class:`InputError` on a bad path."""
     p = Path(path).expanduser()
     try:
         p.stat()
@@ -123,7 +128,7 @@ def list_files(path: str | Path, recursive: bool = True) -> tuple[Path, list[Pat
         return p.parent, [p]
     if not p.is_dir():
         raise InputError(f"{p}: neither a file nor a folder (give a document or a folder of documents)")
-    files = sorted(scan_files(p, recursive))
+    files = sorted(scan_files(p, recursive, follow_symlinks=follow_symlinks))
     if not files:
         raise InputError(f"{p}: the folder is empty (expected documents: {_suffix_list()})")
     supported = [f for f in files if f.suffix.lower() in SUPPORTED_SUFFIXES]
@@ -135,14 +140,26 @@ def list_files(path: str | Path, recursive: bool = True) -> tuple[Path, list[Pat
     return p, supported
 
 
-def scan_files(folder: Path, recursive: bool, parents: frozenset[str] = frozenset()) -> Iterator[Path]:
-    """Files under ``folder``, hidden ones left out, following symlinked folders.
+def scan_files(
+    folder: Path,
+    recursive: bool,
+    parents: frozenset[str] = frozenset(),
+    *,
+    follow_symlinks: bool = False,
+    root: str | None = None,
+) -> Iterator[Path]:
+    """Regular files under ``folder``, hidden ones left out, following symlinks that stay inside it.
 
     Hand-written because ``Path.glob("**")`` silently skips symlinked folders
-    (Python 3.10-3.12; 3.13 only adds an opt-in). A link back to a folder that
-    holds it (a loop) is skipped with a warning: ``parents`` are the real paths
-    of the folders above.
+    (Python 3.10-3.12; 3.13 only adds an opt-in). Skipped, each with a warning
+    that says why: a symlink whose target lies outside the corpus folder
+    (``root``, the real path of the folder first given), unless ``follow_symlinks``;
+    a broken symlink; a link back to a folder that holds it (a loop: ``parents``
+    are the real paths of the folders above); anything that is not a regular
+    file or folder (a device such as ``/dev/zero``, a FIFO, a socket), which a
+    reader could block on or read without end.
     """
+    root = root or os.path.realpath(folder)
     here = parents | {os.path.realpath(folder)}
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -154,21 +171,31 @@ def scan_files(folder: Path, recursive: bool, parents: frozenset[str] = frozense
             continue
         f = folder / entry.name
         try:
-            is_file, is_dir = entry.is_file(), entry.is_dir()  # both follow symlinks
+            link = entry.is_symlink()
+            if link and not os.path.exists(f):
+                log.warning("%s: skipped, a broken symlink (its target does not exist)", f)
+                continue
+            mode = f.stat().st_mode  # follows a symlink
         except OSError as exc:
             log.warning("%s: skipped, cannot be read (%s)", f, exc.strerror or exc)
             continue
-        if is_file:
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            log.warning("%s: skipped, not a regular file (a device, FIFO or socket)", f)
+            continue
+        target = os.path.realpath(f) if link else None
+        if target is not None and not follow_symlinks and os.path.commonpath([root, target]) != root:
+            log.warning("%s: skipped, a symlink to %s, outside the corpus folder "
+                        "(follow_symlinks / --follow-symlinks reads it)", f, target)
+            continue
+        if stat.S_ISREG(mode):
             yield f
-        elif is_dir:
+        else:  # a folder
             if not recursive:
                 continue
             if os.path.realpath(f) in here:
                 log.warning("%s: skipped, a symlink to a folder that contains it (a loop)", f)
                 continue
-            yield from scan_files(f, recursive, here)
-        elif entry.is_symlink():
-            log.warning("%s: skipped, a broken symlink (its target does not exist)", f)
+            yield from scan_files(f, recursive, here, follow_symlinks=follow_symlinks, root=root)
 
 
 class CorpusReader:
@@ -189,7 +216,7 @@ class CorpusReader:
     def __init__(self, path: str | Path, config: ChunkConfig | None = None) -> None:
         self.path = path
         self.config = config or ChunkConfig()
-        self.root, self.paths = list_files(path, self.config.recursive)
+        self.root, self.paths = list_files(path, self.config.recursive, self.config.follow_symlinks)
         self.files: dict[str, str] = {}  # relative path -> sha256
         self.skipped: dict[str, str] = {}  # relative path -> reason
         self.documents = 0
