@@ -281,12 +281,22 @@ def chunk_documents(
     Every route into ragtune (a path through :func:`load_corpus`, or
     ``Document``s handed to the LlamaIndex helpers) ends here, so the same file
     gives the same chunk ids whichever way it came in, and indexing it both ways
-    updates points instead of duplicating them.
+    updates points instead of duplicating them. For that, a document's text is
+    taken as ragtune reads the file: line ends as ``\n`` (Python's text mode;
+    ``SimpleDirectoryReader`` keeps a Windows file's ``\r\n``), and a
+    ``Document`` that holds an HTML or JSONL file's raw content (as
+    ``SimpleDirectoryReader`` reads them) is read as :func:`read_file` reads
+    that file: HTML as text, JSONL as one document per row.
 
     A chunk id is ``uuid5(CHUNK_NAMESPACE, "{source}#{part}:{ordinal}:{sha256(text)}")``:
     ``source`` is the file's path relative to the corpus root (its name for a
     single file), ``part`` the document's place among that file's documents (a
     PDF's pages), ``ordinal`` the chunk's place in its document.
+
+    A chunk's ``doc_id`` is the id of the ``Document`` it came from (what
+    LlamaIndex calls the node's ``ref_doc_id``, and ``index.delete_ref_doc``
+    deletes by); with ``source`` (ragtune's own reader, whose ``Document``
+    objects live only while a file is read) it is the stable ``source#part``.
 
     Args:
         documents: LlamaIndex ``Document`` objects, in reading order.
@@ -313,23 +323,52 @@ def chunk_documents(
     sources = [source] * len(documents) if source is not None else _document_sources(documents, root)
     parts: dict[str, int] = {}
     chunks: list[Chunk] = []
-    for doc, src in zip(documents, sources):
-        if not (doc.text or "").strip():
-            continue
-        part = parts.get(src, 0)
-        parts[src] = part + 1
-        meta = {k: v for k, v in (doc.metadata or {}).items() if k not in VOLATILE_METADATA and _jsonable(v)}
-        meta.setdefault("file_name", PurePath(src).name)
-        doc_key = f"{src}#{part}"
-        # a fresh Document: the splitter sees the same metadata (and no reader's
-        # excluded-keys lists) whichever reader made the original
-        for ordinal, node in enumerate(splitter.get_nodes_from_documents([Document(text=doc.text, metadata=meta)])):
-            text = node.get_content()
-            if text.strip():
-                chunks.append(
-                    Chunk(id=chunk_id(doc_key, ordinal, text), text=text, doc_id=doc_key, source=src, metadata=dict(meta))
-                )
+    for given, src in zip(documents, sources):
+        for doc in [given] if source is not None else as_ragtune_reads(given, src):
+            text = _unix_lines(doc.text or "")
+            if not text.strip():
+                continue
+            part = parts.get(src, 0)
+            parts[src] = part + 1
+            meta = {k: v for k, v in (doc.metadata or {}).items() if k not in VOLATILE_METADATA and _jsonable(v)}
+            meta.setdefault("file_name", PurePath(src).name)
+            doc_key = f"{src}#{part}"
+            doc_id = doc_key if source is not None else str(given.doc_id)
+            # a fresh Document: the splitter sees the same metadata (and no reader's
+            # excluded-keys lists) whichever reader made the original
+            for ordinal, node in enumerate(splitter.get_nodes_from_documents([Document(text=text, metadata=meta)])):
+                piece = node.get_content()
+                if piece.strip():
+                    chunks.append(Chunk(id=chunk_id(doc_key, ordinal, piece), text=piece, doc_id=doc_id, source=src,
+                                        metadata=dict(meta)))
     return chunks
+
+
+def _unix_lines(text: str) -> str:
+    """``\r\n`` and ``\r`` line ends as ``\n``, as Python's text mode reads a file."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def as_ragtune_reads(doc: Any, source: str) -> list[Any]:
+    """``doc`` as :func:`read_file` would have read its file, when another reader kept the file raw.
+
+    ``SimpleDirectoryReader`` reads an ``.html`` file's markup and a ``.jsonl``
+    file's lines as one text; ragtune reads the page's text and each row as a
+    document. Any other document is returned as it is.
+    """
+    from llama_index.core import Document
+
+    suffix = PurePath(source).suffix.lower()
+    text = _unix_lines(doc.text or "")
+    if suffix in HTML_SUFFIXES and text.lstrip().startswith("<"):
+        return [Document(text=html_to_text(text), metadata=dict(doc.metadata or {}))]
+    if suffix == ".jsonl":
+        try:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            return _jsonl_documents(rows, PurePath(source).name, dict(doc.metadata or {})) if rows else [doc]
+        except ValueError:  # not JSON Lines of records: text someone wrote
+            return [doc]
+    return [doc]
 
 
 def _sentences() -> Callable[[str], list[str]]:
@@ -464,10 +503,16 @@ def html_to_text(html: str) -> str:
 
 
 def _read_jsonl_docs(path: Path) -> list[Any]:
+    return _jsonl_documents(read_jsonl(path), path.name)
+
+
+def _jsonl_documents(rows: Sequence[Any], file_name: str, metadata: dict[str, Any] | None = None) -> list[Any]:
+    """One ``Document`` per JSON Lines row: its text (``text``, ``content`` or ``body``), titled, and
+    the row's other fields as metadata over ``metadata``; a row that is not a record raises ``ValueError``."""
     from llama_index.core import Document
 
     docs = []
-    for i, row in enumerate(read_jsonl(path)):
+    for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise ValueError(f"line {i + 1} is not a JSON object")  # noqa: TRY004 - bad input, not a bad call
         text = next((row[k] for k in ("text", "content", "body") if isinstance(row.get(k), str)), None)
@@ -476,8 +521,10 @@ def _read_jsonl_docs(path: Path) -> list[Any]:
         title = row.get("title")
         full = f"# {title}\n\n{text}" if isinstance(title, str) and title.strip() else text
         meta = {k: v for k, v in row.items() if k not in ("text", "content", "body") and _jsonable(v)}
-        meta["file_name"] = path.name
+        meta["file_name"] = file_name
         meta["line"] = i + 1
+        for k, v in (metadata or {}).items():
+            meta.setdefault(k, v)
         docs.append(Document(text=full, metadata=meta))
     return docs
 

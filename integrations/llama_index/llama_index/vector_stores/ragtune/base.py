@@ -520,7 +520,10 @@ def build_vector_index(
 
     Chunks are written with their token windows by ``embed_model`` (a
     ``RagtuneEmbedding``), under ids that are stable: the same corpus indexed
-    twice keeps the same point count. Where: as :class:`RagtuneVectorStore`
+    twice keeps the same point count, and a file gives the same ids as a path or as a
+    ``Document`` (:func:`ragtune.corpus.reader.chunk_documents`). A node built from a
+    ``Document`` has that document's id as its ``ref_doc_id``, so
+    ``index.delete_ref_doc(doc.doc_id)`` removes it. Where: as :class:`RagtuneVectorStore`
     (``:memory:`` when none is given). ``index.vector_store.close()`` releases it.
     """
     from llama_index.core import VectorStoreIndex
