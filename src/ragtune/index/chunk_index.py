@@ -351,9 +351,10 @@ class ChunkIndex:
         small = self.small_dim
         lexical = self._lexical_for(chunks)
         terms = lexical.documents([c.text for c in chunks]) if lexical else None
+        plain = self._at_width(np.asarray(plain, dtype=np.float32), "chunk")
         points = []
         for i, c in enumerate(chunks):
-            win = np.ascontiguousarray(windows[i], dtype=np.float32)
+            win = np.ascontiguousarray(self._at_width(np.asarray(windows[i], dtype=np.float32), "chunk"))
             vectors = {PLAIN: np.ascontiguousarray(plain[i], dtype=np.float32), WINDOWS: win}
             if terms is not None:
                 vectors[BM25] = Sparse(*terms[i])
@@ -363,6 +364,21 @@ class ChunkIndex:
             payload = chunk_payload(c, spans[i]) if payloads is None else {**chunk_payload(c, spans[i]), **payloads[i]}
             points.append(StoredPoint(c.id, vectors, payload))
         self.store.upsert(self.collection, points)
+
+    def _at_width(self, vectors: np.ndarray, what: str) -> np.ndarray:
+        """``vectors`` at the collection's width: a collection made for a Matryoshka-truncated
+        embedding (``RagtuneEmbedding(dimensions=128)``) holds the model's vectors truncated
+        to that width, so a wider vector of the model is truncated (and re-normalised) as the
+        embedding truncates it, on writing and on searching alike; a narrower one is refused."""
+        dim = self.metadata().get("dim")
+        if not dim or vectors.shape[-1] == dim:
+            return vectors
+        if vectors.shape[-1] < dim:
+            raise InputError(
+                f"collection {self.collection!r} holds {dim}-dimensional vectors; this {what} vector has "
+                f"{vectors.shape[-1]}: use the embedding (and its dimensions=) the collection was built with"
+            )
+        return truncate(vectors, dim)
 
     @property
     def has_lexical(self) -> bool:
@@ -523,7 +539,7 @@ class ChunkIndex:
         self, query_vector: Any, top_k: int, using: str, flt: Any, two_stage: bool, candidates: int | None,
         with_payload: bool = True,
     ) -> list[Found]:
-        q = np.asarray(query_vector, dtype=np.float32)
+        q = self._at_width(np.asarray(query_vector, dtype=np.float32), "query")
 
         def as_query(v: np.ndarray) -> Any:
             return [v.tolist()] if using == WINDOWS else v.tolist()
@@ -584,10 +600,13 @@ class ChunkIndex:
 
 
 def open_for_model(
-    store: Any, collection: str, model: Any, model_name: str, create: bool = True, **options: Any
+    store: Any, collection: str, model: Any, model_name: str, create: bool = True, dim: int | None = None,
+    **options: Any,
 ) -> ChunkIndex:
     """A :class:`ChunkIndex` built by ``model``; created if missing unless ``create=False``.
 
+    ``dim``: the width the collection holds (default: the model's; a Matryoshka
+    embedding's ``dimensions`` keeps the model's vectors truncated to it).
     ``options`` (``small_dim``, ``quantization``) apply only when the collection is new.
     Readers pass ``create=False`` so a mistyped name is an error, not an empty index.
     """
@@ -602,7 +621,7 @@ def open_for_model(
             f"collection {collection!r} does not exist: build it with `ragtune index CORPUS --model MODEL "
             f"--collection {collection}` (or ragtune run), or pass the right --collection"
         )
-    index.ensure(model_name, model_fingerprint(model), embedding_width(model), **options)
+    index.ensure(model_name, model_fingerprint(model), dim or embedding_width(model), **options)
     return index
 
 

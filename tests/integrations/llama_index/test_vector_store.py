@@ -407,6 +407,36 @@ def test_query_engine_and_long_chunk_retriever(tiny_corpus, tmp_path, emb):
         load_vector_index(emb, "other", path=tmp_path / "q")
 
 
+def test_a_matryoshka_embedding_builds_inserts_and_retrieves(tiny_corpus, tmp_path):
+    """RagtuneEmbedding(dimensions=128): the collection is 128 wide, and build, insert, the
+    retrievers (two-stage too) and reopening all work with it; the full-width model is refused."""
+    from llama_index.core import Document
+
+    from llama_index.embeddings.ragtune import RagtuneEmbedding
+    from llama_index.retrievers.ragtune import RagtuneQdrantRetriever
+    from llama_index.vector_stores.ragtune import build_vector_index, load_vector_index
+    from ragtune.errors import IndexMismatchError
+
+    emb = RagtuneEmbedding(model_name="default", dimensions=128)
+    index = build_vector_index(tiny_corpus, emb, path=tmp_path / "q", chunk_size=128)
+    store = index.vector_store
+    assert store.index.metadata()["dim"] == 128
+    assert {len(n.embedding) for n in store.get_nodes()} == {128}
+    for question, source in FACTS.items():
+        assert index.as_retriever(similarity_top_k=1).retrieve(question)[0].node.metadata["source"] == source
+    index.insert(Document(text="Umbrellas left on a tram are kept at the lost property desk for 30 days."))
+    top = index.as_retriever(similarity_top_k=1).retrieve("Where are lost umbrellas kept?")[0]
+    assert "Umbrellas" in top.node.get_content()
+    with RagtuneQdrantRetriever(emb, vector_store=store, similarity_top_k=1, mode="windows", two_stage=True) as r:
+        assert r.retrieve("Which depot maintains the tram fleet?")[0].node.metadata["source"] == "depot.html"
+    store.close()
+    again = load_vector_index(emb, path=tmp_path / "q")
+    assert again.as_retriever(similarity_top_k=1).retrieve("Where are lost umbrellas kept?")[0].node.text == top.node.text
+    again.vector_store.close()
+    with pytest.raises(IndexMismatchError, match="dim 128"):
+        load_vector_index(RagtuneEmbedding(model_name="default"), path=tmp_path / "q")
+
+
 def test_reindexing_same_corpus_keeps_point_count(tiny_corpus, tmp_path, emb):
     from llama_index.vector_stores.ragtune import build_vector_index
     from ragtune.index.chunk_index import ChunkIndex, connect
