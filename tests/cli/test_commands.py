@@ -255,3 +255,51 @@ def test_index_follows_the_folder(tmp_path, tiny_corpus, capsys, model_path):
     sources = [json.loads(line)["source"] for line in stdout.splitlines()]
     assert sources and not any("depot.html" in (s or "") for s in sources)
 
+
+
+def test_index_of_part_of_the_corpus_asks_for_prune(tmp_path, tiny_corpus, capsys, model_path):
+    """`ragtune index` of one file or a subfolder of the folder a collection follows removes
+    nothing: it is refused, naming how many points would go and --prune, and the collection is
+    unchanged; --prune makes the collection follow the part. A symlink out of the corpus is
+    skipped unless --follow-symlinks."""
+    import re
+    import shutil
+
+    corpus = tmp_path / "c"
+    shutil.copytree(tiny_corpus, corpus)
+    (corpus / "sub").mkdir()
+    shutil.move(corpus / "fares.txt", corpus / "sub" / "fares.txt")
+    (tmp_path / "secret.txt").write_text("The vault code of the tram depot is 4711.\n")
+    (corpus / "secret.txt").symlink_to(tmp_path / "secret.txt")
+    base = ["--model", model_path, "--qdrant", str(tmp_path / "q"), "--collection", "c", "--chunk-size", "128"]
+
+    def index(path, *extra) -> tuple[int, dict[str, int], str]:
+        code, stdout, err = run_inprocess(capsys, "index", str(path), *base, *extra)
+        m = re.search(r"(\d+) chunks encoded, (\d+) kept, (\d+) removed; .* holds (\d+) points", stdout)
+        return code, dict(zip(("encoded", "kept", "removed", "points"), map(int, m.groups()))) if m else {}, err
+
+    code, first, err = index(corpus)
+    assert code == 0 and first["encoded"] == first["points"] > 0, err
+    chunks = _chunks(corpus)
+    sub = len(_chunks(corpus / "sub"))
+    # one file keeps its own source ("timetable.md"); a subfolder's sources are relative to it
+    for part, goes in ((corpus / "timetable.md", sum(c.source != "timetable.md" for c in chunks)),
+                       (corpus / "sub", len(chunks))):
+        code, _, err = index(part)
+        assert code == 1 and len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1, err
+        assert f"would remove {goes} points" in err and "--prune" in err and "nothing was changed" in err, err
+        assert f"follows {corpus}" in err
+    code, again, err = index(corpus)  # the refused runs changed nothing
+    assert code == 0 and again == {"encoded": 0, "kept": first["points"], "removed": 0, "points": first["points"]}, err
+    code, followed, err = index(corpus, "--follow-symlinks")
+    assert code == 0 and followed["encoded"] == 1 and followed["points"] == first["points"] + 1, err
+    code, pruned, err = index(corpus / "sub", "--prune")
+    assert code == 0 and pruned["points"] == pruned["encoded"] == sub and pruned["removed"] == followed["points"], err
+    code, again, err = index(corpus / "sub")  # the collection now follows sub
+    assert code == 0 and again["points"] == sub and again["encoded"] == 0, err
+
+
+def _chunks(path):
+    from ragtune.corpus.reader import ChunkConfig, load_corpus
+
+    return load_corpus(path, ChunkConfig(chunk_size=128)).chunks

@@ -27,6 +27,10 @@ def index(
     replace: bool = typer.Option(
         False, "--replace", help="A collection built by another model is rebuilt with this one (embedded: beside it, swapped in when complete)."
     ),
+    prune: bool = typer.Option(
+        False, "--prune",
+        help="Indexing a path that covers only part of the collection's corpus (one file, a subfolder) removes the rest (else refused).",
+    ),
     follow_symlinks: bool = typer.Option(
         ChunkConfig.follow_symlinks, "--follow-symlinks",
         help="Read files and folders that symlinks in the corpus point to outside it (default: skipped with a warning).",
@@ -46,7 +50,8 @@ def index(
     with open_index(store, collection, st, model, api_key=api_key, small_dim=small_dim, quantization=quantization,
                     replace=replace) as idx:
         with showing_progress():
-            done = idx.sync(reader, enc)  # streamed: one file's chunks in memory at a time
+            # streamed: one file's chunks in memory at a time
+            done = idx.sync(reader, enc, corpus=reader.corpus, sources=reader.sources(), prune=prune)
         idx.commit()
         if idx.replaced:
             echo(f"replaced {collection!r} of model {idx.replaced.get('model')!r} (weights {idx.replaced.get('fingerprint')})")

@@ -217,15 +217,26 @@ class CorpusReader:
         self.path = path
         self.config = config or ChunkConfig()
         self.root, self.paths = list_files(path, self.config.recursive, self.config.follow_symlinks)
+        #: the file or folder read, as an absolute path (what a collection records it follows)
+        self.corpus = Path(path).expanduser().resolve()
         self.files: dict[str, str] = {}  # relative path -> sha256
         self.skipped: dict[str, str] = {}  # relative path -> reason
         self.documents = 0
         self.chunks = 0
 
+    def source(self, f: Path) -> str:
+        """File ``f``'s chunks' ``source``: its path relative to the corpus folder (its name for a single file)."""
+        single = f.parent == self.root and self.root == Path(self.path).expanduser().parent
+        return f.name if single else f.relative_to(self.root).as_posix()
+
+    def sources(self) -> list[str]:
+        """The ``source`` of every file this reader will read, known before any is read."""
+        return [self.source(f) for f in self.paths]
+
     def __iter__(self) -> Iterator[Chunk]:
-        root, path, limit = self.root, self.path, self.config.max_file_mb
+        path, limit = self.path, self.config.max_file_mb
         for f in track(self.paths, "Reading documents", unit="files"):
-            rel = f.name if f.parent == root and root == Path(path).expanduser().parent else f.relative_to(root).as_posix()
+            rel = self.source(f)
             step = "read"
             try:
                 if limit is not None and (mb := f.stat().st_size / 2**20) > limit:

@@ -408,7 +408,16 @@ class ChunkIndex:
             self._meta = meta
         return self.lexical()
 
-    def sync(self, chunks: Iterable[Chunk], encoder: Encoder, batch_size: int = 64) -> dict[str, int]:
+    def sync(
+        self,
+        chunks: Iterable[Chunk],
+        encoder: Encoder,
+        batch_size: int = 64,
+        *,
+        corpus: str | Path | None = None,
+        sources: Iterable[str] | None = None,
+        prune: bool = False,
+    ) -> dict[str, int]:
         """Make the collection hold exactly ``chunks``: encode only the new ones, remove the rest.
 
         Chunk ids are content-addressed (source, position, text hash), so an
@@ -421,10 +430,22 @@ class ChunkIndex:
         where it stopped. The collection mirrors one corpus: points of
         documents not in ``chunks`` are removed at the end.
 
+        A path that covers only part of the corpus a collection follows never
+        removes the rest silently: with ``corpus`` (the file or folder read) and
+        ``sources`` (its files' sources, :meth:`ragtune.corpus.reader.CorpusReader.sources`),
+        the collection records the path it follows (metadata ``corpus``). Re-reading
+        that path removes the points of files deleted from it; reading another path
+        (one file of it, a subfolder, another folder) while points of files it does not
+        list would go is refused before anything is written, naming how many, unless
+        ``prune``; the collection then follows the new path.
+
         Returns:
             ``{"encoded", "kept", "removed", "points"}``.
         """
-        have = {pid for pid, _ in self.store.scroll_payload(self.collection, ["doc_id"])}
+        sources_of = dict(self.store.scroll_payload(self.collection, ["source"]))
+        have = set(sources_of)
+        if corpus is not None:
+            self._follow(str(Path(corpus).expanduser().resolve()), sources_of, set(sources or ()), prune)
         wanted: set[str] = set()
         pending: list[Chunk] = []
         encoded = 0
@@ -453,6 +474,25 @@ class ChunkIndex:
         if encoded or stale:
             self.optimize()
         return {"encoded": encoded, "kept": len(wanted & have), "removed": len(stale), "points": self.count()}
+
+    def _follow(self, corpus: str, sources_of: Mapping[str, dict], listed: set[str], prune: bool) -> None:
+        """Record that the collection follows ``corpus``; refuse (unless ``prune``) when that drops
+        points of files another path put there (see :meth:`sync`)."""
+        meta = self.metadata()
+        followed = meta.get("corpus")
+        if followed == corpus:
+            return
+        if not prune:
+            outside = [src.get("source") for src in sources_of.values() if src.get("source") not in listed]
+            if outside:
+                holds = f"follows {followed}" if followed else "was built from another path"
+                raise InputError(
+                    f"{corpus}: collection {self.collection!r} {holds}; indexing only this path would remove "
+                    f"{len(outside)} points of {len(set(outside))} other files; nothing was changed — index "
+                    f"{followed or 'the whole corpus'} to update it, or pass --prune to keep only this path's"
+                )
+        self._meta = {**meta, "corpus": corpus}
+        self.store.write_meta(self.collection, self._meta)
 
     def optimize(self) -> None:
         """Build the engine's search index now (Edge: HNSW over what was written)."""
