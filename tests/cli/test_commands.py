@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -303,3 +304,64 @@ def _chunks(path):
     from ragtune.corpus.reader import ChunkConfig, load_corpus
 
     return load_corpus(path, ChunkConfig(chunk_size=128)).chunks
+
+
+@contextlib.contextmanager
+def _small_disk(path, size: str):
+    """A tmpfs of ``size`` mounted at ``path`` (root with CAP_SYS_ADMIN; else the test is skipped)."""
+    path.mkdir()
+    try:
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                              capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        pytest.skip("no mount command here")
+    if proc.returncode:
+        pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {proc.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=60)
+
+
+def test_a_full_disk_is_one_line_and_the_collection_survives(tmp_path, tiny_corpus, capsys, model_path):
+    """The corpus grows while the disk holding the collection fills up: `ragtune index` exits 1
+    with one line naming the folder and the disk (not a Bus error from the engine's memory maps);
+    the previous points are intact and searchable, and once there is room the next run succeeds."""
+    import re
+    import shutil
+
+    from ragtune.index.chunk_index import ChunkIndex, connect
+
+    docs = tmp_path / "docs"
+    shutil.copytree(tiny_corpus, docs)
+    with _small_disk(tmp_path / "disk", "96m") as disk:
+        opts = ["--model", model_path, "--qdrant", str(disk / "q"), "--collection", "c"]
+        code, out, err = run_inprocess(capsys, "index", str(docs), *opts, "--chunk-size", "128")
+        assert code == 0, err
+        before = int(re.search(r"holds (\d+) points", out).group(1))
+        for f in sorted(SAMPLE_CORPUS.rglob("*.md"))[:12]:
+            shutil.copy(f, docs / f.name)
+
+        def full_disk_refused(what: str) -> None:
+            (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - 256 * 1024))
+            # a process of its own: the engine's Bus error (SIGBUS) would end pytest itself
+            proc = cli("index", str(docs), *opts, "--chunk-size", "128", check=False)
+            assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+            lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+            assert len(lines) == 1 and f"{disk / 'q'}: no space left on the disk at {disk}" in lines[0], proc.stderr
+            assert what in lines[0], lines[0]
+            (disk / "filler").unlink()
+            with ChunkIndex(connect(disk / "q"), "c", owns_client=True) as idx:
+                assert idx.count() == before
+            code, out, err = run_inprocess(capsys, "query", "Which depot maintains the tram fleet?", *opts, "--json",
+                                           "--top-k", "1")
+            assert code == 0 and json.loads(out)["source"] == "depot.html", err
+
+        # on tmpfs, opening the collection maps its in-memory files whole (the first time: ~42 MiB)
+        full_disk_refused("opening collection 'c'")
+        # opened once, it takes no more room to open: the write is what does not fit
+        full_disk_refused("writing 64 points")
+        code, out, err = run_inprocess(capsys, "index", str(docs), *opts, "--chunk-size", "128")
+        assert code == 0, err
+        m = re.search(r"(\d+) chunks encoded, (\d+) kept, 0 removed; .* holds (\d+) points", out)
+        assert m and int(m.group(2)) == before and int(m.group(3)) == before + int(m.group(1)) > before, out
