@@ -11,6 +11,7 @@ the encoder reads, which :mod:`ragtune.encoders.windows` handles downstream.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -292,12 +293,9 @@ def chunk_documents(
     Every route into ragtune (a path through :func:`load_corpus`, or
     ``Document``s handed to the LlamaIndex helpers) ends here, so the same file
     gives the same chunk ids whichever way it came in, and indexing it both ways
-    updates points instead of duplicating them. For that, a document's text is
-    taken as ragtune reads the file: line ends as ``\n`` (Python's text mode;
-    ``SimpleDirectoryReader`` keeps a Windows file's ``\r\n``), and a
-    ``Document`` that holds an HTML or JSONL file's raw content (as
-    ``SimpleDirectoryReader`` reads them) is read as :func:`read_file` reads
-    that file: HTML as text, JSONL as one document per row.
+    updates points instead of duplicating them. For that, a ``Document`` another
+    reader made is taken as ragtune reads its file (:func:`as_ragtune_reads`:
+    line ends as ``\n``, HTML as text, JSONL as one document per row).
 
     A chunk id is ``uuid5(CHUNK_NAMESPACE, "{source}#{part}:{ordinal}:{sha256(text)}")``:
     ``source`` is the file's path relative to the corpus root (its name for a
@@ -336,7 +334,7 @@ def chunk_documents(
     chunks: list[Chunk] = []
     for given, src in zip(documents, sources):
         for doc in [given] if source is not None else as_ragtune_reads(given, src):
-            text = _unix_lines(doc.text or "")
+            text = doc.text or ""
             if not text.strip():
                 continue
             part = parts.get(src, 0)
@@ -363,23 +361,24 @@ def _unix_lines(text: str) -> str:
 def as_ragtune_reads(doc: Any, source: str) -> list[Any]:
     """``doc`` as :func:`read_file` would have read its file, when another reader kept the file raw.
 
-    ``SimpleDirectoryReader`` reads an ``.html`` file's markup and a ``.jsonl``
-    file's lines as one text; ragtune reads the page's text and each row as a
-    document. Any other document is returned as it is.
+    ``SimpleDirectoryReader`` reads bytes (a Windows file keeps its ``\r\n``),
+    and an ``.html`` file's markup and a ``.jsonl`` file's lines as one text;
+    ragtune reads text files in Python's text mode (``\n``), the page's text and
+    each row as a document. Any other document is returned as it is.
     """
     from llama_index.core import Document
 
     suffix = PurePath(source).suffix.lower()
     text = _unix_lines(doc.text or "")
+    meta = dict(doc.metadata or {})
     if suffix in HTML_SUFFIXES and text.lstrip().startswith("<"):
-        return [Document(text=html_to_text(text), metadata=dict(doc.metadata or {}))]
+        return [Document(text=html_to_text(text), metadata=meta)]
     if suffix == ".jsonl":
-        try:
+        with contextlib.suppress(ValueError):  # not JSON Lines of records: text someone wrote
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-            return _jsonl_documents(rows, PurePath(source).name, dict(doc.metadata or {})) if rows else [doc]
-        except ValueError:  # not JSON Lines of records: text someone wrote
-            return [doc]
-    return [doc]
+            if rows:
+                return _jsonl_documents(rows, PurePath(source).name, meta)
+    return [doc] if text == doc.text else [Document(text=text, metadata=meta)]
 
 
 def _sentences() -> Callable[[str], list[str]]:
