@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -39,6 +40,9 @@ def test_generate_prints_counts(tmp_path, tiny_corpus, capsys):
         (["run", "{corpus}", "--workdir", "{tmp}/w", "--max-steps", "0"], "max_steps=0"),
         (["query", "x", "--model", "default", "--qdrant", "{tmp}/q", "--collection", "c", "--top-k", "0"], "--top-k"),
         (["query", "--model", "default"], "Missing argument"),
+        (["index", "{corpus}", "--model", "default", "--qdrant", "{tmp}/q", "--collection", "x" * 300],
+         "collection='xxxxxxxx"),
+        (["query", "x", "--model", "default", "--qdrant", "{tmp}/q", "--collection", "x" * 300], "too long"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(tmp_path, tiny_corpus, capsys, args, needle):
@@ -252,3 +256,112 @@ def test_index_follows_the_folder(tmp_path, tiny_corpus, capsys, model_path):
     sources = [json.loads(line)["source"] for line in stdout.splitlines()]
     assert sources and not any("depot.html" in (s or "") for s in sources)
 
+
+
+def test_index_of_part_of_the_corpus_asks_for_prune(tmp_path, tiny_corpus, capsys, model_path):
+    """`ragtune index` of one file or a subfolder of the folder a collection follows removes
+    nothing: it is refused, naming how many points would go and --prune, and the collection is
+    unchanged; --prune makes the collection follow the part. A symlink out of the corpus is
+    skipped unless --follow-symlinks."""
+    import re
+    import shutil
+
+    corpus = tmp_path / "c"
+    shutil.copytree(tiny_corpus, corpus)
+    (corpus / "sub").mkdir()
+    shutil.move(corpus / "fares.txt", corpus / "sub" / "fares.txt")
+    (tmp_path / "secret.txt").write_text("The vault code of the tram depot is 4711.\n")
+    (corpus / "secret.txt").symlink_to(tmp_path / "secret.txt")
+    base = ["--model", model_path, "--qdrant", str(tmp_path / "q"), "--collection", "c", "--chunk-size", "128"]
+
+    def index(path, *extra) -> tuple[int, dict[str, int], str]:
+        code, stdout, err = run_inprocess(capsys, "index", str(path), *base, *extra)
+        m = re.search(r"(\d+) chunks encoded, (\d+) kept, (\d+) removed; .* holds (\d+) points", stdout)
+        return code, dict(zip(("encoded", "kept", "removed", "points"), map(int, m.groups()))) if m else {}, err
+
+    code, first, err = index(corpus)
+    assert code == 0 and first["encoded"] == first["points"] > 0, err
+    chunks = _chunks(corpus)
+    sub = len(_chunks(corpus / "sub"))
+    # one file keeps its own source ("timetable.md"); a subfolder's sources are relative to it
+    for part, goes in ((corpus / "timetable.md", sum(c.source != "timetable.md" for c in chunks)),
+                       (corpus / "sub", len(chunks))):
+        code, _, err = index(part)
+        assert code == 1 and len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1, err
+        assert f"would remove {goes} points" in err and "--prune" in err and "nothing was changed" in err, err
+        assert f"follows {corpus}" in err
+    code, again, err = index(corpus)  # the refused runs changed nothing
+    assert code == 0 and again == {"encoded": 0, "kept": first["points"], "removed": 0, "points": first["points"]}, err
+    code, followed, err = index(corpus, "--follow-symlinks")
+    assert code == 0 and followed["encoded"] == 1 and followed["points"] == first["points"] + 1, err
+    code, pruned, err = index(corpus / "sub", "--prune")
+    assert code == 0 and pruned["points"] == pruned["encoded"] == sub and pruned["removed"] == followed["points"], err
+    code, again, err = index(corpus / "sub")  # the collection now follows sub
+    assert code == 0 and again["points"] == sub and again["encoded"] == 0, err
+
+
+def _chunks(path):
+    from ragtune.corpus.reader import ChunkConfig, load_corpus
+
+    return load_corpus(path, ChunkConfig(chunk_size=128)).chunks
+
+
+@contextlib.contextmanager
+def _small_disk(path, size: str):
+    """A tmpfs of ``size`` mounted at ``path`` (root with CAP_SYS_ADMIN; else the test is skipped)."""
+    path.mkdir()
+    try:
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                              capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        pytest.skip("no mount command here")
+    if proc.returncode:
+        pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {proc.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=60)
+
+
+def test_a_full_disk_is_one_line_and_the_collection_survives(tmp_path, tiny_corpus, capsys, model_path):
+    """The corpus grows while the disk holding the collection fills up: `ragtune index` exits 1
+    with one line naming the folder and the disk (not a Bus error from the engine's memory maps);
+    the previous points are intact and searchable, and once there is room the next run succeeds."""
+    import re
+    import shutil
+
+    from ragtune.index.chunk_index import ChunkIndex, connect
+
+    docs = tmp_path / "docs"
+    shutil.copytree(tiny_corpus, docs)
+    with _small_disk(tmp_path / "disk", "96m") as disk:
+        opts = ["--model", model_path, "--qdrant", str(disk / "q"), "--collection", "c"]
+        code, out, err = run_inprocess(capsys, "index", str(docs), *opts, "--chunk-size", "128")
+        assert code == 0, err
+        before = int(re.search(r"holds (\d+) points", out).group(1))
+        for f in sorted(SAMPLE_CORPUS.rglob("*.md"))[:12]:
+            shutil.copy(f, docs / f.name)
+
+        def full_disk_refused(what: str) -> None:
+            (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - 256 * 1024))
+            # a process of its own: the engine's Bus error (SIGBUS) would end pytest itself
+            proc = cli("index", str(docs), *opts, "--chunk-size", "128", check=False)
+            assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+            lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+            assert len(lines) == 1 and f"{disk / 'q'}: no space left on the disk at {disk}" in lines[0], proc.stderr
+            assert what in lines[0], lines[0]
+            (disk / "filler").unlink()
+            with ChunkIndex(connect(disk / "q"), "c", owns_client=True) as idx:
+                assert idx.count() == before
+            code, out, err = run_inprocess(capsys, "query", "Which depot maintains the tram fleet?", *opts, "--json",
+                                           "--top-k", "1")
+            assert code == 0 and json.loads(out)["source"] == "depot.html", err
+
+        # on tmpfs, opening the collection maps its in-memory files whole (the first time: ~42 MiB)
+        full_disk_refused("opening collection 'c'")
+        # opened once, it takes no more room to open: the write is what does not fit
+        full_disk_refused("writing 64 points")
+        code, out, err = run_inprocess(capsys, "index", str(docs), *opts, "--chunk-size", "128")
+        assert code == 0, err
+        m = re.search(r"(\d+) chunks encoded, (\d+) kept, 0 removed; .* holds (\d+) points", out)
+        assert m and int(m.group(2)) == before and int(m.group(3)) == before + int(m.group(1)) > before, out

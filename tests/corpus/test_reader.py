@@ -198,8 +198,39 @@ def test_symlinked_folder_is_followed_and_loops_are_cut(tmp_path, caplog):
     (corpus / "sub" / "up").symlink_to(corpus / "sub", target_is_directory=True)
     (corpus / "gone").symlink_to(tmp_path / "missing")
     with caplog.at_level(logging.WARNING):
-        res = load_corpus(corpus)
+        res = load_corpus(corpus, ChunkConfig(follow_symlinks=True))  # "linked" leaves the corpus folder
     assert {c.source for c in res.chunks} == {"a.md", "linked/b.md"}
     for name in (os.path.join("linked", "back"), os.path.join("sub", "up")):
         assert f"{name}: skipped, a symlink to a folder that contains it" in caplog.text
     assert "gone: skipped, a broken symlink" in caplog.text
+
+
+def test_symlinks_out_of_the_corpus_and_special_files_are_skipped(tmp_path, caplog):
+    """A link to a file or folder outside the corpus is not read unless follow_symlinks; a link
+    to a device, and a FIFO, are skipped as what they are (not "a broken symlink"); a link
+    that stays inside the corpus is read."""
+    corpus, outside = tmp_path / "corpus", tmp_path / "outside"
+    (corpus / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (corpus / "a.md").write_text("# A\n\nThe depot is at Eastfield.\n")
+    (outside / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (outside / "notes.md").write_text("# Private\n\nThe safe code is 1234.\n")
+    try:
+        (corpus / "passwd.txt").symlink_to(outside / "passwd")
+    except OSError:
+        pytest.skip("this filesystem cannot make symlinks")
+    (corpus / "private").symlink_to(outside, target_is_directory=True)
+    (corpus / "sub" / "again.md").symlink_to(corpus / "a.md")  # inside the corpus: read
+    (corpus / "zero.txt").symlink_to("/dev/zero")
+    os.mkfifo(corpus / "pipe.txt")
+    with caplog.at_level(logging.WARNING):
+        res = load_corpus(corpus)
+    assert {c.source for c in res.chunks} == {"a.md", "sub/again.md"}
+    for name, target in (("passwd.txt", outside / "passwd"), ("private", outside)):
+        assert f"{name}: skipped, a symlink to {target}, outside the corpus folder" in caplog.text
+    assert "--follow-symlinks" in caplog.text
+    for name in ("zero.txt", "pipe.txt"):
+        assert f"{name}: skipped, not a regular file (a device, FIFO or socket)" in caplog.text
+    assert "broken symlink" not in caplog.text
+    followed = load_corpus(corpus, ChunkConfig(follow_symlinks=True))
+    assert {c.source for c in followed.chunks} == {"a.md", "sub/again.md", "passwd.txt", "private/notes.md"}

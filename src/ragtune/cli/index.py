@@ -27,28 +27,46 @@ def index(
     replace: bool = typer.Option(
         False, "--replace", help="A collection built by another model is rebuilt with this one (embedded: beside it, swapped in when complete)."
     ),
+    prune: bool = typer.Option(
+        False, "--prune",
+        help="Indexing a path that covers only part of the collection's corpus (one file, a subfolder) removes the rest (else refused).",
+    ),
+    follow_symlinks: bool = typer.Option(
+        ChunkConfig.follow_symlinks, "--follow-symlinks",
+        help="Read files and folders that symlinks in the corpus point to outside it (default: skipped with a warning).",
+    ),
 ) -> None:
     """Chunk a corpus into a collection that follows it: a re-run encodes only new or
     edited documents' chunks and removes those of edited and deleted ones (ids are content-addressed)."""
     from ragtune.corpus.reader import CorpusReader
     from ragtune.encoders.encoder import Encoder, encoding_devices
     from ragtune.encoders.loading import load_model
-    from ragtune.index.chunk_index import open_index
+    from ragtune.index.chunk_index import check_collection, location_path, open_index
+    from ragtune.index.stores.edge import is_no_space, no_space
 
-    reader = CorpusReader(corpus, ChunkConfig(chunk_size=chunk_size))
+    check_collection(collection)  # before the corpus is read and the model loaded
+    reader = CorpusReader(corpus, ChunkConfig(chunk_size=chunk_size, follow_symlinks=follow_symlinks))
     st = load_model(model, backend=backend, file=backend_file)
     enc = Encoder(st, devices=encoding_devices(workers))
-    with open_index(store, collection, st, model, api_key=api_key, small_dim=small_dim, quantization=quantization,
-                    replace=replace) as idx:
-        with showing_progress():
-            done = idx.sync(reader, enc)  # streamed: one file's chunks in memory at a time
-        idx.commit()
-        if idx.replaced:
-            echo(f"replaced {collection!r} of model {idx.replaced.get('model')!r} (weights {idx.replaced.get('fingerprint')})")
-        echo(
-            f"{done['encoded']} chunks encoded, {done['kept']} kept, {done['removed']} removed; "
-            f"{collection!r} at {store} holds {done['points']} points"
-        )
+    folder = location_path(store)
+    try:
+        with open_index(store, collection, st, model, api_key=api_key, small_dim=small_dim,
+                        quantization=quantization, replace=replace) as idx:
+            with showing_progress():
+                # streamed: one file's chunks in memory at a time
+                done = idx.sync(reader, enc, corpus=reader.corpus, sources=reader.sources(), prune=prune)
+            idx.commit()
+            replaced = idx.replaced
+    except OSError as exc:  # a full disk under an embedded store: one line naming the folder and the disk
+        if folder is None or not is_no_space(exc):
+            raise
+        raise no_space(folder, f"{exc.strerror or exc}") from exc
+    if replaced:
+        echo(f"replaced {collection!r} of model {replaced.get('model')!r} (weights {replaced.get('fingerprint')})")
+    echo(
+        f"{done['encoded']} chunks encoded, {done['kept']} kept, {done['removed']} removed; "
+        f"{collection!r} at {store} holds {done['points']} points"
+    )
 
 
 def query(
@@ -70,9 +88,10 @@ def query(
     """Search a ragtune collection with a model."""
     from ragtune.encoders.encoder import Encoder
     from ragtune.encoders.loading import load_model, resolve_model
-    from ragtune.index.chunk_index import check_location, open_index
+    from ragtune.index.chunk_index import check_collection, check_location, open_index
     from ragtune.index.fusion import read_hybrid
 
+    check_collection(collection)
     resolve_model(model)  # a bad model or folder fails in a second, before anything loads
     check_location(store)
     st = load_model(model, backend=backend, file=backend_file)

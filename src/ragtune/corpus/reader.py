@@ -1,6 +1,7 @@
 """Stage 1 — corpus files to chunks, through LlamaIndex readers and node parsers.
 
-A corpus is a file or a folder (symlinked folders are followed). Each file is
+A corpus is a file or a folder (symlinks are followed while they stay inside
+it; :class:`ChunkConfig`'s ``follow_symlinks`` reads those that leave it). Each file is
 read and chunked on its own so that one unreadable, corrupt or unsplittable file
 is skipped with a warning instead of ending the run.
 Chunks follow LlamaIndex's defaults (``SentenceSplitter``, 1024 tokens, 200
@@ -10,9 +11,11 @@ the encoder reads, which :mod:`ragtune.encoders.windows` handles downstream.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -86,6 +89,9 @@ class ChunkConfig:
     #: a larger file is skipped with a warning (None: no limit): chunking plain
     #: text takes roughly 0.6 s and 11 MB of memory per MB of file
     max_file_mb: float | None = 256
+    #: read files and folders that symlinks inside the corpus point to outside it (default: such
+    #: a link is skipped with a warning, so a link to ``/etc/passwd`` is not indexed and served)
+    follow_symlinks: bool = False
 
     def __post_init__(self) -> None:
         if self.chunk_overlap is None:
@@ -110,8 +116,8 @@ class CorpusResult:
     documents: int
 
 
-def list_files(path: str | Path, recursive: bool = True) -> tuple[Path, list[Path]]:
-    """Resolve a corpus path to (root, files). Raises :class:`InputError` on a bad path."""
+def list_files(path: str | Path, recursive: bool = True, follow_symlinks: bool = False) -> tuple[Path, list[Path]]:
+    """Resolve a corpus path to (root, files) (see :func:`scan_files`). Raises :class:`InputError` on a bad path."""
     p = Path(path).expanduser()
     try:
         p.stat()
@@ -123,7 +129,7 @@ def list_files(path: str | Path, recursive: bool = True) -> tuple[Path, list[Pat
         return p.parent, [p]
     if not p.is_dir():
         raise InputError(f"{p}: neither a file nor a folder (give a document or a folder of documents)")
-    files = sorted(scan_files(p, recursive))
+    files = sorted(scan_files(p, recursive, follow_symlinks=follow_symlinks))
     if not files:
         raise InputError(f"{p}: the folder is empty (expected documents: {_suffix_list()})")
     supported = [f for f in files if f.suffix.lower() in SUPPORTED_SUFFIXES]
@@ -135,14 +141,26 @@ def list_files(path: str | Path, recursive: bool = True) -> tuple[Path, list[Pat
     return p, supported
 
 
-def scan_files(folder: Path, recursive: bool, parents: frozenset[str] = frozenset()) -> Iterator[Path]:
-    """Files under ``folder``, hidden ones left out, following symlinked folders.
+def scan_files(
+    folder: Path,
+    recursive: bool,
+    parents: frozenset[str] = frozenset(),
+    *,
+    follow_symlinks: bool = False,
+    root: str | None = None,
+) -> Iterator[Path]:
+    """Regular files under ``folder``, hidden ones left out, following symlinks that stay inside it.
 
     Hand-written because ``Path.glob("**")`` silently skips symlinked folders
-    (Python 3.10-3.12; 3.13 only adds an opt-in). A link back to a folder that
-    holds it (a loop) is skipped with a warning: ``parents`` are the real paths
-    of the folders above.
+    (Python 3.10-3.12; 3.13 only adds an opt-in). Skipped, each with a warning
+    that says why: a symlink whose target lies outside the corpus folder
+    (``root``, the real path of the folder first given), unless ``follow_symlinks``;
+    a broken symlink; a link back to a folder that holds it (a loop: ``parents``
+    are the real paths of the folders above); anything that is not a regular
+    file or folder (a device such as ``/dev/zero``, a FIFO, a socket), which a
+    reader could block on or read without end.
     """
+    root = root or os.path.realpath(folder)
     here = parents | {os.path.realpath(folder)}
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -154,21 +172,31 @@ def scan_files(folder: Path, recursive: bool, parents: frozenset[str] = frozense
             continue
         f = folder / entry.name
         try:
-            is_file, is_dir = entry.is_file(), entry.is_dir()  # both follow symlinks
+            link = entry.is_symlink()
+            if link and not os.path.exists(f):
+                log.warning("%s: skipped, a broken symlink (its target does not exist)", f)
+                continue
+            mode = f.stat().st_mode  # follows a symlink
         except OSError as exc:
             log.warning("%s: skipped, cannot be read (%s)", f, exc.strerror or exc)
             continue
-        if is_file:
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            log.warning("%s: skipped, not a regular file (a device, FIFO or socket)", f)
+            continue
+        target = os.path.realpath(f) if link else None
+        if target is not None and not follow_symlinks and os.path.commonpath([root, target]) != root:
+            log.warning("%s: skipped, a symlink to %s, outside the corpus folder "
+                        "(follow_symlinks / --follow-symlinks reads it)", f, target)
+            continue
+        if stat.S_ISREG(mode):
             yield f
-        elif is_dir:
+        else:  # a folder
             if not recursive:
                 continue
             if os.path.realpath(f) in here:
                 log.warning("%s: skipped, a symlink to a folder that contains it (a loop)", f)
                 continue
-            yield from scan_files(f, recursive, here)
-        elif entry.is_symlink():
-            log.warning("%s: skipped, a broken symlink (its target does not exist)", f)
+            yield from scan_files(f, recursive, here, follow_symlinks=follow_symlinks, root=root)
 
 
 class CorpusReader:
@@ -189,16 +217,27 @@ class CorpusReader:
     def __init__(self, path: str | Path, config: ChunkConfig | None = None) -> None:
         self.path = path
         self.config = config or ChunkConfig()
-        self.root, self.paths = list_files(path, self.config.recursive)
+        self.root, self.paths = list_files(path, self.config.recursive, self.config.follow_symlinks)
+        #: the file or folder read, as an absolute path (what a collection records it follows)
+        self.corpus = Path(path).expanduser().resolve()
         self.files: dict[str, str] = {}  # relative path -> sha256
         self.skipped: dict[str, str] = {}  # relative path -> reason
         self.documents = 0
         self.chunks = 0
 
+    def source(self, f: Path) -> str:
+        """File ``f``'s chunks' ``source``: its path relative to the corpus folder (its name for a single file)."""
+        single = f.parent == self.root and self.root == Path(self.path).expanduser().parent
+        return f.name if single else f.relative_to(self.root).as_posix()
+
+    def sources(self) -> list[str]:
+        """The ``source`` of every file this reader will read, known before any is read."""
+        return [self.source(f) for f in self.paths]
+
     def __iter__(self) -> Iterator[Chunk]:
-        root, path, limit = self.root, self.path, self.config.max_file_mb
+        path, limit = self.path, self.config.max_file_mb
         for f in track(self.paths, "Reading documents", unit="files"):
-            rel = f.name if f.parent == root and root == Path(path).expanduser().parent else f.relative_to(root).as_posix()
+            rel = self.source(f)
             step = "read"
             try:
                 if limit is not None and (mb := f.stat().st_size / 2**20) > limit:
@@ -254,12 +293,19 @@ def chunk_documents(
     Every route into ragtune (a path through :func:`load_corpus`, or
     ``Document``s handed to the LlamaIndex helpers) ends here, so the same file
     gives the same chunk ids whichever way it came in, and indexing it both ways
-    updates points instead of duplicating them.
+    updates points instead of duplicating them. For that, a ``Document`` another
+    reader made is taken as ragtune reads its file (:func:`as_ragtune_reads`:
+    line ends as ``\n``, HTML as text, JSONL as one document per row).
 
     A chunk id is ``uuid5(CHUNK_NAMESPACE, "{source}#{part}:{ordinal}:{sha256(text)}")``:
     ``source`` is the file's path relative to the corpus root (its name for a
     single file), ``part`` the document's place among that file's documents (a
     PDF's pages), ``ordinal`` the chunk's place in its document.
+
+    A chunk's ``doc_id`` is the id of the ``Document`` it came from (what
+    LlamaIndex calls the node's ``ref_doc_id``, and ``index.delete_ref_doc``
+    deletes by); with ``source`` (ragtune's own reader, whose ``Document``
+    objects live only while a file is read) it is the stable ``source#part``.
 
     Args:
         documents: LlamaIndex ``Document`` objects, in reading order.
@@ -286,23 +332,53 @@ def chunk_documents(
     sources = [source] * len(documents) if source is not None else _document_sources(documents, root)
     parts: dict[str, int] = {}
     chunks: list[Chunk] = []
-    for doc, src in zip(documents, sources):
-        if not (doc.text or "").strip():
-            continue
-        part = parts.get(src, 0)
-        parts[src] = part + 1
-        meta = {k: v for k, v in (doc.metadata or {}).items() if k not in VOLATILE_METADATA and _jsonable(v)}
-        meta.setdefault("file_name", PurePath(src).name)
-        doc_key = f"{src}#{part}"
-        # a fresh Document: the splitter sees the same metadata (and no reader's
-        # excluded-keys lists) whichever reader made the original
-        for ordinal, node in enumerate(splitter.get_nodes_from_documents([Document(text=doc.text, metadata=meta)])):
-            text = node.get_content()
-            if text.strip():
-                chunks.append(
-                    Chunk(id=chunk_id(doc_key, ordinal, text), text=text, doc_id=doc_key, source=src, metadata=dict(meta))
-                )
+    for given, src in zip(documents, sources):
+        for doc in [given] if source is not None else as_ragtune_reads(given, src):
+            text = doc.text or ""
+            if not text.strip():
+                continue
+            part = parts.get(src, 0)
+            parts[src] = part + 1
+            meta = {k: v for k, v in (doc.metadata or {}).items() if k not in VOLATILE_METADATA and _jsonable(v)}
+            meta.setdefault("file_name", PurePath(src).name)
+            doc_key = f"{src}#{part}"
+            doc_id = doc_key if source is not None else str(given.doc_id)
+            # a fresh Document: the splitter sees the same metadata (and no reader's
+            # excluded-keys lists) whichever reader made the original
+            for ordinal, node in enumerate(splitter.get_nodes_from_documents([Document(text=text, metadata=meta)])):
+                piece = node.get_content()
+                if piece.strip():
+                    chunks.append(Chunk(id=chunk_id(doc_key, ordinal, piece), text=piece, doc_id=doc_id, source=src,
+                                        metadata=dict(meta)))
     return chunks
+
+
+def _unix_lines(text: str) -> str:
+    """``\r\n`` and ``\r`` line ends as ``\n``, as Python's text mode reads a file."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def as_ragtune_reads(doc: Any, source: str) -> list[Any]:
+    """``doc`` as :func:`read_file` would have read its file, when another reader kept the file raw.
+
+    ``SimpleDirectoryReader`` reads bytes (a Windows file keeps its ``\r\n``),
+    and an ``.html`` file's markup and a ``.jsonl`` file's lines as one text;
+    ragtune reads text files in Python's text mode (``\n``), the page's text and
+    each row as a document. Any other document is returned as it is.
+    """
+    from llama_index.core import Document
+
+    suffix = PurePath(source).suffix.lower()
+    text = _unix_lines(doc.text or "")
+    meta = dict(doc.metadata or {})
+    if suffix in HTML_SUFFIXES and text.lstrip().startswith("<"):
+        return [Document(text=html_to_text(text), metadata=meta)]
+    if suffix == ".jsonl":
+        with contextlib.suppress(ValueError):  # not JSON Lines of records: text someone wrote
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            if rows:
+                return _jsonl_documents(rows, PurePath(source).name, meta)
+    return [doc] if text == doc.text else [Document(text=text, metadata=meta)]
 
 
 def _sentences() -> Callable[[str], list[str]]:
@@ -437,10 +513,16 @@ def html_to_text(html: str) -> str:
 
 
 def _read_jsonl_docs(path: Path) -> list[Any]:
+    return _jsonl_documents(read_jsonl(path), path.name)
+
+
+def _jsonl_documents(rows: Sequence[Any], file_name: str, metadata: dict[str, Any] | None = None) -> list[Any]:
+    """One ``Document`` per JSON Lines row: its text (``text``, ``content`` or ``body``), titled, and
+    the row's other fields as metadata over ``metadata``; a row that is not a record raises ``ValueError``."""
     from llama_index.core import Document
 
     docs = []
-    for i, row in enumerate(read_jsonl(path)):
+    for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise ValueError(f"line {i + 1} is not a JSON object")  # noqa: TRY004 - bad input, not a bad call
         text = next((row[k] for k in ("text", "content", "body") if isinstance(row.get(k), str)), None)
@@ -449,8 +531,10 @@ def _read_jsonl_docs(path: Path) -> list[Any]:
         title = row.get("title")
         full = f"# {title}\n\n{text}" if isinstance(title, str) and title.strip() else text
         meta = {k: v for k, v in row.items() if k not in ("text", "content", "body") and _jsonable(v)}
-        meta["file_name"] = path.name
+        meta["file_name"] = file_name
         meta["line"] = i + 1
+        for k, v in (metadata or {}).items():
+            meta.setdefault(k, v)
         docs.append(Document(text=full, metadata=meta))
     return docs
 

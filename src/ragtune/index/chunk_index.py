@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import re
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -166,10 +167,22 @@ class Hit:
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+#: the longest collection name: the embedded store names files after it (``NAME.rebuild.json``
+#: beside ``NAME/``), and a file name has at most 255 bytes; Qdrant and Milvus servers allow 255
+MAX_COLLECTION = 200
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def check_collection(name: str) -> str:
-    """A collection name of letters, digits, ``-`` and ``_`` (it names a folder of the embedded store)."""
-    if not name or not name.replace("-", "").replace("_", "").isalnum():
-        raise InputError(f"collection={name!r}: use letters, digits, '-' and '_'")
+    """A collection name of at most :data:`MAX_COLLECTION` ASCII letters, digits, ``-`` and ``_``.
+
+    It names a folder and files of the embedded store, so it is checked before any store is touched.
+    """
+    shown = repr(name) if len(name) <= 60 else f"{name[:40]!r}… ({len(name)} characters)"
+    if len(name) > MAX_COLLECTION:
+        raise InputError(f"collection={shown}: too long; use at most {MAX_COLLECTION} characters")
+    if not _COLLECTION_NAME.fullmatch(name):
+        raise InputError(f"collection={shown}: use ASCII letters, digits, '-' and '_'")
     return name
 
 
@@ -338,9 +351,10 @@ class ChunkIndex:
         small = self.small_dim
         lexical = self._lexical_for(chunks)
         terms = lexical.documents([c.text for c in chunks]) if lexical else None
+        plain = self._at_width(np.asarray(plain, dtype=np.float32), "chunk")
         points = []
         for i, c in enumerate(chunks):
-            win = np.ascontiguousarray(windows[i], dtype=np.float32)
+            win = np.ascontiguousarray(self._at_width(np.asarray(windows[i], dtype=np.float32), "chunk"))
             vectors = {PLAIN: np.ascontiguousarray(plain[i], dtype=np.float32), WINDOWS: win}
             if terms is not None:
                 vectors[BM25] = Sparse(*terms[i])
@@ -350,6 +364,21 @@ class ChunkIndex:
             payload = chunk_payload(c, spans[i]) if payloads is None else {**chunk_payload(c, spans[i]), **payloads[i]}
             points.append(StoredPoint(c.id, vectors, payload))
         self.store.upsert(self.collection, points)
+
+    def _at_width(self, vectors: np.ndarray, what: str) -> np.ndarray:
+        """``vectors`` at the collection's width: a collection made for a Matryoshka-truncated
+        embedding (``RagtuneEmbedding(dimensions=128)``) holds the model's vectors truncated
+        to that width, so a wider vector of the model is truncated (and re-normalised) as the
+        embedding truncates it, on writing and on searching alike; a narrower one is refused."""
+        dim = self.metadata().get("dim")
+        if not dim or vectors.shape[-1] == dim:
+            return vectors
+        if vectors.shape[-1] < dim:
+            raise InputError(
+                f"collection {self.collection!r} holds {dim}-dimensional vectors; this {what} vector has "
+                f"{vectors.shape[-1]}: use the embedding (and its dimensions=) the collection was built with"
+            )
+        return truncate(vectors, dim)
 
     @property
     def has_lexical(self) -> bool:
@@ -379,7 +408,16 @@ class ChunkIndex:
             self._meta = meta
         return self.lexical()
 
-    def sync(self, chunks: Iterable[Chunk], encoder: Encoder, batch_size: int = 64) -> dict[str, int]:
+    def sync(
+        self,
+        chunks: Iterable[Chunk],
+        encoder: Encoder,
+        batch_size: int = 64,
+        *,
+        corpus: str | Path | None = None,
+        sources: Iterable[str] | None = None,
+        prune: bool = False,
+    ) -> dict[str, int]:
         """Make the collection hold exactly ``chunks``: encode only the new ones, remove the rest.
 
         Chunk ids are content-addressed (source, position, text hash), so an
@@ -392,10 +430,22 @@ class ChunkIndex:
         where it stopped. The collection mirrors one corpus: points of
         documents not in ``chunks`` are removed at the end.
 
+        A path that covers only part of the corpus a collection follows never
+        removes the rest silently: with ``corpus`` (the file or folder read) and
+        ``sources`` (its files' sources, :meth:`ragtune.corpus.reader.CorpusReader.sources`),
+        the collection records the path it follows (metadata ``corpus``). Re-reading
+        that path removes the points of files deleted from it; reading another path
+        (one file of it, a subfolder, another folder) while points of files it does not
+        list would go is refused before anything is written, naming how many, unless
+        ``prune``; the collection then follows the new path.
+
         Returns:
             ``{"encoded", "kept", "removed", "points"}``.
         """
-        have = {pid for pid, _ in self.store.scroll_payload(self.collection, ["doc_id"])}
+        sources_of = dict(self.store.scroll_payload(self.collection, ["source"]))
+        have = set(sources_of)
+        if corpus is not None:
+            self._follow(str(Path(corpus).expanduser().resolve()), sources_of, set(sources or ()), prune)
         wanted: set[str] = set()
         pending: list[Chunk] = []
         encoded = 0
@@ -424,6 +474,25 @@ class ChunkIndex:
         if encoded or stale:
             self.optimize()
         return {"encoded": encoded, "kept": len(wanted & have), "removed": len(stale), "points": self.count()}
+
+    def _follow(self, corpus: str, sources_of: Mapping[str, dict], listed: set[str], prune: bool) -> None:
+        """Record that the collection follows ``corpus``; refuse (unless ``prune``) when that drops
+        points of files another path put there (see :meth:`sync`)."""
+        meta = self.metadata()
+        followed = meta.get("corpus")
+        if followed == corpus:
+            return
+        if not prune:
+            outside = [src.get("source") for src in sources_of.values() if src.get("source") not in listed]
+            if outside:
+                holds = f"follows {followed}" if followed else "was built from another path"
+                raise InputError(
+                    f"{corpus}: collection {self.collection!r} {holds}; indexing only this path would remove "
+                    f"{len(outside)} points of {len(set(outside))} other files; nothing was changed — index "
+                    f"{followed or 'the whole corpus'} to update it, or pass --prune to keep only this path's"
+                )
+        self._meta = {**meta, "corpus": corpus}
+        self.store.write_meta(self.collection, self._meta)
 
     def optimize(self) -> None:
         """Build the engine's search index now (Edge: HNSW over what was written)."""
@@ -510,7 +579,7 @@ class ChunkIndex:
         self, query_vector: Any, top_k: int, using: str, flt: Any, two_stage: bool, candidates: int | None,
         with_payload: bool = True,
     ) -> list[Found]:
-        q = np.asarray(query_vector, dtype=np.float32)
+        q = self._at_width(np.asarray(query_vector, dtype=np.float32), "query")
 
         def as_query(v: np.ndarray) -> Any:
             return [v.tolist()] if using == WINDOWS else v.tolist()
@@ -571,10 +640,13 @@ class ChunkIndex:
 
 
 def open_for_model(
-    store: Any, collection: str, model: Any, model_name: str, create: bool = True, **options: Any
+    store: Any, collection: str, model: Any, model_name: str, create: bool = True, dim: int | None = None,
+    **options: Any,
 ) -> ChunkIndex:
     """A :class:`ChunkIndex` built by ``model``; created if missing unless ``create=False``.
 
+    ``dim``: the width the collection holds (default: the model's; a Matryoshka
+    embedding's ``dimensions`` keeps the model's vectors truncated to it).
     ``options`` (``small_dim``, ``quantization``) apply only when the collection is new.
     Readers pass ``create=False`` so a mistyped name is an error, not an empty index.
     """
@@ -589,7 +661,7 @@ def open_for_model(
             f"collection {collection!r} does not exist: build it with `ragtune index CORPUS --model MODEL "
             f"--collection {collection}` (or ragtune run), or pass the right --collection"
         )
-    index.ensure(model_name, model_fingerprint(model), embedding_width(model), **options)
+    index.ensure(model_name, model_fingerprint(model), dim or embedding_width(model), **options)
     return index
 
 
@@ -625,6 +697,7 @@ def open_index(
         >>> with open_index("runs/demo/qdrant", "ragtune", model, "runs/demo/model", create=False) as idx:  # doctest: +SKIP
         ...     hits = idx.search(Encoder(model).encode_queries(["battery warranty"])[0])
     """
+    check_collection(collection)  # before connect creates a folder for a name that cannot be used
     loc = str(location) if create else check_location(location)
     store = connect(loc, api_key, timeout)
     try:

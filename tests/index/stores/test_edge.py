@@ -239,3 +239,33 @@ def test_cpu_worker_processes_encode_the_same_vectors(st_model, tiny_chunks):
         pooled.close()
     assert two.spans == one.spans
     assert float((two.vectors * one.vectors).sum(axis=1).min()) > 0.9999
+
+
+def test_an_unfinished_collection_is_cleared_so_the_next_run_proceeds(tmp_path):
+    """A create that died before its last step, the metadata (a killed process, a full disk), left
+    a shard folder with segment data: creating the collection again removes it and proceeds (it
+    failed with "path already contains segment data", --replace too, until the folder was deleted
+    by hand) — unless another process has that shard open, which is refused."""
+    from ragtune.errors import InputError
+
+    store = connect(tmp_path / "q")
+    ChunkIndex(store, "c").ensure("base", "f" * 16, 384)
+    store.close()
+    (tmp_path / "q" / "edge" / "c.json").unlink()
+    shard = tmp_path / "q" / "edge" / "c"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import sys; from qdrant_edge import EdgeShard; s = EdgeShard.load({str(shard)!r}); "
+                               "print('open', flush=True); sys.stdin.read(); s.close()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with ChunkIndex(connect(tmp_path / "q"), "c", owns_client=True) as idx, \
+                pytest.raises(InputError, match="another process is creating this collection"):
+            idx.ensure("base", "f" * 16, 384)
+    finally:
+        holder.communicate("", timeout=60)
+    with ChunkIndex(connect(tmp_path / "q"), "c", owns_client=True) as idx:
+        assert not idx.exists()
+        idx.ensure("base", "f" * 16, 384)
+        assert idx.exists() and idx.count() == 0

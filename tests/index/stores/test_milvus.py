@@ -256,6 +256,10 @@ def test_cli_index_and_query_on_milvus(tmp_path, tiny_corpus, capsys, model_path
                                        "--collection", "c", "--chunk-size", "128")
         assert code == 0, err
         assert "chunks encoded" in out
+        # the collection records the folder it follows (Milvus: a collection property), so one file is refused
+        code, out, err = run_inprocess(capsys, "index", str(tiny_corpus / "fares.txt"), "--model", model_path,
+                                       "--qdrant", loc, "--collection", "c", "--chunk-size", "128")
+        assert code == 1 and "--prune" in err and f"follows {tiny_corpus}" in err, err
         for question in list(FACTS)[:3]:
             code, out, err = run_inprocess(capsys, "query", question, "--model", model_path, "--qdrant", loc,
                                            "--collection", "c", "--top-k", "3", "--json")

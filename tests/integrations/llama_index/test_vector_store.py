@@ -126,6 +126,38 @@ def test_the_five_lines_work_with_both_stores(kind, emb, tmp_path):
     close(index.vector_store)
 
 
+@pytest.mark.parametrize("kind", ["qdrant", "ragtune"])
+def test_delete_ref_doc_removes_the_documents_chunks_however_they_were_indexed(kind, emb, tiny_corpus, tmp_path):
+    """Documents from SimpleDirectoryReader (ids LlamaIndex made up), indexed with QdrantVectorStore's
+    from_documents and with build_vector_index: each node's ref_doc_id is its Document's id, and
+    index.delete_ref_doc(doc.doc_id) removes that document's nodes, and only those, in both."""
+    from llama_index.core import Document, SimpleDirectoryReader, StorageContext, VectorStoreIndex
+
+    from llama_index.vector_stores.ragtune import build_vector_index
+
+    documents = SimpleDirectoryReader(input_files=[str(tiny_corpus / n) for n in ("fares.txt", "timetable.md",
+                                                                                 "depot.html")]).load_data()
+    if kind == "qdrant":
+        store = make_store("qdrant", tmp_path)
+        index = VectorStoreIndex.from_documents(documents, storage_context=StorageContext.from_defaults(vector_store=store),
+                                                embed_model=emb)
+    else:
+        index = build_vector_index(documents, emb, path=tmp_path / "qdrant", chunk_size=128)
+    ids = {d.doc_id for d in documents}
+    assert {n.ref_doc_id for n in index.vector_store.get_nodes()} == ids
+    fares = next(d for d in documents if d.metadata["file_name"] == "fares.txt")
+    index.delete_ref_doc(fares.doc_id)
+    assert {n.ref_doc_id for n in index.vector_store.get_nodes()} == ids - {fares.doc_id}
+    hits = index.as_retriever(similarity_top_k=5).retrieve("What does a monthly Harbor Line pass cost?")
+    assert hits and all(h.node.ref_doc_id != fares.doc_id and "58 euros" not in h.node.get_content() for h in hits)
+    # and a Document inserted later, as before
+    extra = Document(text="Umbrellas left on a tram are kept at the Quay Street office.")
+    index.insert(extra)
+    index.delete_ref_doc(extra.doc_id)
+    assert {n.ref_doc_id for n in index.vector_store.get_nodes()} == ids - {fares.doc_id}
+    close(index.vector_store)
+
+
 # --- the vector store: Qdrant's behaviour ---------------------------------------------
 
 
@@ -375,6 +407,36 @@ def test_query_engine_and_long_chunk_retriever(tiny_corpus, tmp_path, emb):
         load_vector_index(emb, "other", path=tmp_path / "q")
 
 
+def test_a_matryoshka_embedding_builds_inserts_and_retrieves(tiny_corpus, tmp_path):
+    """RagtuneEmbedding(dimensions=128): the collection is 128 wide, and build, insert, the
+    retrievers (two-stage too) and reopening all work with it; the full-width model is refused."""
+    from llama_index.core import Document
+
+    from llama_index.embeddings.ragtune import RagtuneEmbedding
+    from llama_index.retrievers.ragtune import RagtuneQdrantRetriever
+    from llama_index.vector_stores.ragtune import build_vector_index, load_vector_index
+    from ragtune.errors import IndexMismatchError
+
+    emb = RagtuneEmbedding(model_name="default", dimensions=128)
+    index = build_vector_index(tiny_corpus, emb, path=tmp_path / "q", chunk_size=128)
+    store = index.vector_store
+    assert store.index.metadata()["dim"] == 128
+    assert {len(n.embedding) for n in store.get_nodes()} == {128}
+    for question, source in FACTS.items():
+        assert index.as_retriever(similarity_top_k=1).retrieve(question)[0].node.metadata["source"] == source
+    index.insert(Document(text="Umbrellas left on a tram are kept at the lost property desk for 30 days."))
+    top = index.as_retriever(similarity_top_k=1).retrieve("Where are lost umbrellas kept?")[0]
+    assert "Umbrellas" in top.node.get_content()
+    with RagtuneQdrantRetriever(emb, vector_store=store, similarity_top_k=1, mode="windows", two_stage=True) as r:
+        assert r.retrieve("Which depot maintains the tram fleet?")[0].node.metadata["source"] == "depot.html"
+    store.close()
+    again = load_vector_index(emb, path=tmp_path / "q")
+    assert again.as_retriever(similarity_top_k=1).retrieve("Where are lost umbrellas kept?")[0].node.text == top.node.text
+    again.vector_store.close()
+    with pytest.raises(IndexMismatchError, match="dim 128"):
+        load_vector_index(RagtuneEmbedding(model_name="default"), path=tmp_path / "q")
+
+
 def test_reindexing_same_corpus_keeps_point_count(tiny_corpus, tmp_path, emb):
     from llama_index.vector_stores.ragtune import build_vector_index
     from ragtune.index.chunk_index import ChunkIndex, connect
@@ -389,8 +451,9 @@ def test_reindexing_same_corpus_keeps_point_count(tiny_corpus, tmp_path, emb):
 
 def test_path_and_documents_give_the_same_point_ids(tiny_corpus, tmp_path, emb):
     """One id recipe: a folder read by ragtune and the same files read by LlamaIndex's
-    SimpleDirectoryReader (whose metadata carries absolute paths, sizes and dates)
-    give the same chunks and ids, so indexing both ways leaves the count unchanged."""
+    SimpleDirectoryReader (whose metadata carries absolute paths, sizes and dates, which
+    keeps a Windows file's \\r\\n and reads HTML and JSONL files raw) give the same chunks
+    and ids, so indexing both ways leaves the count unchanged, as the README says."""
     import shutil
 
     from llama_index.core import SimpleDirectoryReader
@@ -399,19 +462,22 @@ def test_path_and_documents_give_the_same_point_ids(tiny_corpus, tmp_path, emb):
     from ragtune.corpus.reader import ChunkConfig, chunk_documents, load_corpus
     from ragtune.index.chunk_index import ChunkIndex, connect
 
-    # the formats both readers read the same way (ragtune reads HTML and JSONL its own way)
     folder = tmp_path / "docs"
     (folder / "sub").mkdir(parents=True)
-    for name in ("timetable.md", "history.pdf"):
+    for name in ("timetable.md", "history.pdf", "depot.html", "faq.jsonl"):
         shutil.copy(tiny_corpus / name, folder / name)
     shutil.copy(tiny_corpus / "fares.txt", folder / "sub" / "fares.txt")
+    windows_text = (tiny_corpus / "timetable.md").read_text().replace("Harbor", "Windows").replace("\n", "\r\n")
+    (folder / "windows.md").write_bytes(windows_text.encode())
     cfg = ChunkConfig(chunk_size=128)
     from_path = load_corpus(folder, cfg).chunks
     documents = SimpleDirectoryReader(str(folder), recursive=True).load_data()
     from_docs = chunk_documents(documents, cfg)
-    assert len(from_path) >= 4
+    assert len(from_path) >= 9
     assert sorted(c.id for c in from_docs) == sorted(c.id for c in from_path)
-    assert {c.source for c in from_docs} == {"timetable.md", "history.pdf", "sub/fares.txt"}
+    assert {c.source for c in from_docs} == {"timetable.md", "history.pdf", "sub/fares.txt", "depot.html",
+                                             "faq.jsonl", "windows.md"}
+    assert not any("<" in c.text or "\r" in c.text for c in from_docs)
 
     client = connect(tmp_path / "q")
     build_vector_index(folder, emb, client=client, chunk_size=128)

@@ -11,6 +11,7 @@ the same shard.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -39,6 +40,86 @@ from ragtune.index.stores.base import (
 
 log = logging.getLogger(__name__)
 
+
+# ---------------------------------------------------------------------------
+# a full disk
+#
+# Edge writes its segments through memory maps: on a full disk (a small tmpfs, a full volume) a
+# write into a mapped page is a SIGBUS, which kills the process with "Bus error" and no message,
+# and a shard recovering from it needs room again. So every write is preceded by a check of the
+# free space against an estimate of what it takes, and a write that would not fit is refused
+# before it starts: the collection stays as it was, and the next run, with room, carries on.
+
+#: what the engine keeps free for its own growth beyond the points written (WAL segments and
+#: flag files grow in steps of up to 1 MiB)
+RESERVE_BYTES = 8 * 2**20
+#: a new, empty collection (measured: 5.2 MiB for a 384-d one with ragtune's vectors and indexes)
+NEW_SHARD_BYTES = 8 * 2**20
+#: disk taken per byte of a point's vectors and payload: the write-ahead log and the segment
+#: each hold it (measured 1.7 for 384-d chunks of 1,000 characters), with room to spare
+WRITE_FACTOR = 4
+#: a segment's in-memory files (plain vectors' chunk, payload indexes) at their full size, which
+#: on tmpfs they take once loaded (measured: 42 MiB for a 384-d collection; see EdgeStore._room_to_load)
+TMPFS_SEGMENT_BYTES = 48 * 2**20
+
+
+def mount_point(path: Path) -> Path:
+    """The mount point of the file system that holds ``path`` (the disk a message names)."""
+    p = Path(os.path.abspath(path))
+    while not p.exists():
+        p = p.parent
+    while not os.path.ismount(p):
+        p = p.parent
+    return p
+
+
+def no_space(folder: Path, detail: str) -> InputError:
+    """The one-line error for a disk without room for a write into ``folder``."""
+    free = shutil.disk_usage(next(p for p in (folder, *folder.parents) if p.exists())).free
+    return InputError(
+        f"{folder}: no space left on the disk at {mount_point(folder)} (ENOSPC; {free / 2**20:.1f} MiB free): "
+        f"{detail}; the collection is as it was before this write — free some space (or use a folder on "
+        "another disk) and run again"
+    )
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """An ``OSError`` ENOSPC, or an engine error that carries it (``No space left on device (os error 28)``)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "os error 28" in text
+
+
+def file_system(path: Path) -> str:
+    """The type of the file system that holds ``path`` (``tmpfs``, ``ext4`` …; "" where unknown)."""
+    real, best, kind = os.path.realpath(path), "", ""
+    with contextlib.suppress(OSError), open("/proc/self/mounts", encoding="utf-8") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if len(fields) < 3:
+                continue
+            mnt = fields[1].replace("\\040", " ")
+            if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best, kind = mnt, fields[2]
+    return kind
+
+
+def _holes(folder: Path) -> int:
+    """Bytes of ``folder``'s files not allocated yet (Edge's mapped files are sparse: 32 MiB each)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for f in files:
+            with contextlib.suppress(OSError):
+                st = os.stat(os.path.join(root, f))
+                total += max(0, st.st_size - st.st_blocks * 512)
+    return total
+
+
+def _point_bytes(point: StoredPoint) -> int:
+    """The bytes of a point's vectors and payload (before the engine's copies: :data:`WRITE_FACTOR`)."""
+    n = sum(8 * len(v.indices) if isinstance(v, Sparse) else 4 * int(np.size(v)) for v in point.vectors.values())
+    return n + sum(len(v) if isinstance(v, str) else 16 for v in point.payload.values())
 
 
 # ---------------------------------------------------------------------------
@@ -69,7 +150,7 @@ class _Shards:
                 shard = EdgeShard.create(key, config) if config is not None else EdgeShard.load(key)
             except Exception as exc:  # Edge raises a plain Exception for a held lock
                 msg = str(exc)
-                if "lock" in msg.lower() or "WouldBlock" in msg:
+                if _is_lock_error(exc):
                     raise InputError(
                         f"{path}: cannot open the embedded Qdrant store: another process holds it "
                         "(a running `ragtune serve` or index); stop it, or point at a Qdrant server with a URL"
@@ -77,6 +158,11 @@ class _Shards:
                 raise InputError(f"{path}: cannot open the embedded Qdrant store ({msg.splitlines()[0][:300]})") from exc
             self._open[key] = [shard, 1]
             return shard
+
+    def holds(self, path: Path) -> bool:
+        """Whether this process has the shard at ``path`` open."""
+        with self._lock:
+            return str(path.resolve()) in self._open
 
     def release(self, path: Path) -> None:
         key = str(path.resolve())
@@ -93,6 +179,32 @@ class _Shards:
 
 
 _SHARDS = _Shards()
+
+
+def _locked(wal: Path) -> bool:
+    """Whether another process holds the shard whose write-ahead log is ``wal``: Edge locks that
+    folder (``flock``) while a shard is open. Probed without opening the shard, which on a full
+    disk could itself fail (see :meth:`EdgeStore._room_to_load`)."""
+    import fcntl
+
+    try:
+        fd = os.open(wal, os.O_RDONLY)
+    except OSError:
+        return False  # no log yet: nothing holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    """Edge's error for a shard another process holds."""
+    msg = str(exc)
+    return "lock" in msg.lower() or "WouldBlock" in msg
 
 
 class EdgeStore:
@@ -128,8 +240,58 @@ class EdgeStore:
 
     def _shard(self, name: str, config: Any = None) -> Any:
         if name not in self._shards:
+            if config is None and not _SHARDS.holds(self._dir(name)):
+                self._room_to_load(name)
             self._shards[name] = _SHARDS.acquire(self._dir(name), config)
         return self._shards[name]
+
+    def _room_to_load(self, name: str) -> None:
+        """On tmpfs every page of a mapped file that is touched takes memory, holes included, and
+        loading a shard maps the files Edge keeps in memory (the graphed vectors, the payload
+        indexes) whole: measured, the first load of a new 384-d collection took 42 MiB of a tmpfs
+        (32 MiB for the plain vectors' chunk, 10 for the payload indexes), later ones nothing until
+        a new chunk file appears. Refuse a load the disk has no room for, before it starts, as a
+        write is refused; on other file systems reading a hole allocates nothing."""
+        if file_system(self.folder) != "tmpfs":
+            return
+        shard = self._dir(name)
+        kept = [*shard.glob("segments/*/payload_index"),
+                *(d for g in self._graphs(name) for d in shard.glob(f"segments/*/vector_storage-{g}"))]
+        need = sum(_holes(d) for d in kept)  # at most: a load writes nothing else, so no reserve
+        self._room(need, f"opening collection {name!r} (on tmpfs its in-memory files take their full size)", 0)
+
+    def _room(self, need: int, what: str, reserve: int = RESERVE_BYTES) -> None:
+        """Refuse (one line naming the folder and its disk) a write of about ``need`` bytes that
+        would leave less than ``reserve`` free: see "a full disk" above."""
+        folder = next(p for p in (self.folder, *self.folder.parents) if p.exists())
+        free = shutil.disk_usage(folder).free
+        if free < need + reserve:
+            raise no_space(self.folder, f"{what} needs about {(need + reserve) / 2**20:.1f} MiB")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Any:
+        """A write the engine or the OS refuses for want of space becomes the one-line error."""
+        try:
+            yield
+        except InputError:
+            raise
+        except Exception as exc:
+            if is_no_space(exc):
+                raise no_space(self.folder, f"writing failed ({str(exc).splitlines()[0][:200]})") from exc
+            raise
+
+    def _clear_unfinished(self, name: str) -> None:
+        """Remove the folder of a collection whose creation did not finish (its metadata, written
+        last, is missing: a killed process, a full disk), so creating it again can proceed."""
+        path = self._dir(name)
+        if not path.exists() or self._meta_path(name).is_file() or _SHARDS.holds(path):
+            return
+        if _locked(path / "wal"):
+            raise InputError(
+                f"{path}: another process is creating this collection (a running `ragtune index`); wait for it"
+            )
+        log.warning("%s: removing an unfinished collection (its creation was interrupted)", path)
+        shutil.rmtree(path)
 
     def exists(self, name: str) -> bool:
         return self._meta_path(name).is_file() and self._dir(name).is_dir()
@@ -185,21 +347,26 @@ class EdgeStore:
                             for k, v in vectors.items() if v.sparse} or None,
             on_disk_payload=True,
             optimizers=qe.EdgeOptimizersConfig(
-                default_segment_number=max(1, min(4, os.cpu_count() or 1)),
+                default_segment_number=_segments(),
                 max_segment_size=self.MAX_SEGMENT_KB,
             ),
         )
-        self._dir(name).parent.mkdir(parents=True, exist_ok=True)
-        shard = self._shard(name, config)
-        for key in ("doc_id", "source"):  # the keys ragtune deletes and filters by
-            shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
-        shard.flush()
-        # the metadata last: a shard without it is not a collection yet (exists() is False)
-        graphs = [k for k, v in vectors.items() if v.index and not v.multi and not v.sparse]
-        write_json(self._meta_path(name), {META_KEY: meta, "graphs": graphs})
+        self._room(0, f"creating collection {name!r}")
+        self._clear_unfinished(name)
+        self._room(NEW_SHARD_BYTES, f"creating collection {name!r}")
+        with self._writing():
+            self._dir(name).parent.mkdir(parents=True, exist_ok=True)
+            shard = self._shard(name, config)
+            for key in ("doc_id", "source"):  # the keys ragtune deletes and filters by
+                shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+            shard.flush()
+            # the metadata last: a shard without it is not a collection yet (exists() is False)
+            graphs = [k for k, v in vectors.items() if v.index and not v.multi and not v.sparse]
+            write_json(self._meta_path(name), {META_KEY: meta, "graphs": graphs})
 
     def write_meta(self, name: str, meta: dict[str, Any]) -> None:
-        write_json(self._meta_path(name), {**self._meta_file(name), META_KEY: meta})
+        with self._writing():
+            write_json(self._meta_path(name), {**self._meta_file(name), META_KEY: meta})
 
     def count(self, name: str, exact: bool = True) -> int:
         import qdrant_edge as qe
@@ -221,16 +388,18 @@ class EdgeStore:
         import qdrant_edge as qe
 
         shard = self._shard(name)
+        self._room(WRITE_FACTOR * sum(_point_bytes(p) for p in points), f"writing {len(points)} points")
         self._written[name] = self._written.get(name, 0) + len(points)
         # the Python -> Rust conversion is most of an ingest's time: measured per point
         # (qdrant-edge-py 0.9), a list converts faster than a numpy array (9 vs 16 µs for 384
         # floats; 29 vs 55 µs for a 4 x 384 multivector), since the binding reads an array
         # element by element as numpy scalars
-        shard.update(
-            qe.UpdateOperation.upsert_points(
-                [qe.Point(p.id, {k: _edge_vector(v) for k, v in p.vectors.items()}, p.payload) for p in points]
+        with self._writing():
+            shard.update(
+                qe.UpdateOperation.upsert_points(
+                    [qe.Point(p.id, {k: _edge_vector(v) for k, v in p.vectors.items()}, p.payload) for p in points]
+                )
             )
-        )
         self._counts.pop(name, None)
         if self._written[name] >= self.OPTIMIZE_EVERY:
             self.optimize(name)
@@ -238,13 +407,17 @@ class EdgeStore:
     def delete(self, name: str, flt: Where) -> None:
         import qdrant_edge as qe
 
-        self._shard(name).update(qe.UpdateOperation.delete_points_by_filter(_edge_filter(flt)))
+        self._room(0, "deleting points")
+        with self._writing():
+            self._shard(name).update(qe.UpdateOperation.delete_points_by_filter(_edge_filter(flt)))
         self._counts.pop(name, None)
 
     def delete_ids(self, name: str, ids: Sequence[str]) -> None:
         import qdrant_edge as qe
 
-        self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
+        self._room(0, "deleting points")
+        with self._writing():
+            self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
         self._counts.pop(name, None)
 
     def scroll_payload(self, name: str, keys: Sequence[str], flt: Where | None = None) -> Iterable[tuple[str, dict]]:
@@ -313,9 +486,16 @@ class EdgeStore:
         """
         shard = self._shard(name)
         self._written[name] = 0
-        if self.count(name) >= self.exact_below:
-            shard.optimize()
-        shard.flush()
+        with self._writing():
+            if self.count(name) >= self.exact_below:
+                # merging and indexing segments writes new ones beside the old: up to the shard's size
+                # again, and on tmpfs each new segment's in-memory files whole (see _room_to_load)
+                need = _disk_bytes(self._dir(name))
+                if file_system(self.folder) == "tmpfs":
+                    need += TMPFS_SEGMENT_BYTES * _segments()
+                self._room(need, "building the search index")
+                shard.optimize()
+            shard.flush()
 
     def _release(self, name: str) -> None:
         if self._shards.pop(name, None) is not None:
@@ -382,6 +562,21 @@ class EdgeStore:
             ),
             vector, limit,
         )
+
+
+def _segments() -> int:
+    """Segments a shard keeps (one per core, at most 4), so an exact scan runs over them in parallel."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _disk_bytes(folder: Path) -> int:
+    """Bytes a folder's files take on disk (allocated blocks: Edge's files are sparse)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, f)).st_blocks * 512
+    return total
 
 
 def _edge_vector(v: Any) -> Any:

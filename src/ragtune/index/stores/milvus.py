@@ -190,6 +190,10 @@ class MilvusStore:
         props = self.client.describe_collection(_collection_name(name)).get("properties") or {}
         return dict(json.loads(props.get(META_KEY) or "{}"))
 
+    def write_meta(self, name: str, meta: dict[str, Any]) -> None:
+        """Replace ragtune's metadata of collection ``name`` (a collection property, as :meth:`create` set it)."""
+        self.client.alter_collection_properties(_collection_name(name), properties={META_KEY: json.dumps(meta)})
+
     def create(self, name: str, vectors: Mapping[str, VectorSpec], meta: dict[str, Any]) -> None:
         from pymilvus import DataType, MilvusClient
 

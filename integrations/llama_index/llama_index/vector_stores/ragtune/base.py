@@ -154,12 +154,14 @@ def _embedding(embed_model: Any, model_name: str | None) -> Any:
             f"embed_model={type(embed_model).__name__}: RagtuneVectorStore encodes through a RagtuneEmbedding; "
             "pass one (or model_name=), or neither to store the embeddings LlamaIndex computes"
         )
-    if embed_model.dimensions is not None and embed_model.dimensions < embed_model.encoder.dimension:
-        raise ValueError(
-            f"embed_model has dimensions={embed_model.dimensions}: the store holds full-width vectors "
-            f"({embed_model.encoder.dimension}); leave dimensions unset (two_stage=True searches truncated ones)"
-        )
     return embed_model
+
+
+def _width(embed: Any) -> int | None:
+    """The width of the vectors a store of ``embed`` holds: its ``dimensions`` (Matryoshka), else the model's."""
+    if embed is None:
+        return None
+    return embed.dimensions or embed.encoder.dimension
 
 
 def _unit(vectors: Sequence[Sequence[float]]) -> np.ndarray:
@@ -195,7 +197,10 @@ class RagtuneVectorStore(BasePydanticVectorStore):
     (a model folder, hub id or ``"default"``, loaded as ``RagtuneEmbedding``
     loads it) the collection is created for that model at once, or checked
     against it (a collection of another model is refused, as ``ragtune index``
-    refuses it), and the store can encode windows. With neither, the store
+    refuses it), and the store can encode windows. An embedding with
+    ``dimensions`` (Matryoshka: ``RagtuneEmbedding(dimensions=128)``) makes a
+    collection of that width, holding the model's vectors truncated as the
+    embedding truncates its own. With neither, the store
     keeps the vectors LlamaIndex computed: a missing collection is created at
     the first :meth:`add`, as wide as those embeddings, recording the model as
     :data:`UNKNOWN_MODEL` (so ragtune tools will not mix another model's
@@ -291,7 +296,8 @@ class RagtuneVectorStore(BasePydanticVectorStore):
         store, owned = self._connect(client)
         try:
             if self._encoder is not None:
-                index = open_for_model(store, collection_name, self._encoder.model, label, create=create)
+                index = open_for_model(store, collection_name, self._encoder.model, label, create=create,
+                                       dim=_width(embed))
                 self._created = True
             else:
                 index = ChunkIndex(store, collection_name)
@@ -398,7 +404,8 @@ class RagtuneVectorStore(BasePydanticVectorStore):
             from ragtune.encoders.loading import embedding_width, model_fingerprint
 
             model = self._encoder.model
-            self._index.ensure(self.model_name or "", model_fingerprint(model), embedding_width(model))
+            self._index.ensure(self.model_name or "", model_fingerprint(model),
+                               _width(self._embed) or embedding_width(model))
         else:
             self._index.ensure(UNKNOWN_MODEL, "unknown", dim)
         self._created = True
@@ -420,7 +427,7 @@ class RagtuneVectorStore(BasePydanticVectorStore):
         if self._encoder is not None and (self.encode_windows or missing):
             wv = self._encoder.encode_windows([c.text for c in chunks])
             windows, spans = wv.per_chunk(), wv.spans
-            first = wv.first()
+            first = wv.first()[:, : _width(self._embed) or None]  # the embedding's width (_unit re-normalises)
             plain = _unit([first[i] if e is None else e for i, e in enumerate(given)])
         else:
             plain = _unit(given)
@@ -520,7 +527,10 @@ def build_vector_index(
 
     Chunks are written with their token windows by ``embed_model`` (a
     ``RagtuneEmbedding``), under ids that are stable: the same corpus indexed
-    twice keeps the same point count. Where: as :class:`RagtuneVectorStore`
+    twice keeps the same point count, and a file gives the same ids as a path or as a
+    ``Document`` (:func:`ragtune.corpus.reader.chunk_documents`). A node built from a
+    ``Document`` has that document's id as its ``ref_doc_id``, so
+    ``index.delete_ref_doc(doc.doc_id)`` removes it. Where: as :class:`RagtuneVectorStore`
     (``:memory:`` when none is given). ``index.vector_store.close()`` releases it.
     """
     from llama_index.core import VectorStoreIndex
