@@ -275,3 +275,15 @@ def test_index_follows_the_folder(tmp_path, tiny_corpus, capsys, model_path):
     sources = [json.loads(line)["source"] for line in stdout.splitlines()]
     assert sources and not any("depot.html" in (s or "") for s in sources)
 
+
+
+def test_invalid_utf8_in_pairs_names_the_file_and_line(tmp_path, capsys):
+    """Issue 28: a pairs.jsonl with a Latin-1 byte on line 3 is one error line naming the file and the line."""
+    pairs = tmp_path / "pairs.jsonl"
+    row = {"query": "how often do trams run", "positive": "Every 6 minutes.", "positive_id": "a#0"}
+    good = (json.dumps(row) + "\n").encode()
+    pairs.write_bytes(good + good + json.dumps({**row, "query": "caf\u00e9"}).encode().replace(b"\\u00e9", b"\xe9")
+                      + b"\n")
+    code, _, err = run_inprocess(capsys, "train", str(pairs), "--out", str(tmp_path / "m"))
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"error: {pairs}:3: not valid UTF-8"), err

@@ -175,6 +175,21 @@ def test_query_adapter_keeps_documents_and_index_valid(tmp_path, tiny_pairs, st_
     assert "Eastfield" in hit.text
 
 
+def test_query_adapter_honours_max_steps(tmp_path, tiny_pairs, capsys):
+    """Issue 28: `ragtune train --query-adapter --max-steps 2` trains 2 steps (it trained 40 epochs' worth)."""
+    from ragtune.pairs import save_pairs
+    from tests.helpers import run_inprocess
+
+    data = tmp_path / "pairs.jsonl"
+    save_pairs(data, tiny_pairs)
+    out = tmp_path / "qa"
+    code, stdout, err = run_inprocess(capsys, "train", str(data), "--out", str(out), "--query-adapter", "--max-steps", "2",
+                                      "--batch-size", "4")
+    assert code == 0, err
+    assert stdout.startswith("trained 2 steps"), stdout
+    assert json.loads((out / "ragtune.json").read_text())["result"]["steps"] == 2
+
+
 def _with_val(pairs, every=4):
     from dataclasses import replace
 
