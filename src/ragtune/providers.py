@@ -19,13 +19,17 @@ import os
 import re
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ragtune.errors import ConfigError, InputError, RagtuneError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from llama_index.core.llms import LLM
 
-__all__ = ["PACKAGES", "llm_from_spec", "not_installed", "optional_import", "split_spec"]
+__all__ = [
+    "BASELINE_KEY", "LLM_KEY", "NO_KEY", "OPENAI_HOSTS", "PACKAGES", "api_key_for", "llm_from_spec", "not_installed",
+    "optional_import", "split_spec",
+]
 
 #: import name → (pip package, the ragtune extra that installs it)
 PACKAGES: dict[str, tuple[str, str]] = {
@@ -107,6 +111,46 @@ def optional_import(module: str, **how: Any) -> ModuleType:
         raise not_installed(module, cause=exc, **how) from exc
 
 
+# API keys ------------------------------------------------------------------------
+#: the environment variable whose key goes to a ``--llm openai-like:MODEL@URL`` server
+LLM_KEY = "RAGTUNE_LLM_KEY"
+#: the environment variable whose key goes to a ``--baseline`` URL (or OpenAI, for ``openai:MODEL``)
+BASELINE_KEY = "RAGTUNE_BASELINE_KEY"
+#: the hosts ``OPENAI_API_KEY`` belongs to: OpenAI's own API, matched exactly (no suffix test)
+OPENAI_HOSTS = frozenset({"api.openai.com"})
+#: what the openai client is given when no key belongs to the URL (it refuses none; a local server ignores it)
+NO_KEY = "unused"
+
+
+def api_key_for(url: str, named: str) -> str | None:
+    """The API key that may be sent to ``url``; None when no key belongs there.
+
+    A credential goes only to the host it belongs to: the key named for this
+    use (``named``: :data:`LLM_KEY` for ``--llm`` URLs, :data:`BASELINE_KEY` for
+    ``--baseline``), which the user set for the URL they gave; else
+    ``OPENAI_API_KEY``, but only over https to OpenAI's own host
+    (:data:`OPENAI_HOSTS`, the exact name: ``evilopenai.com`` or
+    ``api.openai.com.evil.example`` get nothing). Any other URL — one from a
+    config file someone handed over included — gets no key.
+
+    Args:
+        url: where the request goes (``https://api.openai.com/v1``, ``http://127.0.0.1:8000/v1``).
+        named: the environment variable of the key the user set for this kind of URL.
+
+    Example:
+        >>> api_key_for("https://evilopenai.com/v1", "RAGTUNE_EXAMPLE_KEY") is None  # whatever OPENAI_API_KEY holds
+        True
+    """
+    own = os.environ.get(named)
+    if own:
+        return own
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").rstrip(".").lower()
+    if parts.scheme.lower() == "https" and host in OPENAI_HOSTS:
+        return os.environ.get("OPENAI_API_KEY") or None
+    return None
+
+
 # LlamaIndex LLMs ---------------------------------------------------------------
 #: LLM provider → (module, class) of its LlamaIndex LLM
 _LLMS: dict[str, tuple[str, str]] = {
@@ -122,7 +166,9 @@ def llm_from_spec(spec: str, **kwargs: Any) -> LLM:
 
     ``openai:gpt-4o-mini`` (key from ``OPENAI_API_KEY``), ``ollama:llama3.1``
     (a local Ollama server; model tags with colons such as ``llama3.1:8b``
-    work), ``openai-like:MODEL@BASE_URL`` (vLLM, llama.cpp, LM Studio...).
+    work), ``openai-like:MODEL@BASE_URL`` (vLLM, llama.cpp, LM Studio...; its
+    key from ``RAGTUNE_LLM_KEY``, never ``OPENAI_API_KEY`` unless the URL is
+    OpenAI's own: :func:`api_key_for`).
     The provider packages are optional: a missing one raises
     :class:`~ragtune.errors.ConfigError` naming what to install.
 
@@ -163,5 +209,6 @@ def llm_from_spec(spec: str, **kwargs: Any) -> LLM:
     if provider == "openai-like":
         kwargs.setdefault("api_base", base_url)
         kwargs.setdefault("is_chat_model", True)
-        kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "unused")  # local servers need none
+        # the URL may come from a config file someone handed over: only a key meant for it goes there
+        kwargs.setdefault("api_key", api_key_for(base_url, LLM_KEY) or NO_KEY)
     return cls(model=model, **kwargs)

@@ -150,6 +150,29 @@ def test_set_reaches_lora_and_config_file_replays_it(tmp_path, capsys):
     assert third["stages"]["train"]["finished"] == first["stages"]["train"]["finished"]
 
 
+@pytest.mark.e2e
+def test_another_lora_rank_redoes_the_index_stage(tmp_path):
+    """Issue 28: `run --lora-r 4` then `--lora-r 8` retrains, and the index stage follows the new adapter (its
+    fingerprint differs from the rank-4 one): every chunk re-encoded, the collection's fingerprint the new model's."""
+    from ragtune.encoders.loading import load_model, model_fingerprint
+    from ragtune.index.chunk_index import open_index
+
+    work = tmp_path / "w"
+    args = ["run", str(SAMPLE_CORPUS), "--workdir", str(work), "--epochs", "1", "--max-steps", "2", "--max-seq-length",
+            "96", "--no-summarize", "--batch-size", "8", "--max-pairs", "40", "--no-long"]
+    cli(*args, "--lora-r", "4")
+    first = json.loads((work / "run.json").read_text())["stages"]
+    cli(*args, "--lora-r", "8")
+    second = json.loads((work / "run.json").read_text())["stages"]
+    assert second["train"]["finished"] != first["train"]["finished"]
+    assert second["index"]["finished"] != first["index"]["finished"], "the index stage was skipped"
+    assert second["index"]["fingerprint"] != first["index"]["fingerprint"]
+    assert second["index"]["encoded"] == second["index"]["points"] > 0
+    model = load_model(work / "model")
+    with open_index(work / "qdrant", "ragtune", model, "model", create=False) as index:
+        assert index.metadata()["fingerprint"] == model_fingerprint(model)
+
+
 AUTOTRAIN_NAMES = ("--lr", "--batch-size", "--epochs", "--warmup-ratio", "--weight-decay", "--gradient-accumulation",
                    "--mixed-precision", "--lora-r", "--lora-alpha", "--lora-dropout")
 
@@ -365,3 +388,15 @@ def test_a_full_disk_is_one_line_and_the_collection_survives(tmp_path, tiny_corp
         assert code == 0, err
         m = re.search(r"(\d+) chunks encoded, (\d+) kept, 0 removed; .* holds (\d+) points", out)
         assert m and int(m.group(2)) == before and int(m.group(3)) == before + int(m.group(1)) > before, out
+
+
+def test_invalid_utf8_in_pairs_names_the_file_and_line(tmp_path, capsys):
+    """Issue 28: a pairs.jsonl with a Latin-1 byte on line 3 is one error line naming the file and the line."""
+    pairs = tmp_path / "pairs.jsonl"
+    row = {"query": "how often do trams run", "positive": "Every 6 minutes.", "positive_id": "a#0"}
+    good = (json.dumps(row) + "\n").encode()
+    pairs.write_bytes(good + good + json.dumps({**row, "query": "caf\u00e9"}).encode().replace(b"\\u00e9", b"\xe9")
+                      + b"\n")
+    code, _, err = run_inprocess(capsys, "train", str(pairs), "--out", str(tmp_path / "m"))
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"error: {pairs}:3: not valid UTF-8"), err

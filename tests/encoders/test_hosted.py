@@ -33,8 +33,13 @@ KEY = "baseline-key"
 MODEL = "all-MiniLM-L6-v2"
 
 
+#: the Authorization header of every request the server received (None: none sent), in order
+seen_authorizations: list[str | None] = []
+
+
 class Counting:
-    """ASGI middleware (the outermost layer of the server app): counts the HTTP requests it receives, by path."""
+    """ASGI middleware (the outermost layer of the server app): counts the HTTP requests it receives, by path,
+    and notes their Authorization headers in :data:`seen_authorizations`."""
 
     def __init__(self, app: Any, hits: Counter) -> None:
         self.app, self.hits = app, hits
@@ -42,6 +47,7 @@ class Counting:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             self.hits[scope["path"]] += 1
+            seen_authorizations.append(dict(scope["headers"]).get(b"authorization", b"").decode() or None)
         await self.app(scope, receive, send)
 
 
@@ -122,6 +128,28 @@ def test_evaluate_scores_the_baseline_and_a_cached_rerun_makes_no_request(server
     h2 = r2["hosted"][BASELINE]
     assert (h2["fetched"], h2["requests"], h2["from_cache"], h2["tokens"]) == (0, 0, n_texts, h["tokens"])
     assert (cache / "embeddings.sqlite").is_file()
+
+
+def test_a_baseline_url_gets_the_baseline_key_never_openais(server, tmp_path, monkeypatch):
+    """OPENAI_API_KEY set (here: the very key the server wants) is not sent to a --baseline URL; RAGTUNE_BASELINE_KEY is."""
+    from ragtune.errors import InputError
+
+    url, _ = server
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.delenv("RAGTUNE_BASELINE_KEY", raising=False)
+    del seen_authorizations[:]
+    enc = HostedEncoder(f"{url}#{MODEL}", cache_dir=tmp_path / "a", max_retries=0)
+    with pytest.raises(InputError, match="the embeddings request failed"):  # the server's 401
+        enc.encode_queries(["a tram"])
+    enc.close()
+    assert seen_authorizations == ["Bearer unused"]
+
+    monkeypatch.setenv("RAGTUNE_BASELINE_KEY", KEY)
+    del seen_authorizations[:]
+    enc = HostedEncoder(f"{url}#{MODEL}", cache_dir=tmp_path / "b", max_retries=0)
+    assert enc.encode_queries(["a tram"]).shape == (1, 384)
+    enc.close()
+    assert seen_authorizations == [f"Bearer {KEY}"]
 
 
 def test_pipeline_stage_caches_in_the_run_directory(server, keyed, qa, tmp_path):

@@ -621,3 +621,100 @@ def test_llm_spec_names_the_extra_to_install(monkeypatch, spec, module, package)
     with pytest.raises(ConfigError) as err:
         llm_from_spec(spec)
     assert 'pip install "ragtune[llm]"' in str(err.value) and package in str(err.value)
+
+
+# --------------------------------------------------------------------------- whose key goes where (issue 28)
+SECRET = "sk-test-SECRET"
+
+
+class ChatListener:
+    """A real OpenAI-compatible chat endpoint on 127.0.0.1 (``http.server`` in a thread) that records
+    the headers of every request it receives and answers each with two questions about the tram line."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen = self.headers = []  # one dict of headers per request, in arrival order
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                seen.append({k.lower(): v for k, v in self.headers.items()})
+                answer = "How often do Harbor Line trams run on weekdays?\nWhere does the first tram leave from?"
+                body = json.dumps({
+                    "id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": answer}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ChatListener:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(30)
+
+    def authorizations(self) -> set[str | None]:
+        assert self.headers, "the listener received no request"
+        assert not any(SECRET in v for h in self.headers for v in h.values()), "OPENAI_API_KEY was sent"
+        return {h.get("authorization") for h in self.headers}
+
+
+@pytest.fixture()
+def openai_key_set(monkeypatch) -> None:
+    """OPENAI_API_KEY holds a secret; RAGTUNE_LLM_KEY is not set."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.delenv("RAGTUNE_LLM_KEY", raising=False)
+
+
+def test_generate_sends_an_openai_like_url_only_its_own_key(tiny_corpus, tmp_path, capsys, monkeypatch, openai_key_set):
+    """``ragtune generate --llm openai-like:m@URL``: OPENAI_API_KEY never reaches URL; RAGTUNE_LLM_KEY does."""
+    from tests.helpers import run_inprocess
+
+    pytest.importorskip("llama_index.llms.openai_like")
+    with ChatListener() as listener:
+        spec = f"openai-like:m@{listener.url}"
+        code, _, err = run_inprocess(capsys, "generate", str(tiny_corpus), "--out", str(tmp_path / "a.jsonl"), "--llm", spec)
+        assert code == 0, err
+        assert listener.authorizations() == {"Bearer unused"}  # the openai client's placeholder, no secret
+
+        listener.headers.clear()
+        monkeypatch.setenv("RAGTUNE_LLM_KEY", "llm-key")
+        code, _, err = run_inprocess(capsys, "generate", str(tiny_corpus), "--out", str(tmp_path / "b.jsonl"), "--llm", spec)
+        assert code == 0, err
+        assert listener.authorizations() == {"Bearer llm-key"}
+
+
+def test_an_llm_url_from_a_config_file_gets_no_openai_key(tiny_corpus, tmp_path, openai_key_set):
+    """A TOML file someone hands over (``[generation] llm = "openai-like:m@URL"``) cannot collect OPENAI_API_KEY:
+    the pairs stage of ``ragtune run --config`` asks URL without it."""
+    from ragtune.config import load_config_file
+    from ragtune.corpus.reader import load_corpus, save_chunks
+    from ragtune.pipeline.rundir import RunDir
+    from ragtune.pipeline.stages import resolve_run_config, stage_pairs
+
+    pytest.importorskip("llama_index.llms.openai_like")
+    with ChatListener() as listener:
+        toml = tmp_path / "shared.toml"
+        toml.write_text(f'corpus = "{tiny_corpus}"\n\n[generation]\nllm = "openai-like:m@{listener.url}"\n')
+        cfg = resolve_run_config(load_config_file(toml))
+        rd = RunDir(tmp_path / "run")
+        chunks = load_corpus(cfg.corpus, cfg.chunk).chunks
+        save_chunks(rd.chunks, chunks)
+        pairs = stage_pairs(rd, chunks, cfg.train.base, cfg.generation)
+        assert pairs and listener.authorizations() == {"Bearer unused"}

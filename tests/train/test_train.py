@@ -52,6 +52,34 @@ def test_lora_adapter_round_trip(tmp_path, tiny_pairs):
     assert model.encode(["depot"]).shape == (1, 384)
 
 
+def test_a_lora_adapter_has_its_own_fingerprint_and_never_reuses_its_bases_index(tmp_path, tiny_pairs, tiny_corpus,
+                                                                                  st_model, capsys):
+    """Issue 28: a LoRA adapter's fingerprint differs from its base's, so `ragtune index --model LORA_DIR` on a
+    collection the base built refuses (naming --replace) and with --replace re-encodes every chunk, never "0 encoded"."""
+    import re
+
+    from ragtune.encoders.loading import load_model, model_fingerprint
+    from tests.helpers import run_inprocess
+
+    out = tmp_path / "lora"
+    train(tiny_pairs, out, TrainConfig(max_steps=2, lora=LoraSettings(rank=4, alpha=8), interpolate="off", **FAST))
+    assert model_fingerprint(load_model(out)) != model_fingerprint(st_model)
+
+    def index(model: str, *extra: str) -> tuple[int, str, str]:
+        return run_inprocess(capsys, "index", str(tiny_corpus), "--model", model, "--store", str(tmp_path / "q"),
+                             "--collection", "c", *extra)
+
+    code, stdout, err = index("default")
+    assert code == 0, err
+    points = int(re.search(r"(\d+) chunks encoded", stdout).group(1))
+    assert points > 0
+    code, stdout, err = index(str(out))
+    assert code == 1 and "holds vectors of model" in err and "--replace" in err, err
+    code, stdout, err = index(str(out), "--replace")
+    assert code == 0, err
+    assert f"{points} chunks encoded, 0 kept" in stdout and "replaced 'c'" in stdout, stdout
+
+
 @pytest.mark.parametrize("lora", [LoraSettings(method="ia3", learning_rate=0.05), LoraSettings(rank=4, plus_ratio=16)])
 def test_ia3_and_lora_plus_save_adapters_that_load(tmp_path, tiny_pairs, st_model, lora):
     """(IA)3 (the stand-in for bottleneck adapters) and LoRA+ train, save, and load as sentence-transformers folders."""
@@ -145,6 +173,21 @@ def test_query_adapter_keeps_documents_and_index_valid(tmp_path, tiny_pairs, st_
     idx = open_for_model(qdrant_memory, "c", tuned, str(out))
     hit = idx.search(Encoder(tuned).encode_queries(["Which depot maintains the trams?"])[0], top_k=1)[0]
     assert "Eastfield" in hit.text
+
+
+def test_query_adapter_honours_max_steps(tmp_path, tiny_pairs, capsys):
+    """Issue 28: `ragtune train --query-adapter --max-steps 2` trains 2 steps (it trained 40 epochs' worth)."""
+    from ragtune.pairs import save_pairs
+    from tests.helpers import run_inprocess
+
+    data = tmp_path / "pairs.jsonl"
+    save_pairs(data, tiny_pairs)
+    out = tmp_path / "qa"
+    code, stdout, err = run_inprocess(capsys, "train", str(data), "--out", str(out), "--query-adapter", "--max-steps", "2",
+                                      "--batch-size", "4")
+    assert code == 0, err
+    assert stdout.startswith("trained 2 steps"), stdout
+    assert json.loads((out / "ragtune.json").read_text())["result"]["steps"] == 2
 
 
 def _with_val(pairs, every=4):

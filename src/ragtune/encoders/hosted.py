@@ -13,7 +13,8 @@ into the report.
 Specs:
     ``http://127.0.0.1:8000/v1`` or ``...#MODEL``: an OpenAI-compatible server
     (vLLM, LiteLLM, ``ragtune serve``), through the ``openai`` client; its key
-    from ``RAGTUNE_BASELINE_KEY`` (``OPENAI_API_KEY`` only for api.openai.com).
+    from ``RAGTUNE_BASELINE_KEY`` (``OPENAI_API_KEY`` only for https://api.openai.com:
+    :func:`ragtune.providers.api_key_for`).
     ``openai:text-embedding-3-small``: OpenAI itself (``OPENAI_API_KEY``,
     ``OPENAI_BASE_URL``), the same client: its ``usage`` prices the run.
     ``ollama:nomic-embed-text``, ``cohere:...``, ...: a LlamaIndex embedding
@@ -40,7 +41,7 @@ from ragtune.encoders.loading import READS_ALL
 from ragtune.encoders.windows import WindowSpec
 from ragtune.errors import ConfigError, InputError
 from ragtune.progress import track
-from ragtune.providers import optional_import, split_spec
+from ragtune.providers import BASELINE_KEY, NO_KEY, api_key_for, optional_import, split_spec
 
 __all__ = [
     "BASELINE", "PRICES_USD_PER_1M", "BaselineSpec", "EmbeddingCache", "HostedEncoder", "hosted_baselines", "is_hosted_spec",
@@ -123,9 +124,13 @@ def parse_baseline(spec: str) -> BaselineSpec:
         raise ConfigError(f"--baseline {spec!r}: expected provider:model or an http(s) URL, e.g. {_EXAMPLES}")
     if provider == "openai":
         _require_openai(spec)
-        if not _key(True):
-            raise ConfigError(f"--baseline {spec!r}: set OPENAI_API_KEY (or RAGTUNE_BASELINE_KEY) to call OpenAI")
-        return BaselineSpec(s, "openai", model, (os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/"))
+        base_url = (os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
+        if not api_key_for(base_url, BASELINE_KEY):
+            if base_url == OPENAI_URL:
+                raise ConfigError(f"--baseline {spec!r}: set OPENAI_API_KEY (or {BASELINE_KEY}) to call OpenAI")
+            raise ConfigError(f"--baseline {spec!r}: set {BASELINE_KEY} to call {base_url} (OPENAI_BASE_URL); "
+                              "OPENAI_API_KEY goes to https://api.openai.com only")
+        return BaselineSpec(s, "openai", model, base_url)
     if provider not in _PROVIDERS:
         raise ConfigError(
             f"--baseline {spec!r}: unknown provider {provider!r}; choose openai, {', '.join(_PROVIDERS)} or an http(s) URL"
@@ -141,11 +146,6 @@ def _require_openai(spec: str) -> None:
 def _llama_class(provider: str) -> Any:
     module, cls, package = _PROVIDERS[provider]
     return getattr(optional_import(module, where=f"--baseline {provider}:...", package=package, error=ConfigError), cls)
-
-
-def _key(openai_host: bool) -> str | None:
-    """The API key: RAGTUNE_BASELINE_KEY, else OPENAI_API_KEY, sent to OpenAI's own host only."""
-    return os.environ.get("RAGTUNE_BASELINE_KEY") or (os.environ.get("OPENAI_API_KEY") if openai_host else None)
 
 
 def estimate_tokens(texts: Sequence[str], model: str) -> int:
@@ -332,8 +332,8 @@ class HostedEncoder(Encoder):
         if self._client is None:
             import openai
 
-            host = urlsplit(self.spec.base_url or OPENAI_URL).hostname or ""
-            self._client = openai.OpenAI(base_url=self.spec.base_url, api_key=_key(host.endswith("openai.com")) or "unused",
+            url = self.spec.base_url or OPENAI_URL
+            self._client = openai.OpenAI(base_url=url, api_key=api_key_for(url, BASELINE_KEY) or NO_KEY,
                                          timeout=self.timeout, max_retries=self.max_retries)
         return self._client
 

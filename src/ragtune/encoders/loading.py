@@ -10,9 +10,12 @@ sentence-transformers' peft support; an exported ONNX/OpenVINO form through
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -117,17 +120,83 @@ def is_query_route(param_name: str) -> bool:
     return QUERY_ROUTE_MARKER in f".{param_name}"
 
 
+#: model → (the identity of its tensors' storage and versions, the digest of its weights): hashing
+#: every weight costs ~0.1 s per 100 MB, so a model fingerprinted again unchanged is not hashed again
+_WEIGHT_DIGESTS: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], str]] = weakref.WeakKeyDictionary()
+
+
 def model_fingerprint(model: Any) -> str:
-    """A short hash of the weights documents pass through, so a collection knows which model filled it."""
-    h = hashlib.sha256()
-    state = model.state_dict() if hasattr(model, "state_dict") else {}
-    # only what documents pass through: a query-only adapter leaves the index valid
-    names = sorted(n for n in state if not is_query_route(n))
-    for name in names[:8] + names[-8:]:
-        t = state[name]
-        h.update(name.encode())
-        h.update(t.detach().float().cpu().numpy().tobytes()[:4096])
+    """A short hash of everything documents pass through, so a collection knows which model filled it.
+
+    It covers every weight and setting that changes a document's vector: all
+    parameters and buffers (a LoRA or (IA)3 adapter's included, Dense layers,
+    the document route of a ``Router``), the document path's module settings
+    (pooling mode, Dense sizes and activation, normalisation), the token limit,
+    lower-casing and the document prompt. Two models that give other document
+    vectors never share a fingerprint, so an index built by one is rebuilt or
+    refused by the other, never reused. A query-only adapter (the ``Router``'s
+    query route, :func:`is_query_route`) is left out: documents never pass
+    through it, so the index its base built stays valid; an exported runtime
+    form (:func:`~ragtune.encoders.runtime.attach`) keeps the torch weights'
+    fingerprint. Weights are hashed as float32, so the dtype they are held in
+    does not matter; an unchanged model is hashed once per process.
+
+    Args:
+        model: a loaded ``SentenceTransformer`` (or any ``torch.nn.Module``-like model).
+
+    Returns:
+        16 hex characters.
+    """
+    h = hashlib.sha256(b"ragtune-fingerprint-2")  # the recipe's version: a new recipe never matches an old hash
+    h.update(_weights_digest(model).encode())
+    h.update(json.dumps(_document_settings(model), sort_keys=True, default=repr).encode())
     return h.hexdigest()[:16]
+
+
+def _weights_digest(model: Any) -> str:
+    """SHA-256 of every document-path tensor (name, shape, float32 bytes), cached while the tensors are unchanged."""
+    state = model.state_dict() if hasattr(model, "state_dict") else {}
+    names = sorted(n for n in state if not is_query_route(n))
+    # in-place updates (an optimiser step, load_state_dict) bump a tensor's version; a new tensor has new storage
+    stamp = tuple((n, state[n].data_ptr(), state[n]._version) for n in names)
+    try:
+        cached = _WEIGHT_DIGESTS.get(model)
+    except TypeError:  # not weak-referenceable: no cache
+        cached = None
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    h = hashlib.sha256()
+    for name in names:
+        t = state[name].detach()
+        h.update(f"{name}:{tuple(t.shape)}".encode())
+        h.update(t.float().cpu().contiguous().numpy().data)
+    digest = h.hexdigest()
+    with contextlib.suppress(TypeError):
+        _WEIGHT_DIGESTS[model] = (stamp, digest)
+    return digest
+
+
+def _document_settings(model: Any) -> dict[str, Any]:
+    """What else shapes a document vector: each module on the document path with its settings, the token
+    limit, lower-casing and the document prompt. Repeated ``Normalize`` modules count once (idempotent)."""
+    path: list[Any] = []
+    for module in model if hasattr(model, "__iter__") else []:
+        routes = getattr(module, "sub_modules", None) or {}  # a Router's: documents take the document route
+        route = "document" if "document" in routes else getattr(module, "default_route", None)
+        if route in routes:
+            path.extend(routes[route])
+        else:
+            path.append(module)
+    modules: list[Any] = []
+    for module in path:
+        name = type(module).__name__
+        if name == "Normalize" and modules and modules[-1][0] == name:
+            continue
+        config = module.get_config_dict() if hasattr(module, "get_config_dict") else {}
+        modules.append([name, config, getattr(module, "do_lower_case", None)])
+    prompts = getattr(model, "prompts", None) or {}
+    return {"modules": modules, "max_seq_length": getattr(model, "max_seq_length", None),
+            "document_prompt": prompts.get("document") or ""}
 
 
 def embedding_width(model: Any) -> int:

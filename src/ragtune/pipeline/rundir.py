@@ -5,9 +5,11 @@ stage, a fingerprint of what the stage was given, a digest of what it wrote
 (size and SHA-256 of files; of a model folder, its weights) and its wall time.
 A stage whose fingerprint matches and whose output still matches its digest is
 skipped on a re-run, so an interrupted ``ragtune run`` resumes where it
-stopped; an output that was damaged or edited since is named in one line and
-the stage is redone. A stage redone because its inputs changed says so, and
-what it replaced.
+stopped; an output that was damaged, edited or deleted since is named in one
+line and the stage is redone. A stage redone because its inputs changed says
+so, and what it replaced. ``run.json`` is written atomically; a damaged one is
+an error naming it, never silently replaced (it is what says which stages,
+training included, are done).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,6 +27,7 @@ from typing import Any
 # fingerprint lives in _io (the trainer needs it without this module); re-exported here
 from ragtune._io import fingerprint as fingerprint
 from ragtune._io import sha256_file, write_json
+from ragtune.errors import InputError
 from ragtune.machine import machine_info, package_versions
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,38 @@ def _difference(recorded: dict[str, Any], now: dict[str, Any] | None) -> str | N
         if digest and have[name][1] != digest:
             return f"{name}'s content changed"
     return None
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A run's ``run.json``; a damaged one is an :class:`~ragtune.errors.InputError` naming it and the fix.
+
+    Damaged: not UTF-8, not JSON (cut off), not an object, or ``stages`` (or a
+    stage in it, ``config``, ``inputs``) not an object. It is never replaced by
+    an empty record, which would silently redo every finished stage.
+    """
+    why = None
+    try:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the run record ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        why = f"not UTF-8: byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+    except json.JSONDecodeError as exc:
+        why = f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    else:
+        if not isinstance(record, dict):
+            why = f"a JSON {type(record).__name__}, not an object"
+        else:
+            why = next((f"{key!r} is a {type(record[key]).__name__}, not an object"
+                        for key in ("stages", "config", "inputs")
+                        if key in record and not isinstance(record[key], dict)), None)
+            why = why or next((f"stage {name!r} is a {type(st).__name__}, not an object"
+                               for name, st in record.get("stages", {}).items() if not isinstance(st, dict)), None)
+    if why:
+        raise InputError(f"{path} is damaged ({why}); move it away to start the run over, or restore it")
+    return record
+
+
 @dataclass
 class RunDir:
     """Paths of a run's artifacts and the bookkeeping in ``run.json``."""
@@ -82,10 +117,7 @@ class RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / RUN_FILE
         if path.exists():
-            try:
-                self.record = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                self.record = {}
+            self.record = read_record(path)
         self.record.setdefault("created", _now())
         self.record.setdefault("stages", {})
 
@@ -127,25 +159,39 @@ class RunDir:
         self.record["machine"] = machine_info()
         self.save()
 
-    def stage_done(self, name: str, fp: str, output: Path) -> bool:
+    def stage_done(self, name: str, fp: str, output: Path | Sequence[Path]) -> bool:
         """True when stage ``name`` already ran with fingerprint ``fp`` and its output is still what it wrote.
 
-        A damaged or edited output (its digest differs) is named in one
-        warning and the stage is redone; so is a stage whose inputs changed.
+        ``output``: the stage's artifact, or all of them (a stage that wrote
+        several, :meth:`outputs`; an empty list is never done). A missing,
+        damaged or edited output (its digest differs) is named in one warning
+        and the stage is redone; so is a stage whose inputs changed.
         """
+        outputs = [output] if isinstance(output, Path) else list(output)
         st = self.record["stages"].get(name)
-        if not (st and st.get("status") == "done" and output.exists()):
+        if not (st and st.get("status") == "done" and outputs):
+            return False
+        missing = next((p for p in outputs if not p.exists()), None)
+        if missing is not None:
+            log.warning("%s: missing, though the %s stage wrote it; redoing the stage", self.relative(missing), name)
             return False
         if st.get("fingerprint") != fp:
             log.warning("%s: inputs or options of the %s stage changed; redoing it (the new %s replaces it when complete)",
-                        self.relative(output), name, self.relative(output))
+                        self.relative(outputs[0]), name, self.relative(outputs[0]))
             return False
-        recorded = st.get("artifact")
-        why = _difference(recorded, artifact_digest(output)) if recorded else None
-        if why:
-            log.warning("%s: not what the %s stage wrote (%s); redoing the stage", self.relative(output), name, why)
-            return False
+        recorded = st.get("artifacts") or ({self.relative(outputs[0]): st["artifact"]} if st.get("artifact") else {})
+        for path in outputs:
+            want = recorded.get(self.relative(path))
+            why = _difference(want, artifact_digest(path)) if want else None
+            if why:
+                log.warning("%s: not what the %s stage wrote (%s); redoing the stage", self.relative(path), name, why)
+                return False
         return True
+
+    def outputs(self, name: str) -> list[Path]:
+        """The artifacts a stage that wrote several recorded (``stage(..., output=[...])``); empty when none."""
+        st = self.record["stages"].get(name) or {}
+        return [self.root / rel for rel in st.get("artifacts") or {}]
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the run directory, for messages."""
@@ -155,11 +201,13 @@ class RunDir:
             return str(path)
 
     @contextmanager
-    def stage(self, name: str, fp: str, output: Path | None = None) -> Iterator[dict[str, Any]]:
+    def stage(self, name: str, fp: str, output: Path | list[Path] | None = None) -> Iterator[dict[str, Any]]:
         """Time a stage and record it; the yielded dict collects the stage's own facts.
 
         With ``output``, the digest of what the stage wrote there is recorded,
-        so a later run can tell that it is still intact.
+        so a later run can tell that it is still intact. A list is read when
+        the stage ends, so a stage that learns its files as it goes (exports)
+        appends them to it; each gets its digest (:meth:`outputs` names them).
         """
         info: dict[str, Any] = {}
         self.record["stages"][name] = {"fingerprint": fp, "status": "running", "started": _now()}
@@ -174,7 +222,9 @@ class RunDir:
             raise
         st = self.record["stages"][name]
         st.update(info)
-        if output is not None:
+        if isinstance(output, list):
+            st["artifacts"] = {self.relative(p): artifact_digest(p) for p in output}
+        elif output is not None:
             st["artifact"] = artifact_digest(output)
         st.update(status="done", seconds=round(time.perf_counter() - t0, 3), finished=_now())
         self.save()

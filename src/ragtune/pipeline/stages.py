@@ -274,6 +274,10 @@ def stage_export(
 
     With ``dataset``, each form is then measured beside torch (quality, docs/s,
     query latency, size) into ``info["speed"]``: the report's speed section.
+    Every file it writes is recorded with its digest and verified like any other
+    artifact, and the stage depends on the model's fingerprint: an export deleted
+    or damaged since, or a model retrained (whose new folder has no exports), is
+    redone, never reported done without its files.
     """
     from ragtune.encoders.export import export_model
     from ragtune.encoders.loading import model_fingerprint
@@ -283,17 +287,23 @@ def stage_export(
 
     measured = (dataset.source, len(dataset.queries)) if dataset is not None else None
     fp = fingerprint("export", model_fingerprint(load_model(model_dir)), sorted(formats), measured)
-    if rd.stage_done("export", fp, model_dir):
+    if rd.stage_done("export", fp, rd.outputs("export")):
         return rd.record["stages"]["export"]
-    with rd.stage("export", fp) as info, task("[+] export"):
+    written: list[Path] = []  # every file (folder, for static) the stage writes: digested when it ends
+    with rd.stage("export", fp, written) as info, task("[+] export"):
         paths: dict[str, Path] = {}
         for fmt in track(formats, "Exporting", unit="forms"):
             if fmt == "static":
                 paths[fmt] = distill_static(model_dir, load_pairs(rd.pairs), rd.root / "model-static")
                 info[fmt] = {"folder": str(paths[fmt])}
+                written.append(paths[fmt])
                 continue
             paths[fmt] = export_model(model_dir, fmt, calibration=[c.text for c in chunks])
             info[fmt] = {"file": str(paths[fmt].relative_to(model_dir)), "mb": round(paths[fmt].stat().st_size / 2**20, 1)}
+            written.append(paths[fmt])
+            weights = paths[fmt].with_suffix(".bin")
+            if paths[fmt].suffix == ".xml" and weights.exists():  # OpenVINO's weights lie beside its .xml
+                written.append(weights)
         if dataset is not None:
             rows = measure_forms(model_dir, [FIRST, *formats], dataset, paths=paths)
             info["speed"] = {"dataset": dataset.name, "cpu": machine_info().get("cpu_model"), "forms": rows}

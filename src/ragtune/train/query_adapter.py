@@ -40,8 +40,20 @@ def train_query_adapter(
     dims: Sequence[int] | None = None,
     settings: AdapterSettings | None = None,
     seed: int = 13,
+    max_steps: int = -1,
 ) -> dict[str, Any]:
-    """Fit the adapter on ``pairs`` and save ``base`` + adapter as a model folder."""
+    """Fit the adapter on ``pairs`` and save ``base`` + adapter as a model folder.
+
+    Args:
+        pairs: the training pairs (``split="val"`` ones are left out).
+        out_dir: the model folder to write.
+        base: the base model (folder, hub id or ``default``).
+        dims: Matryoshka dimensions the loss sums over (default: the full width).
+        settings: the adapter's knobs (:class:`~ragtune.train.config.AdapterSettings`).
+        seed: for the initial order of the pairs.
+        max_steps: stop after this many optimiser steps (-1: ``settings.epochs`` passes), as
+            ``--max-steps`` stops a full fine-tune.
+    """
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Router
@@ -73,8 +85,12 @@ def train_query_adapter(
     t1 = time.perf_counter()
     steps = 0
     for _ in range(settings.epochs):
+        if steps == max_steps:
+            break
         order = torch.randperm(n)
         for i in range(0, n, settings.batch_size):
+            if steps == max_steps:
+                break
             idx = order[i : i + settings.batch_size]
             mapped = linear(queries[idx])
             loss = 0.0
@@ -115,7 +131,8 @@ def train_query_adapter(
         tuned.save(str(tmp))
         write_json(
             tmp / CARD_FILE,
-            {"base_model": model_label(base), "train": {"method": "query-adapter", **asdict(settings)}, "result": result},
+            {"base_model": model_label(base), "train": {"method": "query-adapter", **asdict(settings), "max_steps": max_steps},
+             "result": result},
         )
     return result
 

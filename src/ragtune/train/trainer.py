@@ -389,7 +389,8 @@ def _train_adapter(pairs: Sequence[Pair], out_dir: Path, config: TrainConfig) ->
 
     width = embedding_width(load_model(config.base))
     dims = config.dims_for(width) if config.matryoshka else [width]
-    r = train_query_adapter(pairs, out_dir, config.base, dims, config.query_adapter, seed=config.seed)
+    r = train_query_adapter(pairs, out_dir, config.base, dims, config.query_adapter, seed=config.seed,
+                            max_steps=config.max_steps)
     return TrainResult(
         model_dir=out_dir,
         seconds=r["seconds"],
