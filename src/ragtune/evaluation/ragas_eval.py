@@ -72,6 +72,7 @@ def ragas_metrics(
     max_queries: int = DEFAULT_MAX_QUERIES,
     seed: int = 0,
     concurrency: int = 4,
+    coverage: dict[str, dict[str, dict[str, int]]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """``label -> metric -> mean`` for each evaluated model, ready for ``report["ragas"]``.
 
@@ -81,6 +82,8 @@ def ragas_metrics(
     answer relevancy (default: ragtune's bundled model). ``max_queries`` caps the
     seeded sample of queries the LLM answers and judges, per label.
     A metric no query could be scored on is left out (and logged), never NaN.
+    ``coverage``, when given, is filled with ``label -> metric -> {"scored", "tried"}``:
+    how many samples the judge could score, for the report to say so.
     """
     _check_args(k, max_queries, concurrency)
     ragas = _import_ragas()
@@ -94,7 +97,7 @@ def ragas_metrics(
         ]
         for name, metric in id_metrics.items():
             scores = ragas.run(_score_all(metric, ragas_samples, concurrency))
-            _store(out[label], name, scores, label)
+            _store(out[label], name, scores, label, coverage)
 
     if llm is None:
         return out
@@ -111,7 +114,9 @@ def ragas_metrics(
         ]
         for name, metric in judge.items():
             scores = ragas.run(_score_all(metric, llm_samples, concurrency))
-            _store(out[label], name, scores, label)
+            # a question the LLM could not answer counts as tried and not scored
+            scores = [*scores, *([None] * (len(picked) - len(llm_samples)))]
+            _store(out[label], name, scores, label, coverage)
     return out
 
 
@@ -272,9 +277,17 @@ async def _answer_all(llm: Any, rows: Sequence[_Retrieved], concurrency: int) ->
     return await _bounded([lambda r=r: answer(r) for r in rows], concurrency)
 
 
-def _store(into: dict[str, float], name: str, scores: Sequence[float | None], label: str) -> None:
+def _store(
+    into: dict[str, float],
+    name: str,
+    scores: Sequence[float | None],
+    label: str,
+    coverage: dict[str, dict[str, dict[str, int]]] | None = None,
+) -> None:
     """Mean of the finite scores; a metric with none is left out, with the reason logged."""
     finite = [float(s) for s in scores if s is not None and math.isfinite(float(s))]
+    if coverage is not None:
+        coverage.setdefault(label, {})[name] = {"scored": len(finite), "tried": len(scores)}
     if not finite:
         log.warning("ragas: %s for %r: no sample could be scored (%d tried); left out", name, label, len(scores))
         return

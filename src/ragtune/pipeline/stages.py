@@ -258,9 +258,11 @@ def stage_evaluate(
     names = {label: model_label(m) if label == "base" else str(m) for label, m in models.items()}
     names.update({k: h.spec.spec for k, h in hosted.items()})
     extra = dict(extra or {}, **({"hosted": info["hosted"]} if hosted else {}))
-    rag = rag_metrics(dataset, results, judge_llm)
+    coverage: dict[str, Any] = {}
+    rag = rag_metrics(dataset, results, judge_llm, coverage)
     if rag:
         extra["ragas"] = rag
+        extra["ragas_scored"] = coverage
     report = build_report(dataset, results, names, timings=rd.timings(), extra=extra)
     write_report(report, rd.report)
     rd.record_artifact("evaluate", rd.report / "report.json")
@@ -310,8 +312,11 @@ def stage_export(
     return info
 
 
-def rag_metrics(dataset: RetrievalDataset, results: dict[str, Any], judge_llm: str | None) -> dict[str, Any]:
-    """ragas metrics for the plain-mode labels; empty (and logged) when ragas is not installed."""
+def rag_metrics(
+    dataset: RetrievalDataset, results: dict[str, Any], judge_llm: str | None, coverage: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """ragas metrics for the plain-mode labels; empty (and logged) when ragas is not installed.
+    ``coverage`` is filled with how many samples each metric could score (see ``ragas_metrics``)."""
 
     try:
         from ragtune.evaluation.ragas_eval import ragas_metrics
@@ -325,7 +330,7 @@ def rag_metrics(dataset: RetrievalDataset, results: dict[str, Any], judge_llm: s
         llm = llm_from_spec(judge_llm)
     chosen = {k: v for k, v in results.items() if not k.endswith("+long")}
     try:
-        return ragas_metrics(dataset, chosen, llm=llm)
+        return ragas_metrics(dataset, chosen, llm=llm, coverage=coverage)
     except RagtuneError as exc:
         if llm is not None:
             raise

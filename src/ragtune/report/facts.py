@@ -391,3 +391,20 @@ def speed_table(report: Mapping[str, Any]) -> tuple[str, list[list[str]]]:
         "or the static student's folder."
     )
     return caption, rows
+
+
+def ragas_coverage(report: Mapping[str, Any]) -> list[str]:
+    """One sentence per LLM-judged ragas metric whose judge could not score every sample.
+
+    ``report["ragas_scored"]`` is ``label -> metric -> {"scored", "tried"}``; a small judge
+    (``--llm local``) often answers something ragas cannot read, and the report says so
+    instead of showing a mean over fewer samples than it seems.
+    """
+    out = []
+    for label, by_metric in (report.get("ragas_scored") or {}).items():
+        for metric, c in by_metric.items():
+            scored, tried = int(c.get("scored", 0)), int(c.get("tried", 0))
+            if scored < tried:
+                left = "left out" if scored == 0 else f"mean of {scored}"
+                out.append(f"{label} {metric}: the judge scored {scored} of {tried} samples ({left}).")
+    return out

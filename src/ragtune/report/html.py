@@ -22,6 +22,7 @@ from ragtune.report.facts import (
     full_dim,
     headline_differences,
     metrics_rows,
+    ragas_coverage,
     speed_table,
     stage_rows,
     summary_rows,
@@ -293,7 +294,7 @@ def _ragas(report: Mapping[str, Any]) -> str:
     return (
         "<section id='ragas'><h2>RAG quality (ragas)</h2>"
         f"<table><thead><tr><th>model</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
-        f"{_ragas_note(names)}</section>"
+        f"{_ragas_note(names, ragas_coverage(report))}</section>"
     )
 
 
@@ -319,11 +320,12 @@ _RAGAS_NOTES = (
 )
 
 
-def _ragas_note(names: list[str]) -> str:
+def _ragas_note(names: list[str], coverage: list[str]) -> str:
     """Explain only the metrics present; LLM-judged ones come from a sample of queries."""
     notes = [text for prefix, text in _RAGAS_NOTES if any(n.startswith(prefix) for n in names)]
     if any(n.startswith(("faithfulness", "answer_relevancy", "llm_")) for n in names):
         notes.append("LLM-judged scores use a sample of queries; the LLM answers from each model's retrieved chunks.")
+    notes += coverage
     return "<div class='notes'>" + "".join(f"<div class='note'>{e(t)}</div>" for t in notes) + "</div>"
 
 

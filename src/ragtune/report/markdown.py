@@ -13,6 +13,7 @@ from ragtune.report.facts import (
     dataset_facts,
     fmt_seconds,
     metrics_rows,
+    ragas_coverage,
     speed_table,
     stage_rows,
     summary_rows,
@@ -108,7 +109,7 @@ def _ragas(report: Mapping[str, Any]) -> list[str]:
         "_id_context_* compare retrieved chunk ids with the relevant ones (every query, no LLM); "
         "faithfulness, answer_relevancy and llm_context_precision are judged by an LLM on a sample of queries._"
     )
-    out += ["", note]
+    out += ["", note, *(f"_{line}_" for line in ragas_coverage(report))]
     return out
 
 

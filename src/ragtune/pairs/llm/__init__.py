@@ -16,7 +16,7 @@ Example::
     pairs = generator(chunks, tokenizer, spec)
 """
 
-from ragtune.pairs.llm.config import DEFAULT_PROMPT, LLMConfig, LLMStats
+from ragtune.pairs.llm.config import DEFAULT_PROMPT, FEW_SHOT_PROMPT, LLMConfig, LLMStats
 from ragtune.pairs.llm.generator import CACHE_VERSION, LLMGenerator, llm_identity
 from ragtune.pairs.llm.parsing import (
     QUESTION_STARTS,
@@ -28,6 +28,7 @@ from ragtune.pairs.llm.parsing import (
 __all__ = [
     "CACHE_VERSION",
     "DEFAULT_PROMPT",
+    "FEW_SHOT_PROMPT",
     "QUESTION_STARTS",
     "LLMConfig",
     "LLMGenerator",

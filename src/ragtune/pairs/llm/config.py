@@ -14,7 +14,7 @@ from typing import Any
 
 from ragtune.errors import ConfigError
 
-__all__ = ["DEFAULT_PROMPT", "LLMConfig", "LLMStats"]
+__all__ = ["DEFAULT_PROMPT", "FEW_SHOT_PROMPT", "LLMConfig", "LLMStats"]
 
 #: Modelled on LlamaIndex's ``generate_qa_embedding_pairs`` prompt, but asks for
 #: what a *user* would ask (retrieval queries), not exam questions, and for a
@@ -36,6 +36,27 @@ Ask about different facts, and vary the wording.
 Write one question per line and nothing else: no introduction, no answers, \
 no numbering required.
 """
+
+#: For small local models (``--llm local``: SmolLM2-135M): a text to continue, not an
+#: instruction. On the sample corpus, SmolLM2 given DEFAULT_PROMPT mostly wrote
+#: about "the context" or "this document" (6 of 10 answers held no usable question);
+#: continuing this list it wrote 22 questions about the passage from 8 windows.
+#: Sent as is (``complete(..., formatted=True)``: no chat template); the answer
+#: continues after the last "-".
+FEW_SHOT_PROMPT = """\
+Text: The museum is open from 9:00 to 17:00 and closed on Mondays. Adults pay 12 euros; children under 12 enter free.
+Questions:
+- How much does an adult ticket to the museum cost?
+- Is the museum open on Mondays?
+
+Text: Our router supports WPA3. To reset it, hold the reset button for ten seconds until the light blinks orange.
+Questions:
+- How do I reset the router?
+- Which Wi-Fi security does the router support?
+
+Text: {context}
+Questions:
+-"""
 
 _CONTEXT_KEYS = ("{context}", "{context_str}")
 _NUM_KEYS = ("{num_questions}", "{num_questions_per_chunk}")
@@ -113,9 +134,14 @@ class LLMConfig:
                 f"is told how many questions to write (questions_per_chunk={self.questions_per_chunk})"
             )
 
-    def render(self, context: str) -> str:
-        """The prompt for one passage (the count first, so a passage's own braces stay intact)."""
-        text = self.prompt
+    def render(self, context: str, template: str | None = None) -> str:
+        """The prompt for one passage (the count first, so a passage's own braces stay intact).
+
+        Args:
+            context: the passage.
+            template: another template than ``prompt`` (the generator's few-shot one).
+        """
+        text = self.prompt if template is None else template
         for key in _NUM_KEYS:
             text = text.replace(key, str(self.questions_per_chunk))
         for key in _CONTEXT_KEYS:

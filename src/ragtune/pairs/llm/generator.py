@@ -63,7 +63,7 @@ from ragtune._io import write_json
 from ragtune.corpus.reader import Chunk
 from ragtune.encoders.windows import WindowSpec, batch_window_spans
 from ragtune.errors import ConfigError, RagtuneError
-from ragtune.pairs.llm.config import LLMConfig, LLMStats
+from ragtune.pairs.llm.config import DEFAULT_PROMPT, FEW_SHOT_PROMPT, LLMConfig, LLMStats
 from ragtune.pairs.llm.parsing import screen_questions, split_candidates
 from ragtune.pairs.schema import Pair
 from ragtune.progress import track
@@ -107,6 +107,11 @@ class LLMGenerator:
         self.config = config or LLMConfig()
         self.stats = LLMStats()
         self._identity = llm_identity(llm)
+        # An LLM that writes better questions continuing a list than following an instruction
+        # (ragtune's LocalLLM: small GGUF models) gets FEW_SHOT_PROMPT, sent without a chat
+        # template, unless the user chose a prompt of their own.
+        self._few_shot = bool(getattr(llm, "few_shot_questions", False)) and self.config.prompt == DEFAULT_PROMPT
+        self.template = FEW_SHOT_PROMPT if self._few_shot else self.config.prompt
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     # public ----------------------------------------------------------------
@@ -137,7 +142,7 @@ class LLMGenerator:
     def cache_key(self, text: str) -> str:
         """sha256 of everything that changes the answer: passage, prompt, count, LLM."""
         cfg = self.config
-        material = [CACHE_VERSION, self._identity, cfg.prompt, cfg.questions_per_chunk, text]
+        material = [CACHE_VERSION, self._identity, self.template, cfg.questions_per_chunk, text]
         return hashlib.sha256(json.dumps(material, ensure_ascii=False).encode("utf-8")).hexdigest()
 
     # windows ---------------------------------------------------------------
@@ -222,7 +227,7 @@ class LLMGenerator:
                 self.stats.skipped += 1
                 return
             try:
-                answer = await self._retrying(outcome)(self._complete, cfg.render(w.text))
+                answer = await self._retrying(outcome)(self._complete, cfg.render(w.text, self.template))
             except Exception:  # noqa: BLE001 - any provider error, after its retries, fails this window only
                 self.stats.failures += 1
                 outcome.failed += 1
@@ -261,12 +266,14 @@ class LLMGenerator:
     async def _complete(self, prompt: str) -> str:
         self.stats.calls += 1
         call: Awaitable[Any]
+        # formatted=True: LlamaIndex's flag for "already formatted, add no chat template"
+        how = {"formatted": True} if self._few_shot else {}
         if self._pool is not None:
             call = asyncio.get_running_loop().run_in_executor(
-                self._pool, functools.partial(self.llm.complete, prompt)
+                self._pool, functools.partial(self.llm.complete, prompt, **how)
             )
         else:
-            call = self.llm.acomplete(prompt)
+            call = self.llm.acomplete(prompt, **how)
         response = await asyncio.wait_for(call, timeout=self.config.timeout_s)
         text = getattr(response, "text", response)
         if not isinstance(text, str) or not text.strip():
