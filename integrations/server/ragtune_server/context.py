@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 
 from ragtune.index.chunk_index import is_remote
-from ragtune.pairs.querylog import QueryLog
 from ragtune.index.fusion import HybridConfig
+from ragtune.pairs.querylog import QueryLog
 from ragtune_server.batching import BatchConfig, MicroBatcher
 from ragtune_server.encoding import ModelWorker
 from ragtune_server.limits import Limits
