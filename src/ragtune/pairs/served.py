@@ -161,7 +161,7 @@ def label_served_queries(
                 top = fused[0][0]
                 in_dense = top in {cid for cid, _ in dense_hits[j][: cfg.agree_k]}
                 in_bm25 = top in {cid for cid, _ in top_bm25[: cfg.agree_k]}
-                if not (in_dense and in_bm25):
+                if not (in_dense and in_bm25) or top in rejected:  # never a chunk the user rejected
                     result.uncertain += 1
                     continue
                 chosen, how = top, "agreement"
