@@ -31,9 +31,10 @@ from starlette.responses import Response
 
 from ragtune import __version__
 from ragtune.encoders.encoder import truncate
-from ragtune.encoders.loading import load_model, model_label
+from ragtune.encoders.loading import load_model, model_fingerprint, model_label
 from ragtune.errors import RagtuneError
 from ragtune.index.fusion import HybridConfig, read_hybrid
+from ragtune.pairs.querylog import QueryLog
 from ragtune_server.auth import BearerAuthMiddleware, check_api_key
 from ragtune_server.batching import BatchConfig, BatcherClosedError, Encoded, QueueFullError
 from ragtune_server.context import ServerContext
@@ -54,6 +55,7 @@ from ragtune_server.schemas import (
     EmbeddingRequest,
     EmbeddingResponse,
     ErrorBody,
+    FeedbackRequest,
     ModelList,
     ModelObject,
     SearchRequest,
@@ -88,6 +90,7 @@ def create_app(
     backend: str = "torch",
     backend_file: str | None = None,
     hosts: HostPolicy | None = None,
+    query_log: str | os.PathLike[str] | None = None,
 ) -> FastAPI:
     """Build the app around ``model``: a folder, hub id, ``default``, or a ``SentenceTransformer``.
 
@@ -97,7 +100,9 @@ def create_app(
     /v1/models call the model (default: the name given, or ``all-MiniLM-L6-v2``).
     ``hosts`` says which ``Host`` and ``Origin`` headers are answered (default:
     loopback names at any port, and no other origin: :meth:`HostPolicy.for_bind`).
-    Without ``api_key`` the admin routes answer 403.
+    Without ``api_key`` the admin routes answer 403. ``query_log`` (a folder) logs each
+    search and enables POST /v1/feedback (:mod:`ragtune.pairs.querylog`); without it
+    nothing is written and /v1/feedback answers 404.
 
     Raises:
         ConfigError: an empty ``api_key``.
@@ -121,6 +126,8 @@ def create_app(
         qdrant_api_key=qdrant_api_key,
         hybrid=hybrid,
         keyed=api_key is not None,
+        query_log=None if query_log is None else QueryLog(query_log),
+        model_fingerprint=None if query_log is None else model_fingerprint(model),
     )
 
     @asynccontextmanager
@@ -176,6 +183,12 @@ def _body_rules(limits: Limits) -> dict[str, BodyRule]:
             frozenset(SearchRequest.model_fields),
             FILTER_VALUES + FIELD_VALUES,
             f"one query and a filter listing at most {FILTER_VALUES} values",
+        ),
+        "/v1/feedback": BodyRule(
+            SMALL_BODY * 64,
+            frozenset(FeedbackRequest.model_fields),
+            2 * 100 + FIELD_VALUES,
+            "a query_id, at most 100 chosen and 100 rejected ids, and a rating",
         ),
     }
 
@@ -248,8 +261,16 @@ def _routes() -> APIRouter:
                 code="search_failed",
             ) from exc
         tokens = int(sum(encoded.tokens))
+        logged = {}
+        if ctx.query_log is not None:
+            qid = ctx.query_log.search(
+                body.query, body.mode, body.top_k, [(h.id, h.score) for h in hits],
+                model=ctx.model_fingerprint, collection=backend.collection,
+            )
+            logged = {"query_id": qid}
         return FastJSONResponse(
             {
+                **logged,
                 "results": [
                     {
                         "id": h.id,
@@ -264,6 +285,27 @@ def _routes() -> APIRouter:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
+
+    @router.post("/v1/feedback", responses=_ERRORS)
+    async def feedback(body: FeedbackRequest, ctx: ServerContext = Depends(get_context)) -> Response:
+        """Record which results of a logged search answered it (``chosen``), which did not
+        (``rejected``), or an overall ``rating``; ``ragtune run --queries`` trains on them."""
+        if ctx.query_log is None:
+            raise APIError(404, "feedback needs a query log: start the server with --log-queries DIR",
+                           code="feedback_not_enabled")
+        returned = ctx.query_log.returned(body.query_id)
+        if returned is None:
+            raise APIError(404, f"query_id {body.query_id!r}: no such search in this server's log",
+                           param="query_id", code="unknown_query_id")
+        if not (body.chosen or body.rejected or body.rating is not None):
+            raise APIError(400, "say something: chosen, rejected or rating", code="empty_feedback")
+        for param in ("chosen", "rejected"):
+            unknown = [i for i in getattr(body, param) if i not in returned]
+            if unknown:
+                raise APIError(422, f"{param}: {unknown[0]!r} is not among that search's results",
+                               param=param, code="unknown_result_id")
+        fid = ctx.query_log.feedback(body.query_id, body.chosen, body.rejected, body.rating)
+        return FastJSONResponse({"id": fid, "query_id": body.query_id, "status": "recorded"})
 
     @router.post("/v1/reload", responses=_ERRORS)
     async def reload(ctx: ServerContext = Depends(get_context)) -> Response:

@@ -76,6 +76,13 @@ def serve_command(
         "browser (repeatable); other origins are refused.",
     ),
     qdrant_api_key: str | None = typer.Option(None, "--qdrant-api-key", envvar="QDRANT_API_KEY"),
+    log_queries: str | None = typer.Option(
+        None,
+        "--log-queries",
+        help="Append each /v1/search (query, returned ids and scores, mode, model) to DIR/queries.jsonl, "
+        "rotated at 64 MiB, and take POST /v1/feedback; for `ragtune run --queries DIR`. It holds "
+        "your users' questions: no headers, keys or client addresses are written. Off by default.",
+    ),
     device: str | None = typer.Option(
         _SERVE["device"].default, "--device", help="torch device (default: CUDA when present)."
     ),
@@ -144,6 +151,7 @@ def serve_command(
             allow_hosts=allow_host,
             allow_origins=allow_origin,
             insecure_no_key=insecure_no_key,
+            log_queries=log_queries,
         )
     except RagtuneError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ragtune.index.chunk_index import is_remote
 from ragtune.index.fusion import HybridConfig
+from ragtune.pairs.querylog import QueryLog
 from ragtune_server.batching import BatchConfig, MicroBatcher
 from ragtune_server.encoding import ModelWorker
 from ragtune_server.limits import Limits
@@ -40,6 +41,8 @@ class ServerContext:
     #: whether the server has an API key: without one, the admin routes are off
     keyed: bool = False
     batcher: MicroBatcher | None = None
+    query_log: QueryLog | None = None
+    model_fingerprint: str | None = None
     _reopening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
@@ -106,6 +109,8 @@ class ServerContext:
             await self.batcher.aclose()
             self.batcher = None
         self.close_search()
+        if self.query_log is not None:
+            self.query_log.close()
 
     def close_search(self) -> None:
         if self.search is not None:

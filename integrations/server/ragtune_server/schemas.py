@@ -195,6 +195,23 @@ class SearchRequest(_Request):
     )
 
 
+class FeedbackRequest(_Request):
+    """What a user said about a logged search's results (``ragtune serve --log-queries``)."""
+
+    query_id: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        description="The search's ``query_id``, as /v1/search returned it."
+    )
+    chosen: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=100)] = Field(
+        default_factory=list, description="Ids of results that answered the question."
+    )
+    rejected: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=100)] = Field(
+        default_factory=list, description="Ids of results that did not."
+    )
+    rating: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = Field(
+        None, description="How good the results were overall, 0 (useless) to 1 (answered)."
+    )
+
+
 # responses (documentation: the handlers build the JSON directly for speed) ----
 class EmbeddingObject(BaseModel):
     object: Literal["embedding"] = "embedding"

@@ -82,6 +82,7 @@ def serve(
     allow_hosts: Sequence[str] = (),
     allow_origins: Sequence[str] = (),
     insecure_no_key: bool = False,
+    log_queries: str | None = None,
 ) -> None:
     """Serve ``model`` (and ``collection`` at ``qdrant`` for /v1/search) until interrupted.
 
@@ -137,6 +138,7 @@ def serve(
         backend=backend,
         backend_file=backend_file,
         hosts=hosts,
+        query_log=log_queries,
     )
     log.info("torch intra-op threads: %d", torch.get_num_threads())
     ctx = app.state.ragtune

@@ -392,11 +392,22 @@ def test_query_engine_and_long_chunk_retriever(tiny_corpus, tmp_path, emb):
     engine = index.as_query_engine(llm=MockLLM(), similarity_top_k=2)
     resp = engine.query("Can bicycles be taken on board the trams?")
     assert any("Bicycles" in n.node.get_content() for n in resp.source_nodes)
-    with RagtuneQdrantRetriever(emb, client=client, similarity_top_k=2) as retriever:
+    with RagtuneQdrantRetriever(emb, client=client, similarity_top_k=2, query_log=tmp_path / "logs") as retriever:
         for question, source in FACTS.items():
             hits = retriever.retrieve(question)
             assert hits[0].node.metadata["source"] == source, question
             assert "windows" not in hits[0].node.metadata and hits[0].node.ref_doc_id
+        # the LlamaIndex side logs retrievals as `ragtune serve --log-queries` does, with feedback
+        fid = retriever.feedback(chosen=[hits[0].node.node_id], rejected=[hits[1].node.node_id])
+        with pytest.raises(ValueError, match="not among"):
+            retriever.feedback(chosen=["some-other-node"])
+    from ragtune.pairs.querylog import read_query_log
+
+    logged = read_query_log(tmp_path / "logs")
+    assert [s["query"] for s in logged.searches.values()] == list(FACTS)
+    last = logged.searches[retriever.last_query_id]
+    assert [r["id"] for r in last["results"]] == [h.node.node_id for h in hits] and last["mode"] == "hybrid"
+    assert logged.feedback[0]["id"] == fid and logged.feedback[0]["chosen"] == [hits[0].node.node_id]
     index.vector_store.close()  # a client given stays open
     client.close()
 

@@ -1049,3 +1049,59 @@ def test_batcher_backpressure_and_close():
             await b.submit(["x"], "document")
 
     asyncio.run(main())
+
+
+def test_log_queries_writes_one_line_per_search_and_takes_feedback(tmp_path, tiny_chunks, st_model):
+    """--log-queries: one JSONL line per search with the query, returned ids/scores, mode, model
+    fingerprint and time, and nothing from the request's headers; /v1/feedback records choices and
+    refuses unknown query and result ids (4xx). Without the flag nothing is written."""
+    from ragtune.encoders.loading import model_fingerprint
+    from ragtune.pairs.querylog import LOG_FILE, read_query_log
+
+    loc, logs = tmp_path / "qdrant", tmp_path / "logs"
+    _index(loc, tiny_chunks, st_model)
+    app = create_app(st_model, model_name="m", qdrant=str(loc), collection=COLLECTION, api_key=KEY, query_log=logs)
+    secret = {"Authorization": f"Bearer {KEY}", "X-Forwarded-For": "203.0.113.9", "Cookie": "session=SECRET"}
+    with running(app) as r, httpx.Client(base_url=r.url, headers=secret, timeout=60) as c:
+        first = c.post(S, json={"query": DEPOT_Q, "top_k": 3, "mode": "dense"}).json()
+        second = c.post(S, json={"query": "night tram interval", "top_k": 2}).json()
+        ids = [h["id"] for h in first["results"]]
+        ok = c.post("/v1/feedback", json={"query_id": first["query_id"], "chosen": [ids[0]], "rejected": ids[1:]})
+        assert ok.status_code == 200 and ok.json()["status"] == "recorded", ok.text
+        assert c.post("/v1/feedback", json={"query_id": second["query_id"], "rating": 0.2}).status_code == 200
+        assert c.post("/v1/feedback", json={"query_id": "f" * 32, "chosen": [ids[0]]}).status_code == 404
+        assert c.post("/v1/feedback", json={"query_id": first["query_id"], "chosen": ["no-such-id"]}).status_code == 422
+        assert c.post("/v1/feedback", json={"query_id": first["query_id"]}).status_code == 400
+        assert c.post("/v1/feedback", json={"query_id": first["query_id"], "rating": 7}).status_code in (400, 422)
+    raw = (logs / LOG_FILE).read_text()
+    assert len(raw.splitlines()) == 4  # two searches, two accepted feedbacks
+    assert "SECRET" not in raw and "203.0.113.9" not in raw and KEY not in raw and "127.0.0.1" not in raw
+    data = read_query_log(logs)
+    rec = data.searches[first["query_id"]]
+    assert rec["query"] == DEPOT_Q and rec["mode"] == "dense" and rec["top_k"] == 3
+    assert [x["id"] for x in rec["results"]] == ids
+    assert rec["results"][0]["score"] == pytest.approx(first["results"][0]["score"], abs=1e-5)
+    assert rec["model"] == model_fingerprint(st_model) and rec["collection"] == COLLECTION and rec["time"]
+    assert data.searches[second["query_id"]]["mode"] == "hybrid"
+    assert [f["chosen"] for f in data.feedback] == [[ids[0]], []] and data.feedback[1]["rating"] == 0.2
+
+    app = create_app(st_model, model_name="m", qdrant=str(loc), collection=COLLECTION, api_key=KEY)
+    with running(app) as r, httpx.Client(base_url=r.url, headers=secret, timeout=60) as c:
+        res = c.post(S, json={"query": DEPOT_Q, "top_k": 1}).json()
+        assert "query_id" not in res
+        assert c.post("/v1/feedback", json={"query_id": "x", "rating": 1}).status_code == 404
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("queries.jsonl*")] == [Path("logs") / LOG_FILE]
+    assert len((logs / LOG_FILE).read_text().splitlines()) == 4  # the server without the flag wrote nothing
+
+
+def test_query_log_rotates_at_its_cap(tmp_path):
+    from ragtune.pairs.querylog import LOG_FILE, QueryLog, read_query_log
+
+    log = QueryLog(tmp_path, max_bytes=2048, backups=2)
+    ids = [log.search(f"question number {i} about trams", "hybrid", 1, [(f"c{i}", 0.5)]) for i in range(60)]
+    log.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [LOG_FILE, f"{LOG_FILE}.1", f"{LOG_FILE}.2"]
+    assert all((tmp_path / f).stat().st_size <= 2048 for f in files)
+    kept = read_query_log(tmp_path).searches
+    assert list(kept) == ids[-len(kept):] and 0 < len(kept) < 60  # the newest, in order; the oldest dropped
