@@ -225,3 +225,41 @@ def test_model_card_snippet_runs_and_gives_the_tuned_vectors(sample_run):
     assert np.allclose(scope["vector"], ref, atol=1e-5)
     assert np.allclose(scope["model"].encode([text], normalize_embeddings=True)[0], ref, atol=1e-5)
 
+
+
+def test_run_with_served_queries_trains_on_them_and_more_logs_redo_training_only(sample_run, tmp_path):
+    """`ragtune run --queries DIR`: logged questions (no labels) become pseudo-labelled pairs beside the
+    synthetic ones; run.json and the report count them; more logs redo training, not chunks or pairs."""
+    from ragtune.pairs.querylog import QueryLog
+
+    work = copy_of(sample_run, tmp_path)
+    asked = [json.loads(line)["query"] for line in (work / "pairs.jsonl").read_text().splitlines()]
+    logs = tmp_path / "logs"
+    log = QueryLog(logs)
+    for q in asked[:12]:
+        log.search(q, "hybrid", 5, [])
+    log.close()
+    args = ["run", str(SAMPLE_CORPUS), "--workdir", str(work), "--max-pairs", "64", "--max-steps", "2",
+            "--max-seq-length", "96", "--batch-size", "16", "--queries", str(logs)]
+    stages = lambda: json.loads((work / "run.json").read_text())["stages"]  # noqa: E731
+    before = stages()
+    cli(*args)
+    first = stages()
+    assert all(first[s]["finished"] == before[s]["finished"] for s in ("chunks", "pairs"))
+    served = first["served"]
+    assert served["logged_searches"] == 12 and served["pairs"] > 0, served
+    assert first["train"]["finished"] != before["train"]["finished"]
+    assert first["train"]["pairs_by_source"]["served"] == served["pairs"]
+    served_rows = [json.loads(x) for x in (work / "served_pairs.jsonl").read_text().splitlines()]
+    assert len(served_rows) == served["pairs"] and {r["source"] for r in served_rows} == {"served"}
+    assert "learned from 12 served questions" in (work / "report" / "report.md").read_text()
+
+    log = QueryLog(logs)
+    for q in asked[12:24]:
+        log.search(q, "hybrid", 5, [])
+    log.close()
+    cli(*args)
+    second = stages()
+    assert all(second[s]["finished"] == first[s]["finished"] for s in ("chunks", "pairs"))
+    assert second["served"]["logged_searches"] == 24
+    assert second["train"]["finished"] != first["train"]["finished"]

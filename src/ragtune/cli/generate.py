@@ -24,6 +24,7 @@ def generate(
         GenerationConfig.questions_per_chunk, "--questions-per-chunk", help="LLM generator: questions per window."
     ),
     llm_cache: Path | None = typer.Option(None, "--llm-cache", help="LLM answers cache (default: OUT.llm-cache/); re-runs never pay twice."),
+    queries: Path | None = typer.Option(None, "--queries", help=o.QUERIES_HELP),
 ) -> None:
     """Generate synthetic query → passage pairs from a corpus (offline by default, or with an LLM)."""
     import time
@@ -47,6 +48,17 @@ def generate(
             generator=make_generator(cfg, cache_dir=cache if llm else None),
             encoder=encoder,
         )
+    served_note = ""
+    if queries is not None:
+        from ragtune.pairs.querylog import read_query_log
+        from ragtune.pairs.served import label_served_queries
+
+        with showing_progress():
+            served = label_served_queries(read_query_log(queries), res.chunks, encoder, encoder.window_spec())
+        gen.pairs.extend(served.pairs)
+        by = ", ".join(f"{k} {v}" for k, v in sorted(served.labelled.items())) or "none"
+        served_note = (f"; {len(served.pairs)} from {served.distinct} served questions (labelled by: {by}; "
+                       f"{served.uncertain} uncertain left out)")
     save_pairs(out, gen.pairs)
     chunks_out = out.with_name(out.stem + ".chunks.jsonl")
     save_chunks(chunks_out, res.chunks)
@@ -55,6 +67,6 @@ def generate(
     echo(
         f"{len(res.chunks)} chunks from {len(res.files)} files ({len(res.skipped)} skipped), "
         f"{gen.windows} windows → {gen.generated} generated, {len(gen.pairs)} pairs kept "
-        f"(dropped: {drops}); {sum(p.split == 'val' for p in gen.pairs)} held out for validation; {secs:.1f} s"
+        f"(dropped: {drops}); {sum(p.split == 'val' for p in gen.pairs)} held out for validation{served_note}; {secs:.1f} s"
     )
     echo(f"wrote {out} and {chunks_out}")

@@ -161,3 +161,9 @@ def task(value: str, data: Path | None) -> str:
 def described(model: str, backend: str, file: Path | None) -> str:
     """The model as a report names it: with its backend and file when not torch."""
     return model if backend == DEFAULT_BACKEND else f"{model} ({backend}{': ' + str(file) if file else ''})"
+
+QUERIES_HELP = (
+    "Folder of served-query logs (ragtune serve --log-queries DIR, or the LlamaIndex retriever's "
+    "query_log=DIR): its questions become training pairs beside the synthetic ones, labelled by user "
+    "feedback or, without it, by the base model and BM25 agreeing on the answer."
+)

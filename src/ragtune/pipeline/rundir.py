@@ -131,6 +131,10 @@ class RunDir:
         return self.root / "pairs.jsonl"
 
     @property
+    def served_pairs(self) -> Path:
+        return self.root / "served_pairs.jsonl"
+
+    @property
     def model(self) -> Path:
         return self.root / "model"
 

@@ -54,6 +54,8 @@ class RunConfig:
     export: list[str] = field(default_factory=list)
     # a hosted embedding model scored beside base and tuned (ragtune.encoders.hosted: URL[#MODEL] or provider:model)
     baseline: str | None = None
+    # served-query logs (ragtune serve --log-queries DIR): pseudo-labelled into training pairs beside the synthetic ones
+    queries: str | None = None
 
     def __post_init__(self) -> None:
         from ragtune.encoders.runtime import backend_of
@@ -119,15 +121,42 @@ def stage_pairs(
     return res.pairs
 
 
-def stage_train(rd: RunDir, pairs: Sequence[Pair], config: TrainConfig, chunks: Sequence[Chunk] = ()) -> Path:
-    """``pairs.jsonl`` (+ ``chunks.jsonl``, the corpus to be indexed) → ``model/`` (resumes from ``checkpoints/``)."""
-    fp = fingerprint("train", sha256_file(rd.pairs), sha256_file(rd.chunks) if chunks else "", config.to_dict())
+def stage_served(rd: RunDir, chunks: Sequence[Chunk], base: str | None, queries: str | Path) -> list[Pair]:
+    """Served-query logs → ``served_pairs.jsonl``: pseudo-labelled pairs (:mod:`ragtune.pairs.served`),
+    judged by the base model fused with BM25. Only this stage and what follows it redo when the logs grow."""
+    from ragtune.pairs.querylog import read_query_log
+    from ragtune.pairs.served import ServedConfig, label_served_queries
+
+    folder = Path(queries)
+    log = read_query_log(folder)  # a missing or empty folder is one line, before any work
+    logs = sorted(p for p in folder.iterdir() if p.name.startswith("queries.jsonl"))
+    fp = fingerprint("served", sha256_file(rd.chunks), [sha256_file(p) for p in logs], model_label(base),
+                     asdict(ServedConfig()))
+    if rd.stage_done("served", fp, rd.served_pairs):
+        return load_pairs(rd.served_pairs)
+    with rd.stage("served", fp, rd.served_pairs) as info, task("[2+] served queries"):
+        encoder = Encoder(base)
+        result = label_served_queries(log, chunks, encoder, encoder.window_spec())
+        save_pairs(rd.served_pairs, result.pairs)
+        info.update(result.record(), log_files=log.files, unreadable_lines=log.skipped_lines)
+    return result.pairs
+
+
+def stage_train(
+    rd: RunDir, pairs: Sequence[Pair], config: TrainConfig, chunks: Sequence[Chunk] = (), served: Sequence[Pair] = ()
+) -> Path:
+    """``pairs.jsonl`` (+ ``served_pairs.jsonl``, + ``chunks.jsonl``, the corpus to be indexed) → ``model/``
+    (resumes from ``checkpoints/``). Served pairs join the training split only."""
+    parts = [sha256_file(rd.pairs), sha256_file(rd.chunks) if chunks else "", config.to_dict()]
+    fp = fingerprint("train", *parts, *([sha256_file(rd.served_pairs)] if served else []))
     if rd.stage_done("train", fp, rd.model):
         return rd.model
     with rd.stage("train", fp, rd.model) as info, task("[3/5] training"):
         result = train(
-            pairs, rd.model, config, checkpoint_dir=rd.checkpoints, chunks=[c.text for c in chunks] or None
+            [*pairs, *served], rd.model, config, checkpoint_dir=rd.checkpoints, chunks=[c.text for c in chunks] or None
         )
+        if served:
+            info["pairs_by_source"] = {"synthetic": sum(p.split != "val" for p in pairs), "served": len(served)}
         info.update(result.to_dict())
         info["train_loop_s"] = info.pop("seconds")
         # inside the stage: the fitted fusion is part of the model folder the stage records
@@ -360,6 +389,10 @@ def preflight(config: RunConfig, workdir: str | Path) -> RetrievalDataset | None
 
         parse_baseline(config.baseline)  # syntax, package, key: no request
     given = load_eval_dataset(config.eval_data) if config.eval_data else None
+    if config.queries:
+        from ragtune.pairs.querylog import read_query_log
+
+        read_query_log(config.queries)  # a wrong --queries folder fails now, not after the pairs
     root = Path(workdir)
     if root.exists() and not root.is_dir():
         raise InputError(f"{root}: --workdir is a file; give a folder for the run's artifacts")
@@ -396,7 +429,8 @@ def run_pipeline(
 
     chunks = stage_chunks(rd, config.corpus, config.chunk)
     pairs = stage_pairs(rd, chunks, config.train.base, config.generation)
-    model_dir = stage_train(rd, pairs, config.train, chunks)
+    served = stage_served(rd, chunks, config.train.base, config.queries) if config.queries else []
+    model_dir = stage_train(rd, pairs, config.train, chunks, served)
     # one tuned encoder for index and evaluation: the windows it indexes are the
     # corpus windows evaluation scores (saves one encoding of the corpus, ~10 s on the sample)
     tuned = Encoder(model_dir, devices=encoding_devices(), remember_windows=True)
@@ -411,6 +445,7 @@ def run_pipeline(
         "pairs": rd.record["stages"].get("pairs", {}),
         "training": rd.record["stages"].get("train", {}),
         "index": rd.record["stages"].get("index", {}),
+        **({"served": rd.record["stages"]["served"]} if config.queries else {}),
     }
     report = stage_evaluate(
         rd, dataset, config.train.base, model_dir, dims, config.long_chunks, extra=extra, judge_llm=config.generation.llm,

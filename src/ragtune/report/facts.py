@@ -33,7 +33,7 @@ LABEL_WORDS = {
     "base": "the base model",
 }
 #: Pipeline stages in run order; ``timings`` keys are ``{stage}_s``.
-STAGES = ("chunks", "pairs", "train", "index", "evaluate")
+STAGES = ("chunks", "pairs", "served", "train", "index", "evaluate")
 #: Report key holding a stage's record, where it differs from the stage name.
 _STAGE_RECORD = {"train": "training"}
 
@@ -263,6 +263,8 @@ def _stage_details(name: str, rec: Mapping[str, Any], report: Mapping[str, Any])
         kinds = rec.get("by_kind") or {}
         if kinds:
             out.append("by kind: " + ", ".join(f"{k.split(':')[-1]} {_n(v)}" for k, v in kinds.items()))
+    elif name == "served" and rec:
+        out.extend(served_facts(report))
     elif name == "train" and rec:
         if "steps" in rec:
             line = f"{_n(rec['steps'])} steps over {_n(rec.get('train_pairs', '?'))} pairs"
@@ -407,4 +409,20 @@ def ragas_coverage(report: Mapping[str, Any]) -> list[str]:
             if scored < tried:
                 left = "left out" if scored == 0 else f"mean of {scored}"
                 out.append(f"{label} {metric}: the judge scored {scored} of {tried} samples ({left}).")
+    return out
+
+
+def served_facts(report: Mapping[str, Any]) -> list[str]:
+    """What the run learned from served queries (``ragtune run --queries``), in plain phrases."""
+    rec = report.get("served")
+    if not isinstance(rec, Mapping) or "pairs" not in rec:
+        return []
+    by = ", ".join(f"{k} {_n(v)}" for k, v in (rec.get("labelled_by") or {}).items()) or "none"
+    out = [
+        f"learned from {_n(rec.get('distinct_queries', 0))} served questions ({_n(rec.get('logged_searches', 0))} "
+        f"searches logged): {_n(rec['pairs'])} training pairs, labelled by {by}",
+    ]
+    left = {k: rec.get(k) for k in ("uncertain", "too_short", "unknown_chunk_ids") if rec.get(k)}
+    if left:
+        out.append("left out: " + ", ".join(f"{k.replace('_', ' ')} {_n(v)}" for k, v in left.items()))
     return out
