@@ -108,7 +108,9 @@ class LocalLLM(CustomLLM):
         temperature: sampling temperature; ``0`` is greedy.
         seed: sampling seed, so a run writes the same questions again.
         threads: CPU threads for llama.cpp (default: the cores this process may use, at most 8).
-        parallel: requests llama.cpp decodes side by side (its slots share ``context_window``).
+        parallel: requests llama.cpp decodes side by side (its slots share ``context_window``):
+            as many as the pair generator and ragas send at once (4), so a request never waits
+            behind the others long enough to time out on a busy CPU.
         schema_from_prompt: a prompt that spells out the JSON Schema of its answer (ragas'
             judge prompts do) gets an answer constrained to that schema by llama.cpp's grammar,
             so a small judge answers valid JSON instead of prose (ragas NaN, ragas #2044).
@@ -127,12 +129,12 @@ class LocalLLM(CustomLLM):
     """
 
     model_path: str = Field(description="Path of the GGUF model file.")
-    context_window: int = Field(default=4096, gt=0)
+    context_window: int = Field(default=8192, gt=0)
     max_tokens: int = Field(default=256, gt=0)
     temperature: float = Field(default=0.7, ge=0.0)
     seed: int = Field(default=42)
     threads: int | None = Field(default=None, gt=0)
-    parallel: int = Field(default=1, gt=0)
+    parallel: int = Field(default=4, gt=0)
     schema_from_prompt: bool = Field(default=True)
     few_shot_questions: bool = Field(default=True)
 

@@ -890,7 +890,7 @@ SERVE_OPTIONS = {
     "--qdrant-api-key", "--device", "--threads", "--max-inputs", "--max-input-chars",
     "--max-batch-size", "--max-wait-ms", "--log-level", "--backend", "--backend-file", "--help",
     "--timeout-headers", "--timeout-body", "--timeout-keep-alive",
-    "--allow-host", "--allow-origin", "--insecure-no-key",
+    "--allow-host", "--allow-origin", "--insecure-no-key", "--log-queries",
 }
 
 
