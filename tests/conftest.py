@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,20 @@ def qdrant_memory():
     client = QdrantClient(":memory:")
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def milvus_235(tmp_path_factory) -> Iterator[str]:
+    """``milvus:http://127.0.0.1:PORT``: a real Milvus 2.3.5 server for the session, stopped and its
+    folder deleted at the end; skips, saying why, where it cannot run (package missing, start failure,
+    timeout). Tests share it: each drops what it finds first (``tests.index.stores.test_milvus``)."""
+    from tests.helpers import MilvusUnavailable, start_milvus
+
+    try:
+        server = start_milvus(tmp_path_factory.mktemp("milvus-2.3.5"))
+    except MilvusUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server.location
+    finally:
+        server.stop()

@@ -1,8 +1,10 @@
 """Milvus beside Qdrant (``--qdrant milvus:PATH.db`` / ``milvus:http://…``): the same hits as Qdrant Edge
 in every search mode, the same filters, an index that follows its corpus, the CLI and LlamaIndex on top.
 
-Milvus Lite runs embedded; the server path runs against ``milvus-lite server`` (the same engine behind
-Milvus' gRPC protocol) started here on a free port.
+Each test runs on Milvus Lite (embedded) and on a real Milvus 2.3.5 server (``milvus-2.3.5``: the
+``milvus_235`` fixture, skipped where the ``milvus`` package cannot run). The search test also runs on
+``milvus-lite server`` (``server``: Lite's engine behind Milvus' gRPC protocol), the server path where
+the real server cannot be installed (it is Linux x86-64 only).
 """
 
 from __future__ import annotations
@@ -61,14 +63,31 @@ def milvus_server(tmp_path_factory):
     proc.wait(timeout=30)
 
 
+ENGINES = ["lite", "milvus-2.3.5"]  # Milvus Lite in a .db folder; a real Milvus 2.3.5 server (milvus_235)
+
+
+def _location(engine: str, tmp_path, request, db: str = "lite/ragtune.db") -> str:
+    """ragtune's ``milvus:`` location for ``engine``: Lite's ``db`` under ``tmp_path``, or a server with
+    no collections (servers are shared by the tests: what an earlier one left is dropped first)."""
+    if engine == "lite":
+        return f"milvus:{tmp_path}/{db}"
+    location = request.getfixturevalue({"server": "milvus_server", "milvus-2.3.5": "milvus_235"}[engine])
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=location[len("milvus:"):])
+    for name in client.list_collections():
+        client.drop_collection(name)
+    client.close()
+    return location
+
+
 def _milvus(engine: str, tmp_path, request) -> MilvusStore:
-    loc = f"milvus:{tmp_path}/lite/ragtune.db" if engine == "lite" else request.getfixturevalue("milvus_server")
-    store = connect(loc)
+    store = connect(_location(engine, tmp_path, request))
     assert isinstance(store, MilvusStore)
     return store
 
 
-@pytest.mark.parametrize("engine", ["lite", "server"])
+@pytest.mark.parametrize("engine", [*ENGINES, "server"])
 def test_same_hits_as_qdrant_edge(engine, tmp_path, request, tiny_chunks, st_model):
     """Same ids in the same order (and the same cosine scores) as Qdrant Edge: plain and best-window
     search, one and two stages, payload filters, and after a document is deleted."""
@@ -109,12 +128,19 @@ def test_same_hits_as_qdrant_edge(engine, tmp_path, request, tiny_chunks, st_mod
         assert [h.id for h in hits] == [h.id for h in edge.search(q, top_k=20, mode=mode)]
         assert "fares.txt" not in {h.metadata["source"] for h in hits}
     assert _window_rows(store, "c") == _stored_windows(store, "c")  # the deleted chunks' windows went too
+    # Milvus 2.3 holds one vector field a collection: the small vectors' own collections lost the same rows
+    own = {"c_vtext_dense_small": mil.count(), "c_vwindows_small": _window_rows(store, "c")}
+    assert {c: _rows(store, c) for c in own if store.client.has_collection(c)} == (own if engine == "milvus-2.3.5" else {})
     store.close()
     edge.store.close()
 
 
+def _rows(store: MilvusStore, collection: str) -> int:
+    return int(store.client.query(collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
+
+
 def _window_rows(store: MilvusStore, name: str) -> int:
-    return int(store.client.query(f"{name}_windows", filter="", output_fields=["count(*)"])[0]["count(*)"])
+    return _rows(store, f"{name}_windows")
 
 
 def _stored_windows(store: MilvusStore, name: str) -> int:
@@ -122,8 +148,9 @@ def _stored_windows(store: MilvusStore, name: str) -> int:
     return sum(int(r["n_windows"]) for r in rows)
 
 
-def test_filters_match_qdrant_edge(tmp_path, monkeypatch):
-    """Each filter selects the same points on Milvus Lite as on Qdrant Edge: lists, nested keys,
+@pytest.mark.parametrize("engine", ENGINES)
+def test_filters_match_qdrant_edge(engine, tmp_path, request, monkeypatch):
+    """Each filter selects the same points on Milvus as on Qdrant Edge: lists, nested keys,
     missing keys, numbers, quotes and backslashes in values, and nested must / should / must_not
     (scrolled two rows a page, so the paging is tested too)."""
     monkeypatch.setattr("ragtune.index.stores.milvus.PAGE", 2)
@@ -138,7 +165,7 @@ def test_filters_match_qdrant_edge(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     points = [StoredPoint(i, {"v": rng.normal(size=4), "w": rng.normal(size=(2, 4))}, p) for i, p in zip(ids, payloads)]
     specs = {"v": VectorSpec(4), "w": VectorSpec(4, multi=True)}
-    stores = [connect(f"milvus:{tmp_path}/m.db"), connect(tmp_path / "q")]
+    stores = [_milvus(engine, tmp_path, request), connect(tmp_path / "q")]
     for s in stores:
         s.create("f", specs, {"model": "t"})
         s.upsert("f", points)
@@ -173,7 +200,8 @@ def test_filters_match_qdrant_edge(tmp_path, monkeypatch):
         s.close()
 
 
-def test_index_follows_the_corpus_and_persists(tmp_path, tiny_corpus, st_model):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_index_follows_the_corpus_and_persists(engine, tmp_path, request, tiny_corpus, st_model):
     """sync(): only new chunks encoded, a deleted document's chunks (and their windows) removed;
     the database reopens with its points and metadata, and refuses another model."""
     from ragtune.corpus.reader import ChunkConfig, load_corpus
@@ -182,7 +210,7 @@ def test_index_follows_the_corpus_and_persists(tmp_path, tiny_corpus, st_model):
     shutil.copytree(tiny_corpus, corpus)
     cfg = ChunkConfig(chunk_size=100, chunk_overlap=16)
     enc = Encoder(st_model)
-    loc = f"milvus:{tmp_path}/deep/er/ragtune.db"  # parent folders are created
+    loc = _location(engine, tmp_path, request, "deep/er/ragtune.db")  # Lite: parent folders are created
     with ChunkIndex(connect(loc), "c", owns_client=True) as idx:
         idx.ensure("base", "f" * 16, 384)
         first = idx.sync(load_corpus(corpus, cfg).chunks, enc)
@@ -202,8 +230,9 @@ def test_index_follows_the_corpus_and_persists(tmp_path, tiny_corpus, st_model):
     reopened.close()
 
 
-def test_other_model_is_rebuilt_beside_and_swapped_in(tmp_path, tiny_chunks, st_model):
-    store = connect(f"milvus:{tmp_path}/m.db")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_other_model_is_rebuilt_beside_and_swapped_in(engine, tmp_path, request, tiny_chunks, st_model):
+    store = _milvus(engine, tmp_path, request)
     enc = Encoder(st_model)
     open_for_model(store, "my-docs", st_model, "base").upsert(tiny_chunks[:2], enc)
     new = ChunkIndex(store, "my-docs")
@@ -215,12 +244,24 @@ def test_other_model_is_rebuilt_beside_and_swapped_in(tmp_path, tiny_chunks, st_
     assert again.metadata()["model"] == "other-model" and again.count() == len(tiny_chunks)
     q = enc.encode_queries(["Which depot maintains the trams?"])[0]
     assert again.search(q, top_k=1)[0].metadata["source"] == "depot.html"
-    assert sorted(store.client.list_collections()) == ["my_0docs", "my_0docs_windows"]
+    # Milvus 2.3 holds one vector field a collection: the small prefetch vectors get their own
+    own = ["my_0docs_vtext_dense_small", "my_0docs_vwindows_small"] if engine == "milvus-2.3.5" else []
+    assert sorted(store.client.list_collections()) == sorted(["my_0docs", "my_0docs_windows", *own])
     store.close()
 
 
-def test_quantization_and_locations(tmp_path, tiny_chunks, st_model, monkeypatch):
-    store = connect(f"milvus:{tmp_path}/m.db")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_scalar_quantization(engine, tmp_path, request, tiny_chunks, st_model, caplog):
+    """HNSW_SQ where the Milvus has it (Lite); a Milvus without it (2.3) refuses in one line and keeps nothing."""
+    store = _milvus(engine, tmp_path, request)
+    if engine == "milvus-2.3.5":
+        with pytest.raises(InputError, match="no HNSW_SQ index") as err:
+            open_for_model(store, "s", st_model, "base", small_dim=0, quantization="scalar")
+        assert "\n" not in str(err.value) and "quantization 'none'" in str(err.value)
+        assert "invalid index type" not in caplog.text  # the one line, without pymilvus' traceback
+        assert store.client.list_collections() == []
+        store.close()
+        return
     idx = open_for_model(store, "s", st_model, "base", small_dim=0, quantization="scalar")
     idx.upsert(tiny_chunks, Encoder(st_model))
     q = Encoder(st_model).encode_queries(["Which depot maintains the trams?"])[0]
@@ -233,6 +274,19 @@ def test_quantization_and_locations(tmp_path, tiny_chunks, st_model, monkeypatch
         open_for_model(store, "b", st_model, "base", quantization="binary")
     assert not ChunkIndex(store, "b").exists()
     store.close()
+
+
+def test_milvus_server_fixture_says_why_it_cannot_run(tmp_path, monkeypatch):
+    """Where the ``milvus`` package is missing, the server fixture skips with the reason and the fix."""
+    from tests.helpers import MilvusUnavailable, start_milvus
+
+    monkeypatch.setitem(sys.modules, "milvus", None)
+    with pytest.raises(MilvusUnavailable, match=r"milvus==2\.3\.5 is not installed \(pip install 'ragtune\[milvus-server\]'"):
+        start_milvus(tmp_path)
+
+
+def test_locations(tmp_path, monkeypatch):
+    """Milvus Lite paths and server addresses that cannot work are refused in one line."""
     for bad, message in [("milvus:", "milvus:PATH.db"), (f"milvus:{tmp_path}/m", r"ending in \.db"),
                          (f"milvus:{tmp_path}/nothing.db", "no such Milvus Lite database")]:
         with pytest.raises(InputError, match=message) as err:
@@ -248,10 +302,12 @@ def test_quantization_and_locations(tmp_path, tiny_chunks, st_model, monkeypatch
         connect(f"milvus:{tmp_path}/m.db")
 
 
-def test_cli_index_and_query_on_milvus(tmp_path, tiny_corpus, capsys, model_path):
-    """`ragtune index/query --qdrant milvus:PATH` give the hits they give on a Qdrant folder."""
+@pytest.mark.parametrize("engine", ENGINES)
+def test_cli_index_and_query_on_milvus(engine, tmp_path, request, tiny_corpus, capsys, model_path):
+    """`ragtune index/query --qdrant milvus:…` give the hits they give on a Qdrant folder."""
     found = {}
-    for loc in (f"milvus:{tmp_path}/m/ragtune.db", str(tmp_path / "q")):
+    milvus = _location(engine, tmp_path, request, "m/ragtune.db")
+    for loc in (milvus, str(tmp_path / "q")):
         code, out, err = run_inprocess(capsys, "index", str(tiny_corpus), "--model", model_path, "--qdrant", loc,
                                        "--collection", "c", "--chunk-size", "128")
         assert code == 0, err
@@ -266,27 +322,55 @@ def test_cli_index_and_query_on_milvus(tmp_path, tiny_corpus, capsys, model_path
             assert code == 0, err
             found[loc, question] = [(hit["id"], hit["source"]) for hit in map(json.loads, out.splitlines())]
     for question, source in list(FACTS.items())[:3]:
-        hits = found[f"milvus:{tmp_path}/m/ragtune.db", question]
+        hits = found[milvus, question]
         assert hits == found[str(tmp_path / "q"), question] and hits[0][1].endswith(source)
-    code, out, err = run_inprocess(capsys, "query", "x", "--model", model_path, "--qdrant",
-                                   f"milvus:{tmp_path}/missing.db", "--collection", "c")
-    assert code != 0 and "no such Milvus Lite database" in err
+    if engine == "lite":
+        code, out, err = run_inprocess(capsys, "query", "x", "--model", model_path, "--qdrant",
+                                       f"milvus:{tmp_path}/missing.db", "--collection", "c")
+        assert code != 0 and "no such Milvus Lite database" in err
 
 
-def test_llamaindex_build_vector_index_on_milvus(tmp_path, tiny_corpus):
-    """The LlamaIndex helper on Milvus Lite (the vector store itself: tests/index/stores/test_edge.py's milvus case)."""
+@pytest.mark.parametrize("engine", ENGINES)
+def test_llamaindex_on_milvus(engine, tmp_path, request, tiny_corpus):
+    """The LlamaIndex vector store on Milvus, as on Qdrant (tests/index/stores/test_edge.py): nodes added,
+    retrieved with and without a metadata filter, read back with their vectors, a document deleted;
+    and the build_vector_index helper."""
+    from llama_index.core import SimpleDirectoryReader, StorageContext, VectorStoreIndex
+    from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
+
     from llama_index.embeddings.ragtune import RagtuneEmbedding
-    from llama_index.vector_stores.ragtune import build_vector_index
+    from llama_index.vector_stores.ragtune import RagtuneVectorStore, build_vector_index
 
     emb = RagtuneEmbedding(model_path="default")
-    built = build_vector_index(tiny_corpus, emb, location=f"milvus:{tmp_path}/b.db", chunk_size=128)
+    location = _location(engine, tmp_path, request, "li.db")
+    store = RagtuneVectorStore(collection_name="docs", location=location, embed_model=emb)
+    docs = SimpleDirectoryReader(str(tiny_corpus), required_exts=[".md", ".txt"]).load_data()
+    index = VectorStoreIndex.from_documents(
+        docs, storage_context=StorageContext.from_defaults(vector_store=store), embed_model=emb
+    )
+    retriever = index.as_retriever(similarity_top_k=3)
+    assert "58 euros" in retriever.retrieve("How much does a monthly pass cost?")[0].node.get_content()
+    fares_only = MetadataFilters(filters=[MetadataFilter(key="file_name", value="fares.txt")])
+    only = index.as_retriever(similarity_top_k=5, filters=fares_only).retrieve("tram")
+    assert only and {n.node.metadata["file_name"] for n in only} == {"fares.txt"}
+    nodes = store.get_nodes()
+    assert len(nodes) == store.index.count() > 0
+    assert all(n.embedding is not None and len(n.embedding) == 384 for n in nodes)
+    fares = next(d for d in docs if d.metadata["file_name"] == "fares.txt")
+    index.delete_ref_doc(fares.doc_id)
+    assert 0 < store.index.count() < len(nodes)
+    assert all(h.node.metadata["file_name"] != "fares.txt" for h in retriever.retrieve("fare"))
+    store.close()
+
+    built = build_vector_index(tiny_corpus, emb, "built", location=location, chunk_size=128)
     nodes = built.as_retriever(similarity_top_k=3).retrieve("Which depot maintains the tram fleet?")
     assert "Eastfield depot" in nodes[0].node.get_content()
     built.vector_store.close()
 
 
-def test_http_server_on_milvus(tmp_path, tiny_chunks, st_model):
-    """`ragtune serve --qdrant milvus:PATH`: /v1/search answers from Milvus Lite as from a Qdrant folder."""
+@pytest.mark.parametrize("engine", ENGINES)
+def test_http_server_on_milvus(engine, tmp_path, request, tiny_chunks, st_model):
+    """`ragtune serve --qdrant milvus:…`: /v1/search answers from Milvus as from a Qdrant folder."""
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
@@ -294,7 +378,7 @@ def test_http_server_on_milvus(tmp_path, tiny_chunks, st_model):
 
     enc = Encoder(st_model)
     results = []
-    for loc in (f"milvus:{tmp_path}/s.db", str(tmp_path / "q")):
+    for loc in (_location(engine, tmp_path, request, "s.db"), str(tmp_path / "q")):
         store = connect(loc)
         open_for_model(store, "c", st_model, "mini").upsert(tiny_chunks, enc)
         store.close()

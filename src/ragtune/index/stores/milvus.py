@@ -26,6 +26,12 @@ group-by searches on until it has ``limit`` chunks; Lite groups the
 ``10 × limit`` nearest windows, and is asked again for more when that gave
 fewer chunks than asked (:meth:`MilvusStore._search`).
 
+Servers older than Milvus 2.4 (the embedded ``milvus==2.3.5`` server the tests run) hold one vector
+field per collection and have no grouping search: there each further vector gets a collection of its
+own (``NAME_v<vector>``: the rows' ids, slim payloads for filters, and the vector; property
+:data:`PARTS_KEY` says where each lives), and windows are grouped by ``owner`` here, from as many
+nearest windows as it takes.
+
 Cosine everywhere; scores are cosine similarities, as Qdrant returns them.
 Milvus has no prefetch: two-stage search finds the candidates on the small
 vectors, fetches their full vectors by id and rescores them exactly here. Scalar
@@ -37,8 +43,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +61,8 @@ from ragtune.providers import not_installed
 MILVUS_PREFIX = "milvus:"
 WINDOWS_SUFFIX = "_windows"  # a single '_' before a letter never comes out of _collection_name's escaping
 MULTI_KEY = "ragtune.multi"  # collection property: the names of the multivectors (held as window rows)
+PARTS_KEY = "ragtune.parts"  # collection property: {vector: suffix of the collection of its own} (Milvus < 2.4)
+SIDE_PREFIX = "_v"  # NAME_v<vector>: a vector's own collection (a single '_' before a letter, as WINDOWS_SUFFIX)
 SLIM_OUT = ("text", "_node_content", "windows")  # payload keys window rows do not copy (the bulk of a payload)
 ID_LEN = 1024
 MAX_LIMIT = 16_384  # a Milvus search returns at most this many hits
@@ -120,6 +131,11 @@ def _quiet_lock(record: logging.LogRecord) -> bool:
     return not (record.exc_info and type(record.exc_info[1]).__name__ == "DataDirLockedError")
 
 
+def _quiet_index_type(record: logging.LogRecord) -> bool:
+    """Drop pymilvus' traceback for an index type the server lacks: :meth:`MilvusStore.create` says it in a line."""
+    return "invalid index type" not in record.getMessage()
+
+
 class MilvusStore:
     """Collections in Milvus Lite (``milvus:PATH.db``) or a Milvus server (``milvus:http://…``).
 
@@ -153,6 +169,7 @@ class MilvusStore:
                 raise InputError(f"{self.path}: not a Milvus Lite database (this milvus-lite keeps a folder)")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         logging.getLogger("milvus_lite.server_manager").addFilter(_quiet_lock)
+        logging.getLogger("pymilvus.decorators").addFilter(_quiet_index_type)
         try:
             self.client = MilvusClient(uri=uri, token=api_key or "", timeout=timeout)
         except MilvusException as exc:
@@ -166,7 +183,7 @@ class MilvusStore:
         if self.path is not None:
             _LITE.acquire(self.path)
         self._loaded: set[str] = set()
-        self._multi: dict[str, set[str]] = {}
+        self._layouts: dict[str, _Layout] = {}
 
     # helpers -------------------------------------------------------------
     def _ready(self, collection: str) -> str:
@@ -176,11 +193,31 @@ class MilvusStore:
             self._loaded.add(collection)
         return collection
 
-    def _multis(self, name: str) -> set[str]:
-        if name not in self._multi:
+    def _layout(self, name: str) -> _Layout:
+        if name not in self._layouts:
             props = self.client.describe_collection(_collection_name(name)).get("properties") or {}
-            self._multi[name] = set(json.loads(props.get(MULTI_KEY) or "[]"))
-        return self._multi[name]
+            self._layouts[name] = _Layout(frozenset(json.loads(props.get(MULTI_KEY) or "[]")),
+                                          dict(json.loads(props.get(PARTS_KEY) or "{}")))
+        return self._layouts[name]
+
+    def _collections(self, name: str) -> list[str]:
+        """The Milvus collections of ragtune collection ``name`` that exist: its vectors' own ones, the
+        windows, the chunks last (no other name starts so: see :func:`_collection_name`)."""
+        main = _collection_name(name)
+        found = set(self.client.list_collections())
+        return [*sorted(c for c in found if c.startswith(main + SIDE_PREFIX)),
+                *[c for c in (main + WINDOWS_SUFFIX, main) if c in found]]
+
+    @cached_property
+    def _several_vectors(self) -> bool:
+        """Whether this Milvus holds several vector fields in a collection and groups a search by a field:
+        Milvus Lite and servers from 2.4 do; older servers (2.3) hold one, and group nothing."""
+        try:
+            version = str(self.client.get_server_version())
+        except Exception:  # noqa: BLE001 - a server that does not say is taken to be a current one
+            return True
+        found = re.match(r"v?(\d+)\.(\d+)", version)  # "v2.3.5-lite", "2.6.2"; Lite: "milvus_lite-3.2.2"
+        return found is None or (int(found[1]), int(found[2])) >= (2, 4)
 
     # Store ---------------------------------------------------------------
     def exists(self, name: str) -> bool:
@@ -196,24 +233,31 @@ class MilvusStore:
 
     def create(self, name: str, vectors: Mapping[str, VectorSpec], meta: dict[str, Any]) -> None:
         from pymilvus import DataType, MilvusClient
+        from pymilvus.exceptions import MilvusException
 
         if any(v.quantization == "binary" for v in vectors.values()):
             raise InputError("quantization='binary': Milvus has no binary quantization of float vectors; "
                              "use 'scalar' (HNSW_SQ) or 'none'")
         multi = [k for k, v in vectors.items() if v.multi]
+        plain = [k for k in vectors if k not in multi]
+        # one vector field a collection (Milvus < 2.4): the first plain vector stays with the chunks, the
+        # first multivector with the windows, and each other gets its own collection
+        layout = _Layout(frozenset(multi), {} if self._several_vectors else
+                         {k: SIDE_PREFIX + _field(k) for group in (plain, multi) for k in group[1:]})
+        main = _collection_name(name)
 
-        def make(collection: str, specs: dict[str, VectorSpec], windows: bool, props: dict[str, str]) -> None:
+        def make(collection: str, key: str | None, specs: dict[str, VectorSpec], props: dict[str, str]) -> None:
             schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_LEN)
-            if windows:
+            if key == "owner":  # a window row: ID:i of chunk ``owner``
                 schema.add_field("owner", DataType.VARCHAR, max_length=ID_LEN)
-            else:  # a chunk's windows are rows ID:0 … ID:n-1 of the windows collection
+            elif key == "n_windows":  # a chunk's windows are rows ID:0 … ID:n-1 of the windows collection
                 schema.add_field("n_windows", DataType.INT64)
             schema.add_field("payload", DataType.JSON)
             index = self.client.prepare_index_params()
-            for key, spec in specs.items():
-                schema.add_field(_field(key), DataType.FLOAT_VECTOR, dim=spec.size)
-                index.add_index(_field(key), metric_type="COSINE", **_index_params(spec))
+            for k, spec in specs.items():
+                schema.add_field(_field(k), DataType.FLOAT_VECTOR, dim=spec.size)
+                index.add_index(_field(k), metric_type="COSINE", **_index_params(spec))
             self.client.drop_collection(collection)  # what an interrupted create left
             self.client.create_collection(collection, schema=schema, consistency_level="Strong", properties=props)
             # sync=False: an empty collection's index is ready at once, and pymilvus' wait for it asks Milvus
@@ -221,11 +265,23 @@ class MilvusStore:
             self.client.create_index(collection, index, sync=False)
             self._ready(collection)
 
-        make(_collection_name(name) + WINDOWS_SUFFIX, {k: vectors[k] for k in multi}, True, {})
-        # the chunk collection, with the metadata, last: until it exists the collection does not (exists())
-        make(_collection_name(name), {k: v for k, v in vectors.items() if not v.multi}, False,
-             {META_KEY: json.dumps(meta), MULTI_KEY: json.dumps(multi)})
-        self._multi[name] = set(multi)
+        try:
+            for k, suffix in layout.side.items():
+                make(main + suffix, "owner" if k in multi else None, {k: vectors[k]}, {})
+            make(main + WINDOWS_SUFFIX, "owner", {k: vectors[k] for k in multi if k not in layout.side}, {})
+            # the chunk collection, with the metadata, last: until it exists the collection does not (exists())
+            make(main, "n_windows", {k: vectors[k] for k in plain if k not in layout.side},
+                 {META_KEY: json.dumps(meta), MULTI_KEY: json.dumps(multi),
+                  **({PARTS_KEY: json.dumps(layout.side)} if layout.side else {})})
+        except MilvusException as exc:
+            scalar = any(_index_params(v)["index_type"] == "HNSW_SQ" for v in vectors.values())
+            if not (scalar and "invalid index type" in str(exc)):
+                raise
+            self.drop(name)
+            raise InputError(f"{self.location}: this Milvus ({self.client.get_server_version()}) has no HNSW_SQ index "
+                             "for quantization='scalar'; use quantization 'none', or Milvus Lite or a server that "
+                             "has HNSW_SQ") from exc
+        self._layouts[name] = layout
 
     def count(self, name: str, exact: bool = True) -> int:
         rows = self.client.query(self._ready(_collection_name(name)), filter="", output_fields=["count(*)"])
@@ -243,40 +299,55 @@ class MilvusStore:
     def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
         if not points:
             return
-        multi = self._multis(name)
+        layout = self._layout(name)
+        main = _collection_name(name)
         had = self._windows_of(name, [p.id for p in points])
-        rows, windows, stale = [], [], []
+        rows: list[dict[str, Any]] = []
+        parts: dict[str, list[dict[str, Any]]] = {}  # collection suffix → window rows or a vector's own rows
+        stale: list[str] = []
         for p in points:
-            per = {_field(k): np.asarray(v, dtype=np.float32).reshape(-1, np.shape(v)[-1])
-                   for k, v in p.vectors.items() if k in multi}
+            per = {k: np.asarray(v, dtype=np.float32).reshape(-1, np.shape(v)[-1])
+                   for k, v in p.vectors.items() if k in layout.multi}
             n = min((len(a) for a in per.values()), default=0)
             slim = {k: v for k, v in p.payload.items() if k not in SLIM_OUT}
-            windows += [{"id": f"{p.id}:{i}", "owner": p.id, "payload": slim, **{k: a[i].tolist() for k, a in per.items()}}
-                        for i in range(n)]
+            for i in range(n):
+                window = {"id": f"{p.id}:{i}", "owner": p.id, "payload": slim}
+                for suffix in {layout.suffix(k) for k in per}:
+                    parts.setdefault(suffix, []).append(
+                        {**window, **{_field(k): a[i].tolist() for k, a in per.items() if layout.suffix(k) == suffix}})
             stale += [f"{p.id}:{i}" for i in range(n, had.get(p.id, 0))]  # a previous version had more windows
+            for k, v in p.vectors.items():
+                if k not in layout.multi and k in layout.side:
+                    parts.setdefault(layout.side[k], []).append({"id": p.id, "payload": slim, _field(k): _vector(v)})
             rows.append({"id": p.id, "n_windows": n, "payload": p.payload,
-                         **{_field(k): _vector(v) for k, v in p.vectors.items() if k not in multi}})
-        win = self._ready(_collection_name(name) + WINDOWS_SUFFIX)
-        # windows first, then the chunk: a chunk row (what sync() counts as indexed) never lacks its windows
-        if windows:
-            self.client.upsert(win, windows)
+                         **{_field(k): _vector(v) for k, v in p.vectors.items()
+                            if k not in layout.multi and k not in layout.side}})
+        # windows and the vectors' own rows first, then the chunk: a chunk row (what sync() counts as
+        # indexed) never lacks its windows
+        for suffix, part in parts.items():
+            self.client.upsert(self._ready(main + suffix), part)
         if stale:
-            self.client.delete(win, ids=stale)
-        self.client.upsert(self._ready(_collection_name(name)), rows)
+            for suffix in layout.window_suffixes():
+                self.client.delete(self._ready(main + suffix), ids=stale)
+        self.client.upsert(self._ready(main), rows)
 
     def delete(self, name: str, flt: Where) -> None:
         self.delete_ids(name, [pid for pid, _ in self.scroll_payload(name, [], flt)])
 
     def delete_ids(self, name: str, ids: Sequence[str]) -> None:
+        layout = self._layout(name)
         main = self._ready(_collection_name(name))
-        win = self._ready(main + WINDOWS_SUFFIX)
         ids = list(ids)
         for i in range(0, len(ids), 1000):
             batch = ids[i : i + 1000]
             # the windows first: an interrupted delete leaves a chunk row, which the next sync() removes again
             wids = [f"{pid}:{j}" for pid, n in self._windows_of(name, batch).items() for j in range(n)]
             if wids:
-                self.client.delete(win, ids=wids)
+                for suffix in layout.window_suffixes():
+                    self.client.delete(self._ready(main + suffix), ids=wids)
+            for k, suffix in layout.side.items():
+                if k not in layout.multi:
+                    self.client.delete(self._ready(main + suffix), ids=batch)
             self.client.delete(main, ids=batch)
 
     def scroll_payload(self, name: str, keys: Sequence[str], flt: Where | None = None) -> Iterable[tuple[str, dict]]:
@@ -333,10 +404,10 @@ class MilvusStore:
         """``ids`` ranked by cosine to ``q`` on vector ``using`` (a multivector: its best window)."""
         if not ids:
             return []
-        multi = using in self._multis(name)
-        main = self._ready(_collection_name(name))
+        layout = self._layout(name)
+        multi = using in layout.multi
         keys = [f"{pid}:{j}" for pid, n in self._windows_of(name, ids).items() for j in range(n)] if multi else ids
-        collection = self._ready(main + WINDOWS_SUFFIX) if multi else main
+        collection = self._ready(_collection_name(name) + layout.suffix(using))
         best: dict[str, float] = {}
         for i in range(0, len(keys), 1000):
             rows = self.client.get(collection, ids=keys[i : i + 1000], output_fields=[_field(using), *(["owner"] if multi else [])])
@@ -352,44 +423,52 @@ class MilvusStore:
     def _search(self, name: str, using: str, q: Any, limit: int, expr: str, quantized: bool) -> list[tuple[str, float]]:
         """``(chunk id, cosine)`` of the ``limit`` best chunks on vector ``using`` (a multivector: best window)."""
         q = np.asarray(q, dtype=np.float32).reshape(-1)
-        multi = using in self._multis(name)
-        collection = self._ready(_collection_name(name) + (WINDOWS_SUFFIX if multi else ""))
+        layout = self._layout(name)
+        multi = using in layout.multi
+        grouped = multi and self._several_vectors  # Milvus groups the windows by chunk (Lite, servers from 2.4)
+        collection = self._ready(_collection_name(name) + layout.suffix(using))
 
-        def search(n: int) -> list[tuple[str, float]]:
+        def search(n: int) -> tuple[list[tuple[str, float]], int]:
+            """The best chunks among ``n`` hits, and how many hits came (fewer than ``n``: there are no more)."""
             params: dict[str, Any] = {"ef": max(self.hnsw_ef, n)}
             if quantized:
                 params["refine_k"] = 2.0  # HNSW_SQ re-scores twice as many on the full vectors, like Qdrant's rescore
             res = self.client.search(
                 collection, data=[q.tolist()], anns_field=_field(using), limit=n, filter=expr,
                 output_fields=["owner"] if multi else [], search_params={"metric_type": "COSINE", "params": params},
-                **({"group_by_field": "owner", "group_size": 1} if multi else {}),
+                **({"group_by_field": "owner", "group_size": 1} if grouped else {}),
             )
-            return [(str(h["entity"]["owner"] if multi else h["id"]), float(h["distance"])) for h in res[0]]
+            hits = [(str(h["entity"]["owner"] if multi else h["id"]), float(h["distance"])) for h in res[0]]
+            best: dict[str, float] = {}
+            for pid, score in hits:  # nearest first: a chunk's first window is its best
+                best.setdefault(pid, score)
+            return list(best.items()), len(hits)
 
         asked = min(limit, MAX_LIMIT)
-        hits = search(asked)
-        # Milvus Lite groups the 10 × limit nearest windows: chunks with many windows near the query can
-        # crowd the others out, leaving fewer groups than asked; ask for more until no more come
-        while multi and len(hits) < limit and asked < MAX_LIMIT:
+        hits, came = search(asked)
+        # Milvus Lite groups the 10 × limit nearest windows, and without grouping (Milvus < 2.4) the
+        # windows come one by one: chunks with many windows near the query can crowd the others out,
+        # leaving fewer chunks than asked; ask for more until no more come
+        while multi and len(hits) < limit and asked < MAX_LIMIT and (grouped or came == asked):
             asked = min(asked * 4, MAX_LIMIT)
-            more = search(asked)
-            if len(more) <= len(hits):
+            more, came = search(asked)
+            if grouped and len(more) <= len(hits):
                 break
             hits = more
         return hits[:limit]
 
     def optimize(self, name: str) -> None:
         """Flush what was written (Milvus Lite: to segments on disk, where it builds their indexes)."""
-        main = _collection_name(name)
-        for collection in (main + WINDOWS_SUFFIX, main):
+        for collection in self._collections(name):  # the chunks last
             self.client.flush(collection)
 
     def drop(self, name: str) -> None:
         main = _collection_name(name)
-        for collection in (main, main + WINDOWS_SUFFIX):  # the chunk collection first: then it no longer exists()
+        # the chunk collection first: then it no longer exists()
+        for collection in sorted(self._collections(name), key=lambda c: c != main):
             self.client.drop_collection(collection)
             self._loaded.discard(collection)
-        self._multi.pop(name, None)
+        self._layouts.pop(name, None)
 
     def swap(self, staged: str, name: str) -> None:
         """Make the complete collection ``staged`` be ``name`` (Milvus renames collections).
@@ -400,10 +479,10 @@ class MilvusStore:
         self.optimize(staged)
         self.drop(name)
         old, new = _collection_name(staged), _collection_name(name)
-        for suffix in (WINDOWS_SUFFIX, ""):
-            self.client.rename_collection(old + suffix, new + suffix)
-            self._loaded.discard(old + suffix)
-        self._multi.pop(staged, None)
+        for collection in self._collections(staged):  # the chunks last
+            self.client.rename_collection(collection, new + collection[len(old):])
+            self._loaded.discard(collection)
+        self._layouts.pop(staged, None)
 
     def close(self) -> None:
         if getattr(self, "client", None) is None:
@@ -424,10 +503,12 @@ class MilvusStore:
         """Points by id and/or filter (every point when neither), with full payloads and vector ``vector``."""
         if ids is not None and not ids:
             return []
-        if vector is not None and vector in self._multis(name):
+        layout = self._layout(name)
+        if vector is not None and vector in layout.multi:
             raise InputError(f"vector {vector!r} is a multivector: read back the plain ones only")
         main = self._ready(_collection_name(name))
-        fields = ["payload", *([_field(vector)] if vector else [])]
+        own = layout.side.get(vector or "")  # the vector lives in a collection of its own (Milvus < 2.4)
+        fields = ["payload", *([_field(vector)] if vector and not own else [])]
         expr = [f"({milvus_filter(flt)})"] if flt is not None else []
 
         def record(row: dict[str, Any]) -> Record:
@@ -441,17 +522,42 @@ class MilvusStore:
             for i in range(0, len(wanted), 1000):
                 batch = f"id in {_literal(wanted[i : i + 1000])}"
                 out += map(record, self.client.query(main, filter=" and ".join([batch, *expr]), output_fields=fields))
-            return out[:limit]
-        last: str | None = None  # pages by id, as scroll_payload does
-        while limit is None or len(out) < limit:
-            cursor = [f"id > {_literal(last)}"] if last is not None else []
-            rows = self.client.query(main, filter=" and ".join([*cursor, *expr]), limit=PAGE,
-                                     output_fields=fields, iterator="True")
-            out += map(record, rows)
-            if len(rows) < PAGE:
-                break
-            last = max(str(r["id"]) for r in rows)
-        return out[:limit]
+        else:
+            last: str | None = None  # pages by id, as scroll_payload does
+            while limit is None or len(out) < limit:
+                cursor = [f"id > {_literal(last)}"] if last is not None else []
+                rows = self.client.query(main, filter=" and ".join([*cursor, *expr]), limit=PAGE,
+                                         output_fields=fields, iterator="True")
+                out += map(record, rows)
+                if len(rows) < PAGE:
+                    break
+                last = max(str(r["id"]) for r in rows)
+        out = out[:limit]
+        if vector and own:
+            for i in range(0, len(out), 1000):
+                rows = self.client.get(self._ready(main + own), ids=[r.id for r in out[i : i + 1000]],
+                                       output_fields=[_field(vector)])
+                vecs = {str(r["id"]): [float(x) for x in r[_field(vector)]] for r in rows}
+                for r in out[i : i + 1000]:
+                    r.vector = vecs.get(r.id)
+        return out
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a ragtune collection's vectors live: plain ones in the chunk collection, multivectors in the
+    windows one, except those in :attr:`side` (Milvus < 2.4: one vector field a collection)."""
+
+    multi: frozenset[str]
+    side: dict[str, str] = field(default_factory=dict)  # vector → suffix of its own collection
+
+    def suffix(self, vector: str) -> str:
+        """The suffix of the Milvus collection that holds ``vector`` (after the chunk collection's name)."""
+        return self.side.get(vector, WINDOWS_SUFFIX if vector in self.multi else "")
+
+    def window_suffixes(self) -> list[str]:
+        """The collections holding window rows (``CHUNK:i``)."""
+        return [WINDOWS_SUFFIX, *(self.side[k] for k in sorted(self.multi) if k in self.side)]
 
 
 def _collection_name(name: str) -> str:
@@ -513,7 +619,7 @@ def milvus_filter(flt: Where) -> str:
 
     Example:
         >>> milvus_filter(Where(must=(Condition("source", "eq", "a.md"),)))
-        '((exists payload["source"] and (payload["source"] == "a.md" or json_contains(payload["source"], "a.md"))))'
+        '(((exists payload["source"]) and (payload["source"] == "a.md" or json_contains(payload["source"], "a.md"))))'
     """
 
     def field(c: Condition) -> str:
@@ -533,7 +639,8 @@ def milvus_filter(flt: Where) -> str:
             except (TypeError, ValueError):
                 raise InputError(f"filter on {c.key!r}: {c.op} needs a number, not {c.value!r}") from None
             test = f"{path} {dict(gt='>', gte='>=', lt='<', lte='<=')[c.op]} {_literal(bound)}"
-        return f"(exists {path} and ({test}))"
+        # ``(exists p)`` in parentheses: Milvus 2.3's parser reads ``exists p and q`` as ``exists (p and q)``
+        return f"((exists {path}) and ({test}))"
 
     def make(must: list[str] | None, should: list[str] | None, must_not: list[str] | None) -> str:
         parts = list(must or [])
