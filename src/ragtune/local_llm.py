@@ -178,6 +178,9 @@ class LocalLLM(CustomLLM):
                 params.model.path = self.model_path
                 params.n_ctx = self.context_window
                 params.n_parallel = self.parallel
+                # one KV cache for all slots: any request may use the whole context_window
+                # (ragas' answer prompts carry five chunks, ~5k tokens) while short ones share it
+                params.kv_unified = True
                 params.cpuparams.n_threads = self._threads()
                 params.cpuparams_batch.n_threads = self._threads()
                 params.verbosity = -1  # llama.cpp's own log stays out of ragtune's console

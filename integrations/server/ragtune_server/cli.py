@@ -80,7 +80,7 @@ def serve_command(
         None,
         "--log-queries",
         help="Append each /v1/search (query, returned ids and scores, mode, model) to DIR/queries.jsonl, "
-        "rotated at 64 MiB, and take POST /v1/feedback; for `ragtune run --queries DIR`. It holds "
+        "rotated at 64 MiB, and take POST /v1/feedback; ragtune run can then train on them. It holds "
         "your users' questions: no headers, keys or client addresses are written. Off by default.",
     ),
     device: str | None = typer.Option(

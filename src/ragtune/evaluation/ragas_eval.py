@@ -249,20 +249,30 @@ def _llm_judges(ragas: _Ragas, llm: Any, embed_model: Any | None) -> dict[str, A
 
 
 async def _bounded(jobs: Sequence[Callable[[], Awaitable[Any]]], concurrency: int) -> list[Any]:
-    """Run ``jobs`` with at most ``concurrency`` in flight; a failed job yields None (logged)."""
+    """Run ``jobs`` with at most ``concurrency`` in flight; a failed job yields None.
+
+    Failures are logged once per batch (how many, and the first reason), not once per
+    sample: a judge that cannot answer at all would otherwise fill the console.
+    """
     import asyncio
 
     gate = asyncio.Semaphore(concurrency)
+    errors: list[BaseException] = []
 
     async def one(job: Callable[[], Awaitable[Any]]) -> Any:
         async with gate:
             try:
                 return await job()
             except Exception as exc:  # noqa: BLE001 - one bad LLM reply must not sink the whole evaluation
-                log.warning("ragas: a sample failed (%s: %s)", type(exc).__name__, exc)
+                errors.append(exc)
+                log.debug("ragas: a sample failed (%s: %s)", type(exc).__name__, exc)
                 return None
 
-    return await asyncio.gather(*(one(j) for j in jobs))
+    out = await asyncio.gather(*(one(j) for j in jobs))
+    if errors:
+        first = str(errors[0]).strip().splitlines()[0][:300] if str(errors[0]).strip() else ""
+        log.warning("ragas: %d of %d samples failed (first: %s: %s)", len(errors), len(jobs), type(errors[0]).__name__, first)
+    return out
 
 
 async def _score_all(metric: Any, samples: Sequence[Any], concurrency: int) -> list[float | None]:
