@@ -176,6 +176,23 @@ def _anchor(args, bench: Bench, ds=None):
 
 
 def protocol_generated(args, bench: Bench, pdf: str):
+    corpus, gen, tuned = generate_and_train(args, bench, pdf, f"{bench.protocol.lower()}_model")
+    if args.lexical and any(p.split == "val" for p in gen.pairs):
+        # as `ragtune run` does: the fusion weights fitted on the held-out generated pairs
+        from ragtune.evaluation.datasets import from_pairs
+        from ragtune.index.fusion import write_hybrid
+
+        bench.fit({"base": args.base, "tuned": str(tuned)},
+                  from_pairs(gen.pairs, corpus.chunks, split="val", name="held-out generated pairs"))
+        write_hybrid(tuned, bench.fusions["tuned"])
+    return _eval_uber(bench, tuned, args.dims or M_DIMS, args.long, args.base, args.lexical)
+
+
+def generate_and_train(args, bench: Bench, pdf: str, model_name: str):
+    """T2/A's first half: offline pairs from ``pdf``, then a model trained on them under ``--workdir``.
+
+    Returns ``(corpus, generation, model folder)``; protocol F (``eval/flywheel.py``) reuses it.
+    """
     from ragtune.corpus.reader import load_corpus
     from ragtune.encoders.encoder import Encoder
     from ragtune.pairs import GenerationConfig, OfflineConfig, generate_pairs
@@ -212,18 +229,8 @@ def protocol_generated(args, bench: Bench, pdf: str):
     # A tunes on the corpus it then searches (what `ragtune run` does), so training
     # gets its chunks; T2 searches Uber after tuning on Lyft: nothing to summarize
     searched = [c.text for c in corpus.chunks] if pdf == "uber_2021.pdf" else _searched_texts(args)
-    tuned = _train(
-        gen.pairs, args.workdir / f"{bench.protocol.lower()}_model", parse_overrides(args.train), bench, args.base, searched
-    )
-    if args.lexical and any(p.split == "val" for p in gen.pairs):
-        # as `ragtune run` does: the fusion weights fitted on the held-out generated pairs
-        from ragtune.evaluation.datasets import from_pairs
-        from ragtune.index.fusion import write_hybrid
-
-        bench.fit({"base": args.base, "tuned": str(tuned)},
-                  from_pairs(gen.pairs, corpus.chunks, split="val", name="held-out generated pairs"))
-        write_hybrid(tuned, bench.fusions["tuned"])
-    return _eval_uber(bench, tuned, args.dims or M_DIMS, args.long, args.base, args.lexical)
+    tuned = _train(gen.pairs, args.workdir / model_name, parse_overrides(args.train), bench, args.base, searched)
+    return corpus, gen, tuned
 
 
 def _t1_model(args, bench: Bench) -> Path:
@@ -287,7 +294,8 @@ def protocol_anchor(args, bench: Bench):
     return _anchor(args, bench, ds)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``eval/run.py`` (protocol F builds its A half from it)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("protocol", choices=PROTOCOLS)
     ap.add_argument("--out", type=Path, required=True, help="Result JSON to write (a report folder goes beside it).")
@@ -317,7 +325,11 @@ def main(argv: list[str] | None = None) -> int:
         "--summarize-on", choices=("none", "searched"), default="none",
         help="T1/T2: run the chunk-summary stage on the Uber corpus (the searched one, unlabelled); A always does.",
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
 
     bench = Bench(args.protocol)

@@ -212,6 +212,21 @@ def test_llm_metrics_are_finite_and_in_range(dataset, embed_model):
     assert sorted(asked[:2]) == sorted(asked[2:])
 
 
+def test_labels_that_retrieve_the_same_chunks_share_one_answer_and_judgement(dataset, embed_model):
+    """Two hybrids often retrieve the same top-k: the judge answers and scores it once (a local
+    LLM takes seconds a call), and each label still gets the same scores as when judged alone."""
+    llm = JudgeLLM()
+    same_q1 = {**POOR, "q1": GOOD["q1"]}  # agrees with GOOD on q1 only
+    scores = ragas_metrics(dataset, {"a": result("a", GOOD), "b": result("b", GOOD), "c": result("c", same_q1)},
+                           llm=llm, embed_model=embed_model, max_queries=3)
+    answers = [p for p in llm.prompts if p.startswith("Answer the question")]
+    assert len(answers) == 5  # a and b: 3 shared; c: q1 shared, q2 and q3 its own
+    assert scores["a"] == scores["b"]
+    alone = ragas_metrics(dataset, {"c": result("c", same_q1)}, llm=JudgeLLM(), embed_model=embed_model,
+                          max_queries=3)
+    assert scores["c"] == pytest.approx(alone["c"])
+
+
 def test_unfaithful_answers_score_lower(dataset, embed_model):
     results = {"tuned": result("tuned", GOOD)}
     honest = ragas_metrics(dataset, results, llm=JudgeLLM(), embed_model=embed_model, max_queries=3)["tuned"]

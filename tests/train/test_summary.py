@@ -63,12 +63,13 @@ def test_stage_makes_a_plain_read_see_the_end_of_the_chunk(tmp_path, tiny_pairs,
 
     from ragtune.train.card import render_card
 
-    cfg = dict(max_steps=2, summary={"epochs": 3}, **FAST)
+    cfg = dict(max_steps=3, summary={"epochs": 3}, **FAST)
     off = train(tiny_pairs, tmp_path / "off", TrainConfig(summarize=False, **cfg), chunks=long_chunks)
     on = train(tiny_pairs, tmp_path / "on", TrainConfig(**cfg), chunks=long_chunks)
     assert off.summary is None
     s = on.summary
     assert s["chunks"] == 3 and s["epochs"] == 3 and s["distance_after"] < s["distance_before"]
+    assert s["steps"] == 3  # 3 epochs of one batch (max_steps=3 leaves them whole)
 
     def closeness(folder):
         model = SentenceTransformer(str(folder))
@@ -83,6 +84,19 @@ def test_stage_makes_a_plain_read_see_the_end_of_the_chunk(tmp_path, tiny_pairs,
     card = json.loads((tmp_path / "on" / "ragtune.json").read_text())
     assert card["result"]["summary"]["chunks"] == 3
     assert "Chunk summaries:** 3 long chunks" in render_card(card)
+
+
+def test_max_steps_caps_the_stage_as_every_training_phase(model_path, long_chunks):
+    """``--max-steps`` shortens a run in every phase: 3 epochs of one batch stop after 1 step."""
+    from sentence_transformers import SentenceTransformer
+
+    from ragtune.train.optim import param_groups
+    from ragtune.train.summary import train_summaries
+
+    model = SentenceTransformer(str(model_path))  # its own copy: the stage trains it in place
+    record = train_summaries(model, long_chunks, [384], SummarySettings(epochs=3),
+                             param_groups(model, TrainConfig(**FAST)), max_steps=1)
+    assert record["chunks"] == 3 and record["steps"] == 1
 
 
 def test_no_chunks_or_only_short_ones_skip_the_stage(tmp_path, tiny_pairs, tiny_chunks):

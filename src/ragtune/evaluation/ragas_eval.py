@@ -103,20 +103,29 @@ def ragas_metrics(
         return out
     judge = _llm_judges(ragas, llm, embed_model)
     chosen = _sample_qids(sorted(dataset.queries), max_queries, seed)
+    picked: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    # the answer and its scores depend only on the question and the ordered chunks
+    # retrieved: labels that retrieve the same top-k (often, between hybrids) share
+    # one answer and one judgement, which saves LLM calls without changing a score
+    unique: dict[tuple[str, tuple[str, ...]], _Retrieved] = {}
     for label, rows in samples.items():
         by_qid = {r.qid: r for r in rows}
-        picked = [by_qid[q] for q in chosen if q in by_qid]
-        answers = ragas.run(_answer_all(llm, picked, concurrency))
-        llm_samples = [
-            ragas.SingleTurnSample(user_input=r.question, response=a, retrieved_contexts=r.contexts)
-            for r, a in zip(picked, answers)
-            if a is not None
-        ]
-        for name, metric in judge.items():
-            scores = ragas.run(_score_all(metric, llm_samples, concurrency))
+        picked[label] = [(q, tuple(by_qid[q].doc_ids)) for q in chosen if q in by_qid]
+        for key in picked[label]:
+            unique.setdefault(key, by_qid[key[0]])
+    keys = list(unique)
+    answers = dict(zip(keys, ragas.run(_answer_all(llm, [unique[key] for key in keys], concurrency))))
+    answered = [key for key in keys if answers[key] is not None]
+    llm_samples = [
+        ragas.SingleTurnSample(user_input=unique[key].question, response=answers[key],
+                               retrieved_contexts=unique[key].contexts)
+        for key in answered
+    ]
+    for name, metric in judge.items():
+        scores = dict(zip(answered, ragas.run(_score_all(metric, llm_samples, concurrency))))
+        for label, label_keys in picked.items():
             # a question the LLM could not answer counts as tried and not scored
-            scores = [*scores, *([None] * (len(picked) - len(llm_samples)))]
-            _store(out[label], name, scores, label, coverage)
+            _store(out[label], name, [scores.get(key) for key in label_keys], label, coverage)
     return out
 
 
@@ -242,7 +251,10 @@ def _llm_judges(ragas: _Ragas, llm: Any, embed_model: Any | None) -> dict[str, A
         "answer_relevancy": ragas.ResponseRelevancy(llm=judge_llm, embeddings=embeddings, strictness=1),
         "llm_context_precision": ragas.LLMContextPrecisionWithoutReference(llm=judge_llm),
     }
-    config = ragas.RunConfig()
+    # ragas' defaults retry a failed judgement 10 times with backoff up to 60 s: minutes of
+    # sleeping per sample when a small judge writes something unreadable (it will do the same
+    # again), while LlamaIndex's LLM clients already retry transport errors and rate limits
+    config = ragas.RunConfig(max_retries=2, max_wait=2)
     for metric in judges.values():
         metric.init(config)
     return judges

@@ -90,8 +90,12 @@ def train_summaries(
     param_groups: list[dict[str, Any]],
     precision: str = "fp32",
     seed: int = 13,
+    max_steps: int = -1,
 ) -> dict[str, Any]:
     """Pull each long chunk's (truncated) embedding towards its summary target, in place; returns a record.
+
+    ``max_steps`` (the run's ``--max-steps``; -1: ``settings.epochs`` passes) caps the optimiser
+    steps here too, so a shortened run is short in every training phase.
 
     ``param_groups`` are AdamW groups with their learning rates (the trainer's
     :func:`~ragtune.train.optim.param_groups`: the embedding layer keeps its lower rate). The record holds the chunks used, the
@@ -111,7 +115,7 @@ def train_summaries(
     before = _distance(model, texts, target, dims, precision)
 
     per_epoch = math.ceil(len(texts) / settings.batch_size)
-    total = per_epoch * settings.epochs
+    total = per_epoch * settings.epochs if max_steps < 0 else min(per_epoch * settings.epochs, max_steps)
     warmup = max(1, int(total * settings.warmup_ratio))
     optimizer = torch.optim.AdamW(param_groups)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -121,9 +125,12 @@ def train_summaries(
     order = list(range(len(texts)))
     model.train()
     with task("Chunk summaries", total=total, unit="steps") as steps:
+        done = 0
         for _ in range(settings.epochs):
             rng.shuffle(order)
             for start in range(0, len(order), settings.batch_size):
+                if done == total:
+                    break
                 idx = order[start : start + settings.batch_size]
                 with autocast(device, precision):
                     emb = _embed(model, [texts[i] for i in idx])
@@ -133,6 +140,7 @@ def train_summaries(
                 optimizer.step()
                 schedule.step()
                 steps.advance()
+                done += 1
     model.eval()
     after = _distance(model, texts, target, dims, precision)
     seconds = time.perf_counter() - t0

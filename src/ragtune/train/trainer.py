@@ -380,7 +380,8 @@ def _summaries(
     from ragtune.train.summary import train_summaries
 
     return train_summaries(
-        model, chunks, dims, config.summary, param_groups(model, config), precision=precision, seed=config.seed
+        model, chunks, dims, config.summary, param_groups(model, config), precision=precision, seed=config.seed,
+        max_steps=config.max_steps,
     )
 
 
