@@ -30,7 +30,9 @@ def rows(results: Path) -> list[str]:
             shown = dims if proto == "M" else dims[:1]
             for dim in shown:
                 m = by_dim[dim]
-                train = timings.get("anchor_train_s" if label == "anchor" else "train_s", "") if label in ("tuned", "anchor") else ""
+                # protocol F trains two models: their times are train_synthetic_s and train_tuned_s
+                train = timings.get(f"train_{label}_s", timings.get(
+                    "anchor_train_s" if label == "anchor" else "train_s", "")) if label in ("tuned", "anchor", "synthetic") else ""
                 out.append(
                     f"| {proto} | {label} | {dim} | {m.get('hit@5', float('nan')):.3f} | {m.get('ndcg@10', float('nan')):.3f} "
                     f"| {m.get('mrr@10', float('nan')):.3f} | {train} | {f.name} |"

@@ -118,7 +118,11 @@ def test_serve_without_the_server_extra_is_one_line(capsys, monkeypatch, entry_p
 @pytest.mark.e2e
 def test_set_reaches_lora_and_config_file_replays_it(tmp_path, capsys):
     """--set reaches nested settings (train.lora.rank trains a LoRA adapter); the same settings
-    from a TOML --config resolve to the same run.json config, so the re-run skips every stage."""
+    from a TOML --config resolve to the same run.json config, so the re-run skips every stage;
+    another --lora-r retrains and re-indexes."""
+    from ragtune.encoders.loading import load_model, model_fingerprint
+    from ragtune.index.chunk_index import open_index
+
     work = tmp_path / "w"
     settings = {"train.lora.rank": 16, "train.epochs": 1, "train.max_steps": 2, "train.max_seq_length": 96,
                 "train.summarize": False, "train.batch_size": 8, "generation.max_pairs": 40, "long_chunks": False}
@@ -149,25 +153,15 @@ def test_set_reaches_lora_and_config_file_replays_it(tmp_path, capsys):
     assert third["config"] == first["config"]
     assert third["stages"]["train"]["finished"] == first["stages"]["train"]["finished"]
 
-
-@pytest.mark.e2e
-def test_another_lora_rank_redoes_the_index_stage(tmp_path):
-    """Issue 28: `run --lora-r 4` then `--lora-r 8` retrains, and the index stage follows the new adapter (its
-    fingerprint differs from the rank-4 one): every chunk re-encoded, the collection's fingerprint the new model's."""
-    from ragtune.encoders.loading import load_model, model_fingerprint
-    from ragtune.index.chunk_index import open_index
-
-    work = tmp_path / "w"
-    args = ["run", str(SAMPLE_CORPUS), "--workdir", str(work), "--epochs", "1", "--max-steps", "2", "--max-seq-length",
-            "96", "--no-summarize", "--batch-size", "8", "--max-pairs", "40", "--no-long"]
-    cli(*args, "--lora-r", "4")
-    first = json.loads((work / "run.json").read_text())["stages"]
-    cli(*args, "--lora-r", "8")
-    second = json.loads((work / "run.json").read_text())["stages"]
-    assert second["train"]["finished"] != first["train"]["finished"]
-    assert second["index"]["finished"] != first["index"]["finished"], "the index stage was skipped"
-    assert second["index"]["fingerprint"] != first["index"]["fingerprint"]
-    assert second["index"]["encoded"] == second["index"]["points"] > 0
+    # issue 28: another rank retrains, and the index stage follows the new adapter (its fingerprint
+    # differs from the rank-16 one): every chunk re-encoded, the collection's fingerprint the new model's
+    cli("run", str(SAMPLE_CORPUS), "--workdir", str(work), "--lora-r", "8", "--epochs", "1", "--max-steps", "2",
+        "--max-seq-length", "96", "--no-summarize", "--batch-size", "8", "--max-pairs", "40", "--no-long")
+    fourth = json.loads((work / "run.json").read_text())["stages"]
+    assert fourth["train"]["finished"] != first["stages"]["train"]["finished"]
+    assert fourth["index"]["finished"] != first["stages"]["index"]["finished"], "the index stage was skipped"
+    assert fourth["index"]["fingerprint"] != first["stages"]["index"]["fingerprint"]
+    assert fourth["index"]["encoded"] == fourth["index"]["points"] > 0
     model = load_model(work / "model")
     with open_index(work / "qdrant", "ragtune", model, "model", create=False) as index:
         assert index.metadata()["fingerprint"] == model_fingerprint(model)
