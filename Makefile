@@ -10,7 +10,7 @@ demo: setup
 	HF_HUB_OFFLINE=1 .venv/bin/ragtune run examples/sample_corpus --workdir runs/demo
 
 test: setup
-	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q -n 2 --dist loadscope
+	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q -n 3 --dist loadscope
 
 slow-test: setup
 	RAGTUNE_SLOW=1 HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q -m slow

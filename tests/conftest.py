@@ -20,8 +20,8 @@ from tests.helpers import write_pdf
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs two pytest-xdist workers: one torch thread each (and in the commands they
-    # start), so the two never oversubscribe the cores with spinning OpenMP threads
+    # `make test` runs pytest-xdist workers: one torch thread each (and in the commands they
+    # start), so they never oversubscribe the cores with spinning OpenMP threads
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
