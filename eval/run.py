@@ -40,7 +40,11 @@ def _train(pairs, out_dir: Path, overrides: dict, bench: Bench, base: str | None
     with bench.timed("train_s"):
         result = train(pairs, out_dir, cfg, checkpoint_dir=out_dir.with_name(out_dir.name + ".ckpt"), chunks=chunks)
     size = sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file())
-    bench.extra["training"] = result.to_dict() | {"config": cfg.to_dict(), "size_on_disk_mb": round(size / 2**20, 2)}
+    # the config as trained: the card's, with the defaults that follow the model resolved (learning rate)
+    from ragtune.train.card import read_card
+
+    used = read_card(out_dir).get("train") or cfg.to_dict()
+    bench.extra["training"] = result.to_dict() | {"config": used, "size_on_disk_mb": round(size / 2**20, 2)}
     bench.models["tuned"] = str(out_dir)
     print(f"  trained {result.steps} steps on {result.train_pairs} pairs in {bench.timings['train_s']:.1f} s", flush=True)
     return out_dir
@@ -66,7 +70,9 @@ def _given_chunks(path: Path):
     return [Chunk(id=cid, text=text, doc_id=path.name, source=str(path)) for cid, text in corpus.items()]
 
 
-def _prepare_given_pairs(path: Path, base: str | None, repoint: str, bench: Bench, negatives: int = 0):
+def _prepare_given_pairs(
+    path: Path, base: str | None, repoint: str, bench: Bench, negatives: int = 0, negatives_from: str = "model"
+):
     from ragtune.encoders.encoder import Encoder
     from ragtune.pairs import load_pairs
     from ragtune.pairs.negatives import mine_hard_negatives
@@ -79,12 +85,32 @@ def _prepare_given_pairs(path: Path, base: str | None, repoint: str, bench: Benc
     if negatives:
         with bench.timed("mine_s"):
             mined = mine_hard_negatives(
-                pairs, _given_chunks(path), encoder=Encoder(base), num_negatives=negatives,
+                pairs, _given_chunks(path), encoder=Encoder(base) if negatives_from != "bm25" else None,
+                bm25=negatives_from != "model", num_negatives=negatives,
                 negative_text="chunk" if repoint == "off" else "window",
             )
         pairs = mined.pairs
         bench.extra["mining"] = mined.record()
     return pairs
+
+
+def _repeat_lexical_misses(pairs, chunks, times: int, bench: Bench):
+    """``--lexical-misses N``: each training pair whose passage BM25 does not rank first, N more times.
+
+    The experiment asks whether weighting training toward what BM25 misses makes
+    the dense side add more to the fused retriever than copying BM25 does.
+    """
+    from ragtune.pairs.filters import BM25ChunkIndex
+
+    if not times:
+        return pairs
+    index = BM25ChunkIndex(chunks)
+    train = [p for p in pairs if p.split != "val"]
+    scores = index.scores([p.query for p in train])
+    misses = [p for p, row in zip(train, scores) if int(row.argmax()) != index.positions[p.positive_id]]
+    bench.extra["lexical_misses"] = {"pairs": len(train), "missed_by_bm25": len(misses), "repeated": times}
+    print(f"  {len(misses)} of {len(train)} training pairs are not BM25's first hit: repeated {times}x", flush=True)
+    return list(pairs) + misses * times
 
 
 def _searched_texts(args) -> list[str] | None:
@@ -117,9 +143,10 @@ def _offline_from_given(path: Path, args, bench: Bench):
 
 def protocol_t1(args, bench: Bench, anchor_too: bool = True):
     train_json = require("tenk", "lyft_train_pairs.json")
-    pairs = _prepare_given_pairs(train_json, args.base, args.repoint, bench, args.negatives)
+    pairs = _prepare_given_pairs(train_json, args.base, args.repoint, bench, args.negatives, args.negatives_from)
     if args.augment:
         pairs = pairs + _offline_from_given(train_json, args, bench)
+    pairs = _repeat_lexical_misses(pairs, _given_chunks(train_json), args.lexical_misses, bench)
     bench.extra["train_pairs"] = len(pairs)
     tuned = _train(
         pairs, args.workdir / "t1_model", parse_overrides(args.train), bench, args.base, _searched_texts(args)
@@ -229,7 +256,8 @@ def generate_and_train(args, bench: Bench, pdf: str, model_name: str):
     # A tunes on the corpus it then searches (what `ragtune run` does), so training
     # gets its chunks; T2 searches Uber after tuning on Lyft: nothing to summarize
     searched = [c.text for c in corpus.chunks] if pdf == "uber_2021.pdf" else _searched_texts(args)
-    tuned = _train(gen.pairs, args.workdir / model_name, parse_overrides(args.train), bench, args.base, searched)
+    pairs = _repeat_lexical_misses(gen.pairs, corpus.chunks, args.lexical_misses, bench)
+    tuned = _train(pairs, args.workdir / model_name, parse_overrides(args.train), bench, args.base, searched)
     return corpus, gen, tuned
 
 
@@ -306,9 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--repoint", choices=("off", "window", "both"), default="off", help="T1: point given pairs at their best window.")
     ap.add_argument("--max-pairs", type=int, default=None)
     ap.add_argument("--positive", choices=("window", "chunk", "both"), default="window", help="T2/A: what generated pairs point at.")
-    ap.add_argument("--negatives", type=int, default=0, help="Hard negatives mined per pair with the base model (T1: from the given corpus).")
+    ap.add_argument("--negatives", type=int, default=0, help="Hard negatives mined per pair (T1: from the given corpus).")
     ap.add_argument("--negatives-from", choices=("model", "bm25", "both"), default="model",
-                    help="T2/A: who mines the hard negatives (bm25: lexically close but wrong chunks).")
+                    help="Who mines the hard negatives: the base model, BM25 (lexically close but wrong chunks) or both.")
+    ap.add_argument("--lexical-misses", type=int, default=0, metavar="N",
+                    help="T1/A: repeat each training pair BM25 does not rank first N more times.")
     ap.add_argument("--round-trip", choices=("bm25", "model"), default=None, help="T2/A: round-trip filter.")
     ap.add_argument("--kinds", default=None, help="T2/A: offline query kinds, comma-separated (default: all).")
     ap.add_argument("--round-trip-k", type=int, default=3)

@@ -232,6 +232,14 @@ def test_unknown_setting_is_one_line_error(tmp_path, capsys):
     assert err.strip() == "error: train.epoch: no such setting; did you mean train.epochs?"
 
 
+def test_judge_sample_size_must_be_positive(tmp_path, capsys):
+    code, _, err = run_inprocess(capsys, "run", str(SAMPLE_CORPUS), "--workdir", str(tmp_path / "w"),
+                                 "--judge-queries", "0")
+    assert code == 1
+    assert err.strip() == "error: judge_queries=0: give a positive number of questions to judge"
+    assert not (tmp_path / "w").exists()  # refused before any work
+
+
 def test_index_follows_the_folder(tmp_path, tiny_corpus, capsys, model_path):
     """`ragtune index` twice encodes nothing the second time; an edited file is re-encoded alone."""
     import re

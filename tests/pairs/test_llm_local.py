@@ -47,6 +47,30 @@ def test_chat_and_raw_completion_both_answer(local_llm):
     assert raw.strip() and "\n\n" not in raw  # stops at the first blank line
 
 
+def test_async_calls_leave_the_event_loop_free(local_llm):
+    """ragas awaits many judgements at once: acomplete must not block the loop while llama.cpp works."""
+    import asyncio
+
+    async def main():
+        done, ticks = False, 0
+
+        async def ticker():
+            nonlocal ticks
+            while not done:
+                ticks += 1
+                await asyncio.sleep(0)  # yields to the loop; no timing involved
+
+        task = asyncio.create_task(ticker())
+        reply = await local_llm.acomplete("Answer with one word: what colour is grass?", max_tokens=8)
+        done = True
+        await task
+        return reply, ticks
+
+    reply, ticks = asyncio.run(main())
+    assert reply.text.strip()
+    assert ticks > 10  # the loop ran other work during the request (a blocking call gives 0)
+
+
 def test_a_users_own_prompt_is_kept_for_a_local_model(local_llm):
     prompt = "Passage: {context}\nWrite {num_questions} questions."
     assert LLMGenerator(local_llm, LLMConfig(prompt=prompt)).template == prompt

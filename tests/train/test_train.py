@@ -253,6 +253,17 @@ def test_lora_has_its_own_learning_rate():
         LoraSettings(learning_rate=2.0)
 
 
+def test_learning_rate_follows_the_model_width_unless_given():
+    """A wider base (all-mpnet-base-v2: 768) takes a smaller default step than the 384-wide MiniLM."""
+    cfg = TrainConfig()
+    assert cfg.learning_rate is None
+    assert cfg.for_width(384).learning_rate == 1e-4
+    assert cfg.for_width(768).learning_rate == 5e-5
+    assert cfg.for_width(1024).effective_learning_rate == pytest.approx(3.75e-5)
+    assert TrainConfig(learning_rate=2e-5).for_width(768).learning_rate == 2e-5
+    assert TrainConfig(lora=True).for_width(768).effective_learning_rate == 1e-3
+
+
 def test_early_stopping_keeps_the_best_checkpoint(tmp_path, tiny_pairs):
     res = train(_with_val(tiny_pairs), tmp_path / "es", TrainConfig(max_steps=8, early_stopping_patience=1, **FAST))
     assert res.best_step is not None and res.best_step % FAST["save_steps"] == 0

@@ -23,6 +23,7 @@ def evaluate(
     dims: str | None = typer.Option(None, "--dims", help="Dimensions to evaluate, comma-separated (default: the trained Matryoshka dims)."),
     long_chunks: bool = typer.Option(True, "--long/--no-long", help="Also evaluate best-window search."),
     llm: str | None = typer.Option(None, "--llm", help="provider:model to judge RAG quality with ragas (faithfulness, answer relevancy)."),
+    judge_queries: o.JudgeQueries = None,
     backend: o.Backend = o.DEFAULT_BACKEND,
     backend_file: o.BackendFile = None,
     workers: o.Workers = 0,
@@ -69,9 +70,12 @@ def evaluate(
 
     models = {label: (model_label(m) if label == "base" else o.described(model, backend, backend_file)) for label, m in labels.items()}
     models.update(specs)
-    rag = rag_metrics(dataset, results, llm)
+    coverage: dict[str, Any] = {}
+    rag = rag_metrics(dataset, results, llm, coverage, max_queries=judge_queries or 20)
     extra = {"hosted": usage} if usage else {}
-    report = build_report(dataset, results, models, extra={**extra, **({"ragas": rag} if rag else {})} or None)
+    if rag:
+        extra.update(ragas=rag, ragas_scored=coverage)
+    report = build_report(dataset, results, models, extra=extra or None)
     write_report(report, out)
     print_summary(report, None)
     echo(f"wrote {out}/report.json, report.md, report.html")

@@ -63,7 +63,10 @@ ChunkSize = Annotated[
 Task = Annotated[str, typer.Option("--task", help=TASK_HELP)]
 
 # training: autotrain's option names (the LoRA trainer CLI people know), shared by ``train`` and ``run``
-LearningRate = Annotated[float | None, typer.Option("--lr", "--learning-rate", help=f"default {TrainDefaults.learning_rate}")]
+JudgeQueries = Annotated[int | None, typer.Option(
+    "--judge-queries", help="With --llm: sampled questions the LLM answers and judges per retriever (default 20; each costs ~10 LLM calls)."
+)]
+LearningRate = Annotated[float | None, typer.Option("--lr", "--learning-rate", help="default: 1e-4 x 384 / the model's width (1e-4 for all-MiniLM-L6-v2, 5e-5 for a 768-wide model)")]
 WarmupRatio = Annotated[
     float | None,
     typer.Option("--warmup-ratio", help=f"Share of steps warming the learning rate up (default {TrainDefaults.warmup_ratio})."),

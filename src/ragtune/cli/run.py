@@ -55,6 +55,7 @@ def run(
     ),
     baseline: str | None = typer.Option(None, "--baseline", help=o.HOSTED_HELP + " Cache: WORKDIR/cache/embeddings."),
     queries: Path | None = typer.Option(None, "--queries", help=o.QUERIES_HELP),
+    judge_queries: o.JudgeQueries = None,
 ) -> None:
     """The main job: chunks → pairs → tuned model → vector index → before/after report.
 
@@ -71,7 +72,7 @@ def run(
         "chunk.chunk_size": chunk_size, "long_chunks": long_chunks, "train.max_steps": max_steps,
         "train.max_seq_length": max_seq_length, "generation.llm": llm, "train.summarize": summarize,
         "export": o.formats(export) if export else None, "baseline": baseline,
-        "queries": str(queries) if queries else None,
+        "queries": str(queries) if queries else None, "judge_queries": judge_queries,
         **{f"train.{k}": v for k, v in o.training_options(
             learning_rate, warmup_ratio, weight_decay, gradient_accumulation, mixed_precision,
             lora_r, lora_alpha, lora_dropout, lora_plus_ratio, lora_lr, peft_method,

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragtune.errors import ConfigError, RagtuneError
+from ragtune.progress import Task, task
 from ragtune.providers import not_installed
 
 if TYPE_CHECKING:
@@ -114,7 +115,8 @@ def ragas_metrics(
         for key in picked[label]:
             unique.setdefault(key, by_qid[key[0]])
     keys = list(unique)
-    answers = dict(zip(keys, ragas.run(_answer_all(llm, [unique[key] for key in keys], concurrency))))
+    with task("Answering with the LLM", total=len(keys), unit="questions") as shown:
+        answers = dict(zip(keys, ragas.run(_answer_all(llm, [unique[key] for key in keys], concurrency, shown))))
     answered = [key for key in keys if answers[key] is not None]
     llm_samples = [
         ragas.SingleTurnSample(user_input=unique[key].question, response=answers[key],
@@ -122,7 +124,8 @@ def ragas_metrics(
         for key in answered
     ]
     for name, metric in judge.items():
-        scores = dict(zip(answered, ragas.run(_score_all(metric, llm_samples, concurrency))))
+        with task(f"Judging {name}", total=len(llm_samples), unit="samples") as shown:
+            scores = dict(zip(answered, ragas.run(_score_all(metric, llm_samples, concurrency, shown))))
         for label, label_keys in picked.items():
             # a question the LLM could not answer counts as tried and not scored
             _store(out[label], name, [scores.get(key) for key in label_keys], label, coverage)
@@ -260,8 +263,12 @@ def _llm_judges(ragas: _Ragas, llm: Any, embed_model: Any | None) -> dict[str, A
     return judges
 
 
-async def _bounded(jobs: Sequence[Callable[[], Awaitable[Any]]], concurrency: int) -> list[Any]:
+async def _bounded(
+    jobs: Sequence[Callable[[], Awaitable[Any]]], concurrency: int, shown: Task | None = None
+) -> list[Any]:
     """Run ``jobs`` with at most ``concurrency`` in flight; a failed job yields None.
+
+    ``shown``: the progress task advanced as each job ends (a local judge takes minutes).
 
     Failures are logged once per batch (how many, and the first reason), not once per
     sample: a judge that cannot answer at all would otherwise fill the console.
@@ -279,6 +286,9 @@ async def _bounded(jobs: Sequence[Callable[[], Awaitable[Any]]], concurrency: in
                 errors.append(exc)
                 log.debug("ragas: a sample failed (%s: %s)", type(exc).__name__, exc)
                 return None
+            finally:
+                if shown is not None:
+                    shown.advance()
 
     out = await asyncio.gather(*(one(j) for j in jobs))
     if errors:
@@ -287,16 +297,20 @@ async def _bounded(jobs: Sequence[Callable[[], Awaitable[Any]]], concurrency: in
     return out
 
 
-async def _score_all(metric: Any, samples: Sequence[Any], concurrency: int) -> list[float | None]:
-    return await _bounded([lambda s=s: metric.single_turn_ascore(s) for s in samples], concurrency)
+async def _score_all(
+    metric: Any, samples: Sequence[Any], concurrency: int, shown: Task | None = None
+) -> list[float | None]:
+    return await _bounded([lambda s=s: metric.single_turn_ascore(s) for s in samples], concurrency, shown)
 
 
-async def _answer_all(llm: Any, rows: Sequence[_Retrieved], concurrency: int) -> list[str | None]:
+async def _answer_all(
+    llm: Any, rows: Sequence[_Retrieved], concurrency: int, shown: Task | None = None
+) -> list[str | None]:
     async def answer(row: _Retrieved) -> str:
         prompt = ANSWER_PROMPT.format(contexts="\n\n".join(row.contexts), question=row.question)
         return str((await llm.acomplete(prompt)).text).strip()
 
-    return await _bounded([lambda r=r: answer(r) for r in rows], concurrency)
+    return await _bounded([lambda r=r: answer(r) for r in rows], concurrency, shown)
 
 
 def _store(

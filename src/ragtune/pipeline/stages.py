@@ -19,7 +19,7 @@ from ragtune.config import build_config, to_data
 from ragtune.corpus.reader import Chunk, ChunkConfig, load_chunks, load_corpus, save_chunks
 from ragtune.encoders.encoder import Encoder, encoding_devices
 from ragtune.encoders.loading import load_model, model_label, resolve_model
-from ragtune.errors import InputError, RagtuneError
+from ragtune.errors import ConfigError, InputError, RagtuneError
 from ragtune.evaluation import RetrievalDataset, evaluate_models, from_pairs, load_eval_dataset
 from ragtune.index.fusion import HybridConfig, read_hybrid
 from ragtune.pairs import (
@@ -56,6 +56,8 @@ class RunConfig:
     baseline: str | None = None
     # served-query logs (ragtune serve --log-queries DIR): pseudo-labelled into training pairs beside the synthetic ones
     queries: str | None = None
+    # with an LLM: the sampled questions it answers and judges per retriever (ragas); each costs ~10 LLM calls
+    judge_queries: int = 20
 
     def __post_init__(self) -> None:
         from ragtune.encoders.runtime import backend_of
@@ -63,6 +65,8 @@ class RunConfig:
 
         for fmt in self.export:
             backend_of(fmt)  # ConfigError naming the choices
+        if not isinstance(self.judge_queries, int) or self.judge_queries < 1:
+            raise ConfigError(f"judge_queries={self.judge_queries!r}: give a positive number of questions to judge")
         check_collection(self.collection)
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,6 +259,7 @@ def stage_evaluate(
     judge_llm: str | None = None,
     encoders: dict[str, Encoder] | None = None,
     baseline: str | None = None,
+    judge_queries: int = 20,
 ) -> dict[str, Any]:
     """Base (and tuned) model on ``dataset`` → ``report/`` (json, md, html).
 
@@ -264,11 +269,14 @@ def stage_evaluate(
     of that model, used instead of loading it again. ``baseline`` (a
     :mod:`ragtune.encoders.hosted` spec) is scored too, in plain mode, its vectors cached
     in ``RUN/cache/embeddings``; its tokens and cost go into the report.
+    ``judge_queries``: how many sampled questions the judge answers and scores per label.
     """
     models: dict[str, Any] = {"base": base} if tuned is None else {"base": base, "tuned": tuned}
     fp = fingerprint("evaluate", dataset.source, len(dataset.queries), model_label(base),
                      rd.relative(Path(tuned)) if tuned is not None else None, list(dims or []), long_chunks, judge_llm,
-                     rd.record.get("stages", {}).get("train", {}).get("fingerprint"), *([baseline] if baseline else []))
+                     rd.record.get("stages", {}).get("train", {}).get("fingerprint"), *([baseline] if baseline else []),
+                     # only a judged run's non-default sample size enters (earlier runs keep their fingerprint)
+                     *([("judge_queries", judge_queries)] if judge_llm and judge_queries != 20 else []))
     if rd.stage_done("evaluate", fp, rd.report / "report.json"):
         import json
 
@@ -288,7 +296,7 @@ def stage_evaluate(
     names.update({k: h.spec.spec for k, h in hosted.items()})
     extra = dict(extra or {}, **({"hosted": info["hosted"]} if hosted else {}))
     coverage: dict[str, Any] = {}
-    rag = rag_metrics(dataset, results, judge_llm, coverage)
+    rag = rag_metrics(dataset, results, judge_llm, coverage, max_queries=judge_queries)
     if rag:
         extra["ragas"] = rag
         extra["ragas_scored"] = coverage
@@ -342,10 +350,12 @@ def stage_export(
 
 
 def rag_metrics(
-    dataset: RetrievalDataset, results: dict[str, Any], judge_llm: str | None, coverage: dict[str, Any] | None = None
+    dataset: RetrievalDataset, results: dict[str, Any], judge_llm: str | None, coverage: dict[str, Any] | None = None,
+    max_queries: int = 20,
 ) -> dict[str, Any]:
     """ragas metrics for the plain-mode labels; empty (and logged) when ragas is not installed.
-    ``coverage`` is filled with how many samples each metric could score (see ``ragas_metrics``)."""
+    ``coverage`` is filled with how many samples each metric could score (see ``ragas_metrics``);
+    ``max_queries`` caps the questions the judge answers and scores per label."""
 
     try:
         from ragtune.evaluation.ragas_eval import ragas_metrics
@@ -359,7 +369,7 @@ def rag_metrics(
         llm = llm_from_spec(judge_llm)
     chosen = {k: v for k, v in results.items() if not k.endswith("+long")}
     try:
-        return ragas_metrics(dataset, chosen, llm=llm, coverage=coverage)
+        return ragas_metrics(dataset, chosen, llm=llm, coverage=coverage, max_queries=max_queries)
     except RagtuneError as exc:
         if llm is not None:
             raise
@@ -449,7 +459,7 @@ def run_pipeline(
     }
     report = stage_evaluate(
         rd, dataset, config.train.base, model_dir, dims, config.long_chunks, extra=extra, judge_llm=config.generation.llm,
-        encoders={"tuned": tuned}, baseline=config.baseline,
+        encoders={"tuned": tuned}, baseline=config.baseline, judge_queries=config.judge_queries,
     )
     from ragtune.train.card import add_evaluation
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from ragtune.errors import ConfigError
@@ -14,6 +14,11 @@ LOSSES: tuple[str, ...] = tuple(REGISTRY)
 Rotate = Literal["pca", "none"]
 Batching = Literal["passage", "no-duplicates"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+#: full fine-tuning's rate on all-MiniLM-L6-v2 (measured on protocol T1; see TrainConfig.epochs)
+REFERENCE_LEARNING_RATE = 1e-4
+#: the width of the model that rate was measured on
+REFERENCE_WIDTH = 384
 
 
 @dataclass
@@ -128,7 +133,11 @@ class TrainConfig:
     # see ragtune.train.passage_batches);
     # "no-duplicates": one row per pair, no text twice in a batch (any loss)
     batching: Batching = "passage"
-    learning_rate: float = 1e-4
+    # None: follows the model, REFERENCE_LEARNING_RATE x REFERENCE_WIDTH / width
+    # (see learning_rate_for): 1e-4 for all-MiniLM-L6-v2 (384 wide, the rate
+    # measured above), 5e-5 for all-mpnet-base-v2 (768), inside the 2e-5...5e-5
+    # sentence-transformers' own mpnet training runs use
+    learning_rate: float | None = None
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     # optimizer steps accumulate gradients of this many batches (a larger effective
@@ -192,7 +201,7 @@ class TrainConfig:
             raise ConfigError(f"epochs={self.epochs}: must be > 0")
         if self.batch_size < 2:
             raise ConfigError(f"batch_size={self.batch_size}: in-batch negatives need at least 2")
-        if not 0 < self.learning_rate < 1:
+        if self.learning_rate is not None and not 0 < self.learning_rate < 1:
             raise ConfigError(f"learning_rate={self.learning_rate}: must be in (0, 1)")
         if not 0 <= self.embedding_lr_scale <= 1:
             raise ConfigError(f"embedding_lr_scale={self.embedding_lr_scale}: must be in [0, 1]")
@@ -213,8 +222,31 @@ class TrainConfig:
 
     @property
     def effective_learning_rate(self) -> float:
-        """The rate training uses: LoRA's own when an adapter is trained, else ``learning_rate``."""
-        return self.lora.learning_rate if self.lora is not None else self.learning_rate
+        """The rate training uses: LoRA's own when an adapter is trained, else ``learning_rate``.
+
+        A config whose rate follows the model (``learning_rate=None``) is resolved
+        with :meth:`for_width` first; read alone it gives the reference rate.
+        """
+        if self.lora is not None:
+            return self.lora.learning_rate
+        return self.learning_rate if self.learning_rate is not None else REFERENCE_LEARNING_RATE
+
+    def learning_rate_for(self, width: int) -> float:
+        """Full fine-tuning's rate for a model ``width`` wide: the given one, or the reference scaled by width.
+
+        Wider transformers take smaller steps (their updates move more
+        coordinates at once); 1/width is the usual scaling, anchored at the rate
+        measured on the 384-wide default model.
+        """
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return float(f"{REFERENCE_LEARNING_RATE * REFERENCE_WIDTH / max(1, width):.3g}")
+
+    def for_width(self, width: int) -> TrainConfig:
+        """This config with the defaults that follow the model filled in (the learning rate)."""
+        if self.learning_rate is not None:
+            return self
+        return replace(self, learning_rate=self.learning_rate_for(width))
 
     def weights_for(self, dims: list[int]) -> list[float] | None:
         """Matryoshka loss weights for ``dims`` (largest first), checked against their count."""

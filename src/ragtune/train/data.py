@@ -61,10 +61,31 @@ def build_dataset(pairs: Sequence[Pair], loss: str) -> Any:
             }
         )
     cols: dict[str, list[str]] = {"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]}
-    if with_neg and len(with_neg) == len(pairs):
-        # MNRL takes any number of negative columns: use as many as every pair has
-        for i in range(min(len(p.negatives) for p in pairs)):
-            cols[f"negative_{i + 1}"] = [p.negatives[i]["text"] for p in pairs]
-    elif with_neg:
-        log.warning("%d of %d pairs have negatives; training with in-batch negatives only", len(with_neg), len(pairs))
+    if with_neg:
+        # MNRL takes any number of negative columns, but every row needs each one:
+        # use as many as the pairs with negatives all have, and give a pair the
+        # miner found none for (its passage has no close neighbour) other pairs'
+        # positives instead, rather than dropping every mined negative.
+        width = min(len(p.negatives) for p in with_neg)
+        if len(with_neg) < len(pairs):
+            log.info("%d of %d pairs have no mined negative; they get other pairs' positives",
+                     len(pairs) - len(with_neg), len(pairs))
+        for i in range(width):
+            cols[f"negative_{i + 1}"] = [
+                p.negatives[i]["text"] if p.negatives else _other_positive(pairs, j, i) for j, p in enumerate(pairs)
+            ]
     return Dataset.from_dict(cols)
+
+
+def _other_positive(pairs: Sequence[Pair], j: int, i: int) -> str:
+    """A positive of another pair (the next ones in order, skipping pair ``j``'s own passage)."""
+    n = len(pairs)
+    own = pairs[j].positive
+    seen = 0
+    for step in range(1, n):
+        text = pairs[(j + step) % n].positive
+        if text != own:
+            if seen == i:
+                return text
+            seen += 1
+    return own if n == 1 else pairs[(j + 1) % n].positive

@@ -93,6 +93,7 @@ def train(
 
     torch.manual_seed(config.seed)
     prepared = _prepare_model(config, train_pairs)
+    config = config.for_width(prepared.width)
     batches = _loss_and_batches(prepared, config, train_pairs)
     fp = fingerprint(config.to_dict(), [(p.query, p.positive_id) for p in train_pairs])
     resume = prepare_checkpoints(ckpt_dir, fp)
@@ -122,6 +123,7 @@ class _Prepared:
     """The model ready to train, and the facts about it the result records."""
 
     model: Any
+    width: int
     dims: list[int]
     reads: int  # max_seq_length of the saved model: an index embeds whole chunks
     train_seq_length: int
@@ -165,6 +167,7 @@ def _prepare_model(config: TrainConfig, train_pairs: Sequence[Pair]) -> _Prepare
         freeze_lower_layers(model, config.freeze_layers)
     return _Prepared(
         model=model,
+        width=width,
         dims=dims,
         reads=reads,
         train_seq_length=train_seq_length,
