@@ -24,13 +24,14 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
 import re
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,41 @@ _SCHEMA_RE = re.compile(r"as specified in JSON Schema:\s*(\{.*?\})\s*Do not use 
 # one llama.cpp server per (file, context, threads): loading costs a second and RAM,
 # and LocalLLM objects are copied freely (pydantic, LlamaIndex settings)
 _SERVERS: dict[tuple[str, int, int, int], Any] = {}
+_BUDGETS: dict[tuple[str, int, int, int], _ContextBudget] = {}
 _SERVERS_LOCK = threading.Lock()
+# a prompt's characters per token, counted low so the estimate errs on the large side
+# (llama.cpp's tokenizer is not exposed by xllamacpp; English runs ~4 characters a token)
+_CHARS_PER_TOKEN = 3
+_TEMPLATE_TOKENS = 32  # the chat template's own tokens around each message
+
+
+class _ContextBudget:
+    """The tokens of llama.cpp's one KV cache that requests in flight hold.
+
+    The slots share one unified cache of ``context_window`` tokens (``kv_unified``):
+    requests decoded side by side must fit in it together, or llama.cpp refuses
+    one ("Context size has been exceeded"). Each request holds an estimate of what
+    it needs until it ends; one refused anyway is retried holding the whole cache.
+    Written here because llama.cpp admits requests by free slot, not by free cache.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._used = 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, tokens: int) -> Iterator[None]:
+        tokens = max(1, min(self.total, tokens))
+        with self._cond:
+            self._cond.wait_for(lambda: self._used + tokens <= self.total)
+            self._used += tokens
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._used -= tokens
+                self._cond.notify_all()
 
 
 def bundled_gguf() -> Path:
@@ -140,6 +175,7 @@ class LocalLLM(CustomLLM):
     few_shot_questions: bool = Field(default=True)
 
     _server: Any = PrivateAttr(default=None)
+    _budget: Any = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
@@ -172,6 +208,7 @@ class LocalLLM(CustomLLM):
             return self._server
         key = (self.model_path, self.context_window, self._threads(), self.parallel)
         with _SERVERS_LOCK:
+            self._budget = _BUDGETS.setdefault(key, _ContextBudget(self.context_window))
             server = _SERVERS.get(key)
             if server is None:
                 xlc = optional_import("xllamacpp", where="--llm local / gguf:PATH", error=ConfigError)
@@ -206,15 +243,21 @@ class LocalLLM(CustomLLM):
             "temperature": float(kwargs.get("temperature", self.temperature)),
             "seed": int(kwargs.get("seed", self.seed)),
         }
+        server = self._llama()
         if messages is not None:
             body["messages"] = [{"role": m.role.value, "content": m.content or ""} for m in messages]
             schema = self._schema(messages)
             if schema is not None:
                 body["response_format"] = {"type": "json_schema", "json_schema": {"schema": schema}}
-            out = self._llama().handle_chat_completions(body)
+            call, chars = server.handle_chat_completions, sum(len(m["content"]) + _TEMPLATE_TOKENS * 3 for m in body["messages"])
         else:
             body.update(prompt=prompt, stop=["\n\n"])
-            out = self._llama().handle_completions(body)
+            call, chars = server.handle_completions, len(prompt or "")
+        with self._budget.hold(chars // _CHARS_PER_TOKEN + body["max_tokens"]):
+            out = call(body)
+        if _context_exceeded(out):  # the estimate fell short: again, with the cache to itself
+            with self._budget.hold(self._budget.total):
+                out = call(body)
         if not isinstance(out, dict) or not out.get("choices"):
             # llama.cpp answers errors as {"error": {...}} or {"code": ..., "message": ...}
             detail = out.get("error", out) if isinstance(out, dict) else out
@@ -284,3 +327,11 @@ class LocalLLM(CustomLLM):
             yield CompletionResponse(text=response.text, delta=response.text, raw=response.raw)
 
         return gen()
+
+
+def _context_exceeded(out: Any) -> bool:
+    """llama.cpp's answer when requests side by side overflowed the shared cache (not a too-long prompt)."""
+    if not isinstance(out, dict) or out.get("choices"):
+        return False
+    err = out.get("error", out)
+    return isinstance(err, dict) and "context size has been exceeded" in str(err.get("message", "")).lower()

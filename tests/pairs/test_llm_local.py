@@ -71,6 +71,23 @@ def test_async_calls_leave_the_event_loop_free(local_llm):
     assert ticks > 10  # the loop ran other work during the request (a blocking call gives 0)
 
 
+def test_long_requests_side_by_side_all_get_answers(local_llm):
+    """Four ~800-token prompts at once overflow a 2,048-token shared cache; none may be refused for it."""
+    import asyncio
+
+    from ragtune.local_llm import LocalLLM
+
+    small = LocalLLM(model_path=local_llm.model_path, context_window=2048, parallel=4, max_tokens=8, temperature=0)
+    passage = "The night tram leaves the central depot every twenty minutes and stops at each platform. " * 34
+
+    async def main():
+        return await asyncio.gather(*(small.acomplete(f"{passage}\nQuestion {i}: when does the tram leave?")
+                                      for i in range(4)))
+
+    replies = asyncio.run(main())  # a refused request raises RuntimeError naming llama.cpp
+    assert len(replies) == 4 and all(r.text.strip() for r in replies)
+
+
 def test_a_users_own_prompt_is_kept_for_a_local_model(local_llm):
     prompt = "Passage: {context}\nWrite {num_questions} questions."
     assert LLMGenerator(local_llm, LLMConfig(prompt=prompt)).template == prompt
