@@ -277,7 +277,7 @@ class LocalLLM(CustomLLM):
             schema = json.loads(match.group(1))
         except ValueError:
             return None
-        return schema if isinstance(schema, dict) else None
+        return _bounded_schema(schema) if isinstance(schema, dict) else None
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         text, raw = self._request(messages, **kwargs)
@@ -335,3 +335,23 @@ def _context_exceeded(out: Any) -> bool:
         return False
     err = out.get("error", out)
     return isinstance(err, dict) and "context size has been exceeded" in str(err.get("message", "")).lower()
+
+
+#: bounds the grammar puts on a judge's JSON when the schema sets none: a small model
+#: otherwise repeats one statement until max_tokens cuts the JSON, which ragas cannot parse
+MAX_ITEMS = 12
+MAX_STRING = 300
+
+
+def _bounded_schema(schema: Any) -> Any:
+    """``schema`` with ``maxItems`` on arrays and ``maxLength`` on strings where it has none."""
+    if isinstance(schema, list):
+        return [_bounded_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _bounded_schema(v) for k, v in schema.items()}
+    if out.get("type") == "array":
+        out.setdefault("maxItems", MAX_ITEMS)
+    if out.get("type") == "string" and "enum" not in out and "const" not in out:
+        out.setdefault("maxLength", MAX_STRING)
+    return out

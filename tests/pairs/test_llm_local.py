@@ -88,6 +88,21 @@ def test_long_requests_side_by_side_all_get_answers(local_llm):
     assert len(replies) == 4 and all(r.text.strip() for r in replies)
 
 
+def test_judge_schemas_get_bounds_so_a_looping_model_still_closes_its_json():
+    """SmolLM2 repeats one statement until max_tokens cuts the JSON; the grammar must end lists and strings."""
+    from ragtune.local_llm import MAX_ITEMS, MAX_STRING, _bounded_schema
+
+    schema = {"type": "object", "properties": {
+        "statements": {"type": "array", "items": {"type": "string"}},
+        "verdict": {"type": "integer"}, "kind": {"type": "string", "enum": ["a", "b"]},
+        "few": {"type": "array", "maxItems": 2, "items": {"type": "string", "maxLength": 5}}}}
+    out = _bounded_schema(schema)
+    props = out["properties"]
+    assert props["statements"]["maxItems"] == MAX_ITEMS and props["statements"]["items"]["maxLength"] == MAX_STRING
+    assert props["few"] == schema["properties"]["few"]  # the schema's own bounds stay
+    assert "maxLength" not in props["kind"] and props["verdict"] == {"type": "integer"}
+
+
 def test_a_users_own_prompt_is_kept_for_a_local_model(local_llm):
     prompt = "Passage: {context}\nWrite {num_questions} questions."
     assert LLMGenerator(local_llm, LLMConfig(prompt=prompt)).template == prompt
