@@ -146,7 +146,8 @@ def protocol_t1(args, bench: Bench, anchor_too: bool = True):
     pairs = _prepare_given_pairs(train_json, args.base, args.repoint, bench, args.negatives, args.negatives_from)
     if args.augment:
         pairs = pairs + _offline_from_given(train_json, args, bench)
-    pairs = _repeat_lexical_misses(pairs, _given_chunks(train_json), args.lexical_misses, bench)
+    if args.lexical_misses:
+        pairs = _repeat_lexical_misses(pairs, _given_chunks(train_json), args.lexical_misses, bench)
     bench.extra["train_pairs"] = len(pairs)
     tuned = _train(
         pairs, args.workdir / "t1_model", parse_overrides(args.train), bench, args.base, _searched_texts(args)

@@ -249,11 +249,12 @@ class LocalLLM(CustomLLM):
             schema = self._schema(messages)
             if schema is not None:
                 body["response_format"] = {"type": "json_schema", "json_schema": {"schema": schema}}
-            call, chars = server.handle_chat_completions, sum(len(m["content"]) + _TEMPLATE_TOKENS * 3 for m in body["messages"])
+            call = server.handle_chat_completions
+            tokens = sum(len(m["content"]) // _CHARS_PER_TOKEN + _TEMPLATE_TOKENS for m in body["messages"])
         else:
             body.update(prompt=prompt, stop=["\n\n"])
-            call, chars = server.handle_completions, len(prompt or "")
-        with self._budget.hold(chars // _CHARS_PER_TOKEN + body["max_tokens"]):
+            call, tokens = server.handle_completions, len(prompt or "") // _CHARS_PER_TOKEN
+        with self._budget.hold(tokens + body["max_tokens"]):
             out = call(body)
         if _context_exceeded(out):  # the estimate fell short: again, with the cache to itself
             with self._budget.hold(self._budget.total):

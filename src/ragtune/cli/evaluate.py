@@ -66,12 +66,13 @@ def evaluate(
                                   hybrid={"tuned": read_hybrid(model)})
         usage = {k: h.usage() for k, h in extra_models.items()}
         specs = {k: h.spec.spec for k, h in extra_models.items()}
+    from ragtune.evaluation.ragas_eval import DEFAULT_MAX_QUERIES
     from ragtune.pipeline.stages import rag_metrics
 
     models = {label: (model_label(m) if label == "base" else o.described(model, backend, backend_file)) for label, m in labels.items()}
     models.update(specs)
     coverage: dict[str, Any] = {}
-    rag = rag_metrics(dataset, results, llm, coverage, max_queries=judge_queries or 20)
+    rag = rag_metrics(dataset, results, llm, coverage, max_queries=DEFAULT_MAX_QUERIES if judge_queries is None else judge_queries)
     extra = {"hosted": usage} if usage else {}
     if rag:
         extra.update(ragas=rag, ragas_scored=coverage)

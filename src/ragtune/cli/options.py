@@ -18,6 +18,7 @@ from ragtune.corpus.reader import ChunkConfig
 from ragtune.encoders.runtime import BACKENDS, FORMATS
 from ragtune.errors import RagtuneError
 from ragtune.evaluation.classification import TASKS
+from ragtune.evaluation.ragas_eval import DEFAULT_MAX_QUERIES
 from ragtune.train.config import LOSSES, LoraSettings
 from ragtune.train.config import TrainConfig as TrainDefaults
 
@@ -64,7 +65,8 @@ Task = Annotated[str, typer.Option("--task", help=TASK_HELP)]
 
 # training: autotrain's option names (the LoRA trainer CLI people know), shared by ``train`` and ``run``
 JudgeQueries = Annotated[int | None, typer.Option(
-    "--judge-queries", help="With --llm: sampled questions the LLM answers and judges per retriever (default 20; each costs ~10 LLM calls)."
+    "--judge-queries",
+    help=f"With --llm: sampled questions the LLM answers and judges per retriever (default {DEFAULT_MAX_QUERIES}; each costs ~10 LLM calls).",
 )]
 LearningRate = Annotated[float | None, typer.Option("--lr", "--learning-rate", help="default: 1e-4 x 384 / the model's width (1e-4 for all-MiniLM-L6-v2, 5e-5 for a 768-wide model)")]
 WarmupRatio = Annotated[

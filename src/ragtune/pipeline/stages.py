@@ -21,6 +21,7 @@ from ragtune.encoders.encoder import Encoder, encoding_devices
 from ragtune.encoders.loading import load_model, model_label, resolve_model
 from ragtune.errors import ConfigError, InputError, RagtuneError
 from ragtune.evaluation import RetrievalDataset, evaluate_models, from_pairs, load_eval_dataset
+from ragtune.evaluation.ragas_eval import DEFAULT_MAX_QUERIES
 from ragtune.index.fusion import HybridConfig, read_hybrid
 from ragtune.pairs import (
     GenerationConfig,
@@ -57,7 +58,7 @@ class RunConfig:
     # served-query logs (ragtune serve --log-queries DIR): pseudo-labelled into training pairs beside the synthetic ones
     queries: str | None = None
     # with an LLM: the sampled questions it answers and judges per retriever (ragas); each costs ~10 LLM calls
-    judge_queries: int = 20
+    judge_queries: int = DEFAULT_MAX_QUERIES
 
     def __post_init__(self) -> None:
         from ragtune.encoders.runtime import backend_of
@@ -259,7 +260,7 @@ def stage_evaluate(
     judge_llm: str | None = None,
     encoders: dict[str, Encoder] | None = None,
     baseline: str | None = None,
-    judge_queries: int = 20,
+    judge_queries: int = DEFAULT_MAX_QUERIES,
 ) -> dict[str, Any]:
     """Base (and tuned) model on ``dataset`` → ``report/`` (json, md, html).
 
@@ -276,7 +277,7 @@ def stage_evaluate(
                      rd.relative(Path(tuned)) if tuned is not None else None, list(dims or []), long_chunks, judge_llm,
                      rd.record.get("stages", {}).get("train", {}).get("fingerprint"), *([baseline] if baseline else []),
                      # only a judged run's non-default sample size enters (earlier runs keep their fingerprint)
-                     *([("judge_queries", judge_queries)] if judge_llm and judge_queries != 20 else []))
+                     *([("judge_queries", judge_queries)] if judge_llm and judge_queries != DEFAULT_MAX_QUERIES else []))
     if rd.stage_done("evaluate", fp, rd.report / "report.json"):
         import json
 
@@ -351,7 +352,7 @@ def stage_export(
 
 def rag_metrics(
     dataset: RetrievalDataset, results: dict[str, Any], judge_llm: str | None, coverage: dict[str, Any] | None = None,
-    max_queries: int = 20,
+    max_queries: int = DEFAULT_MAX_QUERIES,
 ) -> dict[str, Any]:
     """ragas metrics for the plain-mode labels; empty (and logged) when ragas is not installed.
     ``coverage`` is filled with how many samples each metric could score (see ``ragas_metrics``);
