@@ -8,8 +8,10 @@
    real ``ragtune serve --log-queries`` on 127.0.0.1; send the first half's
    questions to ``/v1/search`` (their labels are never used).
 3. Pseudo-label the log with :func:`ragtune.pairs.served.label_served_queries`
-   (what ``ragtune run --queries`` runs: the base model and BM25 must agree) and
-   train again on synthetic + served pairs: the **logs-tuned** model, ``tuned``.
+   (what ``ragtune run --queries`` runs: the served model's best-window ranking
+   and BM25 must agree on the top chunk) and train the synthetic model further on
+   the served pairs with :func:`ragtune.train.served.train_on_served` (what
+   ``ragtune run --queries`` runs next): the **logs-tuned** model, ``tuned``.
 4. Evaluate ``base``, ``synthetic`` and ``tuned`` on the second half with the
    true labels — plain, best window (``+long``) and ragtune's default search
    (``+hybrid``, each at its fitted weight) — with paired bootstrap CIs of
@@ -95,18 +97,20 @@ def serve_and_log(model: Path, corpus: dict[str, str], questions: list[str], wor
     return logs
 
 
-def pseudo_label(logs: Path, ds: Any, served: Any, base: str | None, bench: Bench):
-    """``label_served_queries`` on the log (as ``ragtune run --queries`` does), checked against the hidden labels."""
+def pseudo_label(logs: Path, ds: Any, served: Any, judge: Path, alpha: float, bench: Bench):
+    """``label_served_queries`` on the log as ``ragtune run --queries`` runs it (the served model at its
+    fitted weight judges), checked against the hidden labels."""
     from ragtune.corpus.reader import Chunk
     from ragtune.encoders.encoder import Encoder
     from ragtune.pairs.querylog import read_query_log
-    from ragtune.pairs.served import label_served_queries
+    from ragtune.pairs.served import ServedConfig, label_served_queries
     from ragtune.pairs.text import normalize_query
 
     chunks = [Chunk(id=cid, text=text, doc_id=cid, source=ds.source) for cid, text in ds.corpus.items()]
-    encoder = Encoder(base)
+    encoder = Encoder(str(judge))
     with bench.timed("label_s"):
-        result = label_served_queries(read_query_log(logs), chunks, encoder, encoder.window_spec())
+        result = label_served_queries(read_query_log(logs), chunks, encoder, encoder.window_spec(),
+                                      ServedConfig(alpha=alpha))
     truth = {normalize_query(served.queries[q]): set(rel) for q, rel in served.relevant.items()}
     right = sum(p.positive_id in truth.get(normalize_query(p.query), ()) for p in result.pairs)
     bench.extra["served"] = result.record() | {
@@ -117,6 +121,25 @@ def pseudo_label(logs: Path, ds: Any, served: Any, base: str | None, bench: Benc
     print(f"  pseudo-labelled {len(result.pairs)} of {len(served.queries)} served questions; "
           f"{right} agree with the hidden labels", flush=True)
     return result.pairs
+
+
+def train_served(synthetic: Path, pairs: list, out: Path, args: Any, bench: Bench) -> Path:
+    """The synthetic model trained further on the served pairs, as ``ragtune run --queries`` does."""
+    from ragtune.config import build_config, merge
+    from ragtune.train import TrainConfig
+    from ragtune.train.card import read_card
+    from ragtune.train.served import train_on_served
+
+    cfg = build_config(TrainConfig, merge({"base": args.base}, parse_overrides(args.train)))
+    if out.exists():
+        shutil.rmtree(out)  # a re-run trains afresh on its own log
+    with bench.timed("train_tuned_s"):
+        result = train_on_served(synthetic, pairs, out, cfg, checkpoint_dir=out.with_name(out.name + ".ckpt"))
+    bench.extra["training_tuned"] = result.to_dict() | {"config": read_card(out).get("train")}
+    bench.models["tuned"] = f"{out} (the synthetic model trained further on the served pairs)"
+    print(f"  trained {result.steps} steps on {result.train_pairs} served pairs in {bench.timings['train_tuned_s']:.1f} s",
+          flush=True)
+    return out
 
 
 def retag(bench: Bench, label: str) -> None:
@@ -151,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", default=None, help="Base model (default: bundled all-MiniLM-L6-v2).")
     ap.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides for both models.")
     ap.add_argument("--seed", type=int, default=0, help="Seed of the by-chunk split.")
+    ap.add_argument("--synthetic", type=Path, default=None,
+                    help="A synthetic-only model this script trained before with the same settings: reuse it.")
     args = ap.parse_args(argv)
     from ragtune.encoders.loading import model_label
     from ragtune.evaluation import load_llamaindex
@@ -170,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     print("protocol F", flush=True)
     with progress.use(console.display()):
-        corpus, gen, synthetic = run.generate_and_train(a, bench, "uber_2021.pdf", "f_synthetic_model")
+        corpus, gen, synthetic = run.generate_and_train(a, bench, "uber_2021.pdf", "f_synthetic_model", args.synthetic)
         retag(bench, "synthetic")
         held_out = from_pairs(gen.pairs, corpus.chunks, split="val", name="held-out generated pairs")
         bench.fit({"base": args.base, "synthetic": str(synthetic)}, held_out)
@@ -185,12 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             "held_out_chunks": len({d for r in test_ds.relevant.values() for d in r}),
         }
         logs = serve_and_log(synthetic, uber.corpus, list(served_ds.queries.values()), args.workdir, bench)
-        served_pairs = pseudo_label(logs, uber, served_ds, args.base, bench)
+        served_pairs = pseudo_label(logs, uber, served_ds, synthetic, bench.fusions["synthetic"].alpha, bench)
 
-        tuned = run._train([*gen.pairs, *served_pairs], args.workdir / "f_logs_model", parse_overrides(args.train),
-                           bench, args.base, [c.text for c in corpus.chunks])
-        retag(bench, "tuned")
-        bench.models["tuned"] = bench.models["tuned"] + " (synthetic + served pairs)"
+        tuned = train_served(synthetic, served_pairs, args.workdir / "f_logs_model", args, bench)
         bench.extra["pairs_by_source"] = {"synthetic": sum(p.split != "val" for p in gen.pairs),
                                           "served": len(served_pairs)}
         bench.fit({"tuned": str(tuned)}, held_out)

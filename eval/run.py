@@ -216,10 +216,12 @@ def protocol_generated(args, bench: Bench, pdf: str):
     return _eval_uber(bench, tuned, args.dims or M_DIMS, args.long, args.base, args.lexical)
 
 
-def generate_and_train(args, bench: Bench, pdf: str, model_name: str):
+def generate_and_train(args, bench: Bench, pdf: str, model_name: str, reuse: Path | None = None):
     """T2/A's first half: offline pairs from ``pdf``, then a model trained on them under ``--workdir``.
 
     Returns ``(corpus, generation, model folder)``; protocol F (``eval/flywheel.py``) reuses it.
+    ``reuse``: a model this function trained before with the same settings (its card's record
+    is filed as the training; the pairs are generated again, deterministically).
     """
     from ragtune.corpus.reader import load_corpus
     from ragtune.encoders.encoder import Encoder
@@ -257,6 +259,15 @@ def generate_and_train(args, bench: Bench, pdf: str, model_name: str):
     # A tunes on the corpus it then searches (what `ragtune run` does), so training
     # gets its chunks; T2 searches Uber after tuning on Lyft: nothing to summarize
     searched = [c.text for c in corpus.chunks] if pdf == "uber_2021.pdf" else _searched_texts(args)
+    if reuse is not None:
+        from ragtune.train.card import read_card
+
+        card = read_card(reuse)
+        bench.timings["train_s"] = card["result"]["seconds"]
+        bench.extra["training"] = card["result"] | {"config": card["train"], "reused": str(reuse)}
+        bench.models["tuned"] = str(reuse)
+        print(f"  reusing {reuse} (trained {card['result']['steps']} steps on {card['result']['train_pairs']} pairs)", flush=True)
+        return corpus, gen, Path(reuse)
     pairs = _repeat_lexical_misses(gen.pairs, corpus.chunks, args.lexical_misses, bench)
     tuned = _train(pairs, args.workdir / model_name, parse_overrides(args.train), bench, args.base, searched)
     return corpus, gen, tuned

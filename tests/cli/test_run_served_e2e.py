@@ -1,5 +1,5 @@
 """``ragtune run --queries DIR`` end to end on the shipped sample corpus: served questions become
-training pairs, and more logs redo training only. A module of its own (not on the main e2e module's
+training pairs the tuned model trains further on, and more logs redo that training only. A module of its own (not on the main e2e module's
 sample run) so that pytest-xdist can run it beside that module."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 def test_run_with_served_queries_trains_on_them_and_more_logs_redo_training_only(tmp_path, capsys):
     """`ragtune run --queries DIR`: logged questions (no labels) become pseudo-labelled pairs beside the
-    synthetic ones; run.json and the report count them; more logs redo training, not chunks or pairs."""
+    synthetic ones; run.json and the report count them; more logs redo only the training on them."""
     from ragtune.pairs.querylog import QueryLog
 
     # questions as users might ask them: the offline generator's, about the same corpus
@@ -36,12 +36,19 @@ def test_run_with_served_queries_trains_on_them_and_more_logs_redo_training_only
     cli(*args)
     first = stages()
     served = first["served"]
-    assert served["logged_searches"] == 12 and served["pairs"] > 0, served
-    assert first["train"]["pairs_by_source"]["served"] == served["pairs"]
-    assert first["train"]["pairs_by_source"]["synthetic"] > 0
+    assert served["logged_searches"] == 12 and served["pairs"] >= 2, served
+    assert served["judge"] == "tuned+hybrid" and served["agree_k"] == 1
+    # the synthetic-tuned model trains further on the served pairs alone, into model-served/
+    assert first["served_train"]["pairs_by_source"]["served"] == served["pairs"]
+    assert first["served_train"]["train_pairs"] == served["pairs"]
+    assert first["train"]["train_pairs"] == first["served_train"]["pairs_by_source"]["synthetic"]
+    card = json.loads((work / "model-served" / "ragtune.json").read_text())
+    assert card["train"]["base"] == str(work / "model") and card["train"]["summarize"] is False
+    assert json.loads((work / "report" / "report.json").read_text())["training"]["train_pairs"] > 0
     served_rows = [json.loads(x) for x in (work / "served_pairs.jsonl").read_text().splitlines()]
     assert len(served_rows) == served["pairs"] and {r["source"] for r in served_rows} == {"served"}
-    assert "learned from 12 served questions" in (work / "report" / "report.md").read_text()
+    report_md = (work / "report" / "report.md").read_text()
+    assert "learned from 12 served questions" in report_md and "trained further on them" in report_md
 
     log = QueryLog(logs)
     for q in asked[12:24]:
@@ -49,6 +56,6 @@ def test_run_with_served_queries_trains_on_them_and_more_logs_redo_training_only
     log.close()
     cli(*args)
     second = stages()
-    assert all(second[s]["finished"] == first[s]["finished"] for s in ("chunks", "pairs"))
+    assert all(second[s]["finished"] == first[s]["finished"] for s in ("chunks", "pairs", "train"))
     assert second["served"]["logged_searches"] == 24
-    assert second["train"]["finished"] != first["train"]["finished"]
+    assert second["served_train"]["finished"] != first["served_train"]["finished"]

@@ -169,6 +169,7 @@ def described(model: str, backend: str, file: Path | None) -> str:
 
 QUERIES_HELP = (
     "Folder of served-query logs (ragtune serve --log-queries DIR, or the LlamaIndex retriever's "
-    "query_log=DIR): its questions become training pairs beside the synthetic ones, labelled by user "
-    "feedback or, without it, by the base model and BM25 agreeing on the answer."
+    "query_log=DIR): its questions become training pairs, labelled by user feedback or, without it, by a "
+    "model and BM25 agreeing on the top chunk (run: the tuned model, which then trains further on them "
+    "into RUN/model-served; generate: the base model)."
 )

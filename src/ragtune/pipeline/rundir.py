@@ -143,6 +143,15 @@ class RunDir:
         return self.root / "checkpoints"
 
     @property
+    def served_model(self) -> Path:
+        """The tuned model trained further on served queries (``ragtune run --queries``)."""
+        return self.root / "model-served"
+
+    @property
+    def served_checkpoints(self) -> Path:
+        return self.root / "checkpoints-served"
+
+    @property
     def qdrant(self) -> Path:
         return self.root / "qdrant"
 

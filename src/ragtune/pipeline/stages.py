@@ -55,7 +55,7 @@ class RunConfig:
     export: list[str] = field(default_factory=list)
     # a hosted embedding model scored beside base and tuned (ragtune.encoders.hosted: URL[#MODEL] or provider:model)
     baseline: str | None = None
-    # served-query logs (ragtune serve --log-queries DIR): pseudo-labelled into training pairs beside the synthetic ones
+    # served-query logs (ragtune serve --log-queries DIR): pseudo-labelled, then the tuned model trains further on them
     queries: str | None = None
     # with an LLM: the sampled questions it answers and judges per retriever (ragas); each costs ~10 LLM calls
     judge_queries: int = DEFAULT_MAX_QUERIES
@@ -126,42 +126,37 @@ def stage_pairs(
     return res.pairs
 
 
-def stage_served(rd: RunDir, chunks: Sequence[Chunk], base: str | None, queries: str | Path) -> list[Pair]:
+def stage_served(rd: RunDir, chunks: Sequence[Chunk], model_dir: Path, queries: str | Path) -> list[Pair]:
     """Served-query logs → ``served_pairs.jsonl``: pseudo-labelled pairs (:mod:`ragtune.pairs.served`),
-    judged by the base model fused with BM25. Only this stage and what follows it redo when the logs grow."""
+    judged by the model trained on the synthetic pairs (the one that was served) fused with BM25 at its
+    fitted weight. Only this stage and what follows it redo when the logs grow."""
+    from ragtune.index.fusion import read_hybrid
     from ragtune.pairs.querylog import read_query_log
     from ragtune.pairs.served import ServedConfig, label_served_queries
 
     folder = Path(queries)
     log = read_query_log(folder)  # a missing or empty folder is one line, before any work
     logs = sorted(p for p in folder.iterdir() if p.name.startswith("queries.jsonl"))
-    fp = fingerprint("served", sha256_file(rd.chunks), [sha256_file(p) for p in logs], model_label(base),
-                     asdict(ServedConfig()))
+    cfg = ServedConfig(alpha=read_hybrid(model_dir).alpha)
+    judge = rd.record["stages"]["train"].get("artifact")  # the digest of the judge's weights, as trained
+    fp = fingerprint("served", sha256_file(rd.chunks), [sha256_file(p) for p in logs], judge, asdict(cfg))
     if rd.stage_done("served", fp, rd.served_pairs):
         return load_pairs(rd.served_pairs)
-    with rd.stage("served", fp, rd.served_pairs) as info, task("[2+] served queries"):
-        encoder = Encoder(base)
-        result = label_served_queries(log, chunks, encoder, encoder.window_spec())
+    with rd.stage("served", fp, rd.served_pairs) as info, task("[3+] served queries"):
+        encoder = Encoder(model_dir)
+        result = label_served_queries(log, chunks, encoder, encoder.window_spec(), cfg)
         save_pairs(rd.served_pairs, result.pairs)
-        info.update(result.record(), log_files=log.files, unreadable_lines=log.skipped_lines)
+        info.update(result.record(), judge="tuned+hybrid", log_files=log.files, unreadable_lines=log.skipped_lines)
     return result.pairs
 
 
-def stage_train(
-    rd: RunDir, pairs: Sequence[Pair], config: TrainConfig, chunks: Sequence[Chunk] = (), served: Sequence[Pair] = ()
-) -> Path:
-    """``pairs.jsonl`` (+ ``served_pairs.jsonl``, + ``chunks.jsonl``, the corpus to be indexed) → ``model/``
-    (resumes from ``checkpoints/``). Served pairs join the training split only."""
-    parts = [sha256_file(rd.pairs), sha256_file(rd.chunks) if chunks else "", config.to_dict()]
-    fp = fingerprint("train", *parts, *([sha256_file(rd.served_pairs)] if served else []))
+def stage_train(rd: RunDir, pairs: Sequence[Pair], config: TrainConfig, chunks: Sequence[Chunk] = ()) -> Path:
+    """``pairs.jsonl`` (+ ``chunks.jsonl``, the corpus to be indexed) → ``model/`` (resumes from ``checkpoints/``)."""
+    fp = fingerprint("train", sha256_file(rd.pairs), sha256_file(rd.chunks) if chunks else "", config.to_dict())
     if rd.stage_done("train", fp, rd.model):
         return rd.model
     with rd.stage("train", fp, rd.model) as info, task("[3/5] training"):
-        result = train(
-            [*pairs, *served], rd.model, config, checkpoint_dir=rd.checkpoints, chunks=[c.text for c in chunks] or None
-        )
-        if served:
-            info["pairs_by_source"] = {"synthetic": sum(p.split != "val" for p in pairs), "served": len(served)}
+        result = train(pairs, rd.model, config, checkpoint_dir=rd.checkpoints, chunks=[c.text for c in chunks] or None)
         info.update(result.to_dict())
         info["train_loop_s"] = info.pop("seconds")
         # inside the stage: the fitted fusion is part of the model folder the stage records
@@ -169,8 +164,35 @@ def stage_train(
     return rd.model
 
 
-def fit_fusions(model_dir: Path, base: str | None, pairs: Sequence[Pair], chunks: Sequence[Chunk]) -> dict[str, Any]:
-    """Fit hybrid search's weight for the tuned model (written beside it) and for the base model.
+def stage_served_train(
+    rd: RunDir, model_dir: Path, served: Sequence[Pair], config: TrainConfig, pairs: Sequence[Pair], chunks: Sequence[Chunk]
+) -> Path:
+    """``model/`` + ``served_pairs.jsonl`` → ``model-served/``: the tuned model trained further on the
+    served questions (:mod:`ragtune.train.served`); the model the later stages index, evaluate and export."""
+    from ragtune.train.served import train_on_served
+
+    if len(served) < 2:  # too few labelled questions to train on: the run goes on with the synthetic-tuned model
+        log.warning("served queries: %d labelled question(s), too few to train on; using %s as it is",
+                    len(served), rd.relative(model_dir))
+        rd.record["stages"].pop("served_train", None)
+        return model_dir
+    fp = fingerprint("served_train", rd.record["stages"]["train"].get("artifact"), sha256_file(rd.served_pairs),
+                     config.to_dict())
+    if rd.stage_done("served_train", fp, rd.served_model):
+        return rd.served_model
+    with rd.stage("served_train", fp, rd.served_model) as info, task("[3++] training on served queries"):
+        result = train_on_served(model_dir, served, rd.served_model, config, checkpoint_dir=rd.served_checkpoints)
+        info.update(result.to_dict())
+        info["train_loop_s"] = info.pop("seconds")
+        info["pairs_by_source"] = {"synthetic": sum(p.split != "val" for p in pairs), "served": len(served)}
+        info["hybrid"] = fit_fusions(rd.served_model, config.base, pairs, chunks, with_base=False)
+    return rd.served_model
+
+
+def fit_fusions(
+    model_dir: Path, base: str | None, pairs: Sequence[Pair], chunks: Sequence[Chunk], with_base: bool = True
+) -> dict[str, Any]:
+    """Fit hybrid search's weight for the tuned model (written beside it) and, ``with_base``, for the base model.
 
     Both on the held-out pairs over every chunk; the base model's weight is what
     a user of the untuned model with BM25 would best have, so ``base+hybrid``
@@ -181,12 +203,13 @@ def fit_fusions(model_dir: Path, base: str | None, pairs: Sequence[Pair], chunks
     from ragtune.index.fusion import HybridConfig, write_hybrid
 
     if not chunks or not any(p.split == "val" for p in pairs):
-        fitted = {"tuned": HybridConfig(), "base": HybridConfig()}
+        fitted = {"tuned": HybridConfig(), **({"base": HybridConfig()} if with_base else {})}
     else:
         held_out = from_pairs(pairs, chunks, split="val", name="held-out generated pairs")
         bm25, _ = bm25_matrix(held_out)  # one BM25 scoring serves both fits
-        fitted = {"tuned": fit_hybrid(model_dir, held_out, bm25=bm25),
-                  "base": fit_hybrid(resolve_model(base), held_out, bm25=bm25)}
+        fitted = {"tuned": fit_hybrid(model_dir, held_out, bm25=bm25)}
+        if with_base:
+            fitted["base"] = fit_hybrid(resolve_model(base), held_out, bm25=bm25)
     write_hybrid(model_dir, fitted["tuned"])
     return {k: v.to_json() for k, v in fitted.items()}
 
@@ -440,8 +463,10 @@ def run_pipeline(
 
     chunks = stage_chunks(rd, config.corpus, config.chunk)
     pairs = stage_pairs(rd, chunks, config.train.base, config.generation)
-    served = stage_served(rd, chunks, config.train.base, config.queries) if config.queries else []
-    model_dir = stage_train(rd, pairs, config.train, chunks, served)
+    model_dir = stage_train(rd, pairs, config.train, chunks)
+    if config.queries:  # the model that was served labels its questions, then trains further on them
+        served = stage_served(rd, chunks, model_dir, config.queries)
+        model_dir = stage_served_train(rd, model_dir, served, config.train, pairs, chunks)
     # one tuned encoder for index and evaluation: the windows it indexes are the
     # corpus windows evaluation scores (saves one encoding of the corpus, ~10 s on the sample)
     tuned = Encoder(model_dir, devices=encoding_devices(), remember_windows=True)
@@ -456,7 +481,8 @@ def run_pipeline(
         "pairs": rd.record["stages"].get("pairs", {}),
         "training": rd.record["stages"].get("train", {}),
         "index": rd.record["stages"].get("index", {}),
-        **({"served": rd.record["stages"]["served"]} if config.queries else {}),
+        **({"served": rd.record["stages"]["served"], "served_training": rd.record["stages"].get("served_train", {})}
+           if config.queries else {}),
     }
     report = stage_evaluate(
         rd, dataset, config.train.base, model_dir, dims, config.long_chunks, extra=extra, judge_llm=config.generation.llm,

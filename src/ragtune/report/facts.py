@@ -33,9 +33,9 @@ LABEL_WORDS = {
     "base": "the base model",
 }
 #: Pipeline stages in run order; ``timings`` keys are ``{stage}_s``.
-STAGES = ("chunks", "pairs", "served", "train", "index", "evaluate")
+STAGES = ("chunks", "pairs", "train", "served", "served_train", "index", "evaluate")
 #: Report key holding a stage's record, where it differs from the stage name.
-_STAGE_RECORD = {"train": "training"}
+_STAGE_RECORD = {"train": "training", "served_train": "served_training"}
 
 
 @dataclass(frozen=True)
@@ -265,7 +265,7 @@ def _stage_details(name: str, rec: Mapping[str, Any], report: Mapping[str, Any])
             out.append("by kind: " + ", ".join(f"{k.split(':')[-1]} {_n(v)}" for k, v in kinds.items()))
     elif name == "served" and rec:
         out.extend(served_facts(report))
-    elif name == "train" and rec:
+    elif name in ("train", "served_train") and rec:
         if "steps" in rec:
             line = f"{_n(rec['steps'])} steps over {_n(rec.get('train_pairs', '?'))} pairs"
             loop = rec.get("train_loop_s")
@@ -422,6 +422,9 @@ def served_facts(report: Mapping[str, Any]) -> list[str]:
         f"learned from {_n(rec.get('distinct_queries', 0))} served questions ({_n(rec.get('logged_searches', 0))} "
         f"searches logged): {_n(rec['pairs'])} training pairs, labelled by {by}",
     ]
+    trained = report.get("served_training")
+    if isinstance(trained, Mapping) and "steps" in trained:
+        out.append(f"the tuned model trained further on them: {_n(trained['steps'])} steps")
     left = {k: rec.get(k) for k in ("uncertain", "too_short", "unknown_chunk_ids") if rec.get(k)}
     if left:
         out.append("left out: " + ", ".join(f"{k.replace('_', ' ')} {_n(v)}" for k, v in left.items()))
