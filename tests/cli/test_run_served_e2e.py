@@ -59,3 +59,6 @@ def test_run_with_served_queries_trains_on_them_and_more_logs_redo_training_only
     assert all(second[s]["finished"] == first[s]["finished"] for s in ("chunks", "pairs", "train"))
     assert second["served"]["logged_searches"] == 24
     assert second["served_train"]["finished"] != first["served_train"]["finished"]
+    # the retrained model is indexed and evaluated again: the report speaks of the new logs
+    assert all(second[s]["finished"] != first[s]["finished"] for s in ("index", "evaluate"))
+    assert "learned from 24 served questions" in (work / "report" / "report.md").read_text()

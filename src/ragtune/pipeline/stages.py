@@ -296,25 +296,29 @@ def stage_evaluate(
     ``judge_queries``: how many sampled questions the judge answers and scores per label.
     """
     models: dict[str, Any] = {"base": base} if tuned is None else {"base": base, "tuned": tuned}
+    stages = rd.record.get("stages", {})
+    # the tuned model trained further on served queries follows that stage too (more logs: a new model)
+    served = tuned is not None and Path(tuned) == rd.served_model
     fp = fingerprint("evaluate", dataset.source, len(dataset.queries), model_label(base),
                      rd.relative(Path(tuned)) if tuned is not None else None, list(dims or []), long_chunks, judge_llm,
-                     rd.record.get("stages", {}).get("train", {}).get("fingerprint"), *([baseline] if baseline else []),
+                     stages.get("train", {}).get("fingerprint"), *([baseline] if baseline else []),
                      # only a judged run's non-default sample size enters (earlier runs keep their fingerprint)
-                     *([("judge_queries", judge_queries)] if judge_llm and judge_queries != DEFAULT_MAX_QUERIES else []))
+                     *([("judge_queries", judge_queries)] if judge_llm and judge_queries != DEFAULT_MAX_QUERIES else []),
+                     *([("served_train", stages.get("served_train", {}).get("fingerprint"))] if served else []))
     if rd.stage_done("evaluate", fp, rd.report / "report.json"):
         import json
 
         return json.loads((rd.report / "report.json").read_text())
     from ragtune.encoders.hosted import hosted_baselines
 
-    fusions = {label: HybridConfig(**cfg) for label, cfg in
-               (rd.record.get("stages", {}).get("train", {}).get("hybrid") or {}).items()}
-    if tuned is not None and "tuned" not in fusions:
+    fusions = {label: HybridConfig(**cfg) for label, cfg in (stages.get("train", {}).get("hybrid") or {}).items()}
+    if tuned is not None:  # the fit written beside the model evaluated (model-served/ has its own)
         fusions["tuned"] = read_hybrid(tuned)
     with hosted_baselines(baseline, rd.cache / "embeddings") as hosted, rd.stage("evaluate", fp) as info, task("[5/5] evaluation"):
         results = evaluate_models(dataset, {**models, **(encoders or {}), **hosted}, dims, long_chunks, plain_only=hosted,
                                   hybrid=fusions)
         info.update({label: r.seconds for label, r in results.items()})
+        info["hybrid"] = {label: f.to_json() for label, f in fusions.items()}  # the weights its +hybrid rows used
         info.update({"hosted": {k: h.usage() for k, h in hosted.items()}} if hosted else {})
     names = {label: model_label(m) if label == "base" else str(m) for label, m in models.items()}
     names.update({k: h.spec.spec for k, h in hosted.items()})
