@@ -62,3 +62,16 @@ def test_training_on_served_pairs_brings_their_questions_closer_to_their_chunks(
     assert result.steps == 4 and result.train_pairs == len(pairs)
     after = sims(SentenceTransformer(str(tmp_path / "out"), device="cpu"))
     assert after.mean() > before.mean() + 0.01, (before, after)
+
+
+def test_run_with_queries_and_an_adapter_stops_before_any_stage(tmp_path, capsys, tiny_corpus):
+    """`ragtune run --queries DIR --lora-r 8`: refused up front (not after the synthetic training), no run written."""
+    from tests.helpers import run_inprocess
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    work = tmp_path / "run"
+    code, _, err = run_inprocess(capsys, "run", str(tiny_corpus), "--workdir", str(work), "--queries", str(logs),
+                                 "--lora-r", "8")
+    assert code != 0 and "--lora" in err and "without --queries" in err
+    assert not (work / "chunks.jsonl").exists() and not (work / "model").exists()

@@ -68,6 +68,10 @@ class RunConfig:
             backend_of(fmt)  # ConfigError naming the choices
         if not isinstance(self.judge_queries, int) or self.judge_queries < 1:
             raise ConfigError(f"judge_queries={self.judge_queries!r}: give a positive number of questions to judge")
+        if self.queries:  # an adapter run cannot be trained further on them: say so before hours of training
+            from ragtune.train.served import check_continuable
+
+            check_continuable(self.train)
         check_collection(self.collection)
 
     def to_dict(self) -> dict[str, Any]:

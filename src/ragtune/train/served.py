@@ -38,11 +38,28 @@ from ragtune.pairs.schema import Pair
 from ragtune.train.config import TrainConfig
 from ragtune.train.trainer import TrainResult, train
 
-__all__ = ["SERVED_EPOCHS", "served_config", "train_on_served"]
+__all__ = ["SERVED_EPOCHS", "check_continuable", "served_config", "train_on_served"]
 
 #: epochs over the served pairs (protocol F probes: 4 epochs on the pseudo-labels gained
 #: +0.004 nDCG@10 plain where 2 gained +0.008)
 SERVED_EPOCHS = 2.0
+
+
+def check_continuable(config: TrainConfig) -> None:
+    """Raise unless ``config`` makes a model that training on served queries can continue.
+
+    ``ragtune run`` calls it when it reads ``--queries``, before any stage runs.
+
+    Raises:
+        ConfigError: ``config`` trains a LoRA adapter or a query adapter (their
+            folders are not a model to continue), naming the option to drop.
+    """
+    if config.lora is not None or config.query_adapter is not None:
+        which = "--lora/--peft-method" if config.lora is not None else "--query-adapter"
+        raise ConfigError(
+            f"--queries continues full fine-tuning of the tuned model, which {which} does not produce: "
+            f"drop {which}, or run without --queries"
+        )
 
 
 def served_config(config: TrainConfig, model_dir: str | Path) -> TrainConfig:
@@ -53,16 +70,9 @@ def served_config(config: TrainConfig, model_dir: str | Path) -> TrainConfig:
     again and not mixed back toward ``model_dir`` (its own step is small).
 
     Raises:
-        ConfigError: ``config`` trains a LoRA adapter or a query adapter (their
-            folders are not a model to continue; run without ``--queries`` or
-            without the adapter).
+        ConfigError: see :func:`check_continuable`.
     """
-    if config.lora is not None or config.query_adapter is not None:
-        which = "--lora/--peft-method" if config.lora is not None else "--query-adapter"
-        raise ConfigError(
-            f"--queries continues full fine-tuning of the tuned model, which {which} does not produce: "
-            f"drop {which}, or run without --queries"
-        )
+    check_continuable(config)
     return replace(config, base=str(model_dir), epochs=SERVED_EPOCHS, rotate="none", summarize=False,
                    interpolate="off", early_stopping_patience=0)
 
