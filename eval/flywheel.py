@@ -123,25 +123,6 @@ def pseudo_label(logs: Path, ds: Any, served: Any, judge: Path, alpha: float, be
     return result.pairs
 
 
-def train_served(synthetic: Path, pairs: list, out: Path, args: Any, bench: Bench) -> Path:
-    """The synthetic model trained further on the served pairs, as ``ragtune run --queries`` does."""
-    from ragtune.config import build_config, merge
-    from ragtune.train import TrainConfig
-    from ragtune.train.card import read_card
-    from ragtune.train.served import train_on_served
-
-    cfg = build_config(TrainConfig, merge({"base": args.base}, parse_overrides(args.train)))
-    if out.exists():
-        shutil.rmtree(out)  # a re-run trains afresh on its own log
-    with bench.timed("train_tuned_s"):
-        result = train_on_served(synthetic, pairs, out, cfg, checkpoint_dir=out.with_name(out.name + ".ckpt"))
-    bench.extra["training_tuned"] = result.to_dict() | {"config": read_card(out).get("train")}
-    bench.models["tuned"] = f"{out} (the synthetic model trained further on the served pairs)"
-    print(f"  trained {result.steps} steps on {result.train_pairs} served pairs in {bench.timings['train_tuned_s']:.1f} s",
-          flush=True)
-    return out
-
-
 def retag(bench: Bench, label: str) -> None:
     """``run._train`` records under ``tuned`` / ``train_s``: file the model just trained under ``label``."""
     bench.timings[f"train_{label}_s"] = bench.timings.pop("train_s")
@@ -212,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         logs = serve_and_log(synthetic, uber.corpus, list(served_ds.queries.values()), args.workdir, bench)
         served_pairs = pseudo_label(logs, uber, served_ds, synthetic, bench.fusions["synthetic"].alpha, bench)
 
-        tuned = train_served(synthetic, served_pairs, args.workdir / "f_logs_model", args, bench)
+        tuned = run._train(served_pairs, args.workdir / "f_logs_model", parse_overrides(args.train), bench, args.base,
+                           start=synthetic)
+        retag(bench, "tuned")
+        bench.models["tuned"] += " (the synthetic model trained further on the served pairs)"
         bench.extra["pairs_by_source"] = {"synthetic": sum(p.split != "val" for p in gen.pairs),
                                           "served": len(served_pairs)}
         bench.fit({"tuned": str(tuned)}, held_out)

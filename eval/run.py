@@ -31,14 +31,23 @@ from ragtune import console, progress
 PROTOCOLS = ("T1", "T2", "A", "G", "M", "anchor")
 
 
-def _train(pairs, out_dir: Path, overrides: dict, bench: Bench, base: str | None, chunks=None):
-    """Train with ragtune's defaults (+ overrides); ``chunks``: texts of the corpus to be searched, if trained on."""
+def _train(pairs, out_dir: Path, overrides: dict, bench: Bench, base: str | None, chunks=None, start: Path | None = None):
+    """Train with ragtune's defaults (+ overrides); ``chunks``: texts of the corpus to be searched, if trained on.
+
+    ``start``: a tuned model to train further on ``pairs`` (served-query pairs), as
+    ``ragtune run --queries`` does (:func:`ragtune.train.served.train_on_served`).
+    """
     from ragtune.config import build_config, merge
     from ragtune.train import TrainConfig, train
+    from ragtune.train.served import train_on_served
 
     cfg = build_config(TrainConfig, merge({"base": base}, overrides))
+    ckpt = out_dir.with_name(out_dir.name + ".ckpt")
     with bench.timed("train_s"):
-        result = train(pairs, out_dir, cfg, checkpoint_dir=out_dir.with_name(out_dir.name + ".ckpt"), chunks=chunks)
+        if start is not None:
+            result = train_on_served(start, pairs, out_dir, cfg, checkpoint_dir=ckpt)
+        else:
+            result = train(pairs, out_dir, cfg, checkpoint_dir=ckpt, chunks=chunks)
     size = sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file())
     # the config as trained: the card's, with the defaults that follow the model resolved (learning rate)
     from ragtune.train.card import read_card
@@ -256,9 +265,6 @@ def generate_and_train(args, bench: Bench, pdf: str, model_name: str, reuse: Pat
         "pairs_per_s": round(len(gen.pairs) / bench.timings["generate_s"], 1),
     }
     print(f"  generated {len(gen.pairs)} pairs from {len(corpus.chunks)} chunks in {bench.timings['generate_s']:.1f} s", flush=True)
-    # A tunes on the corpus it then searches (what `ragtune run` does), so training
-    # gets its chunks; T2 searches Uber after tuning on Lyft: nothing to summarize
-    searched = [c.text for c in corpus.chunks] if pdf == "uber_2021.pdf" else _searched_texts(args)
     if reuse is not None:
         from ragtune.train.card import read_card
 
@@ -268,6 +274,9 @@ def generate_and_train(args, bench: Bench, pdf: str, model_name: str, reuse: Pat
         bench.models["tuned"] = str(reuse)
         print(f"  reusing {reuse} (trained {card['result']['steps']} steps on {card['result']['train_pairs']} pairs)", flush=True)
         return corpus, gen, Path(reuse)
+    # A tunes on the corpus it then searches (what `ragtune run` does), so training
+    # gets its chunks; T2 searches Uber after tuning on Lyft: nothing to summarize
+    searched = [c.text for c in corpus.chunks] if pdf == "uber_2021.pdf" else _searched_texts(args)
     pairs = _repeat_lexical_misses(gen.pairs, corpus.chunks, args.lexical_misses, bench)
     tuned = _train(pairs, args.workdir / model_name, parse_overrides(args.train), bench, args.base, searched)
     return corpus, gen, tuned
